@@ -1,0 +1,89 @@
+//! Bearer-token verification. The transport layer only sees [`TokenVerifier`] and
+//! [`Principal`]; which AS issued the token and how it is checked (local JWKS or
+//! RFC 7662 introspection) is chosen by configuration.
+
+use futures::future::BoxFuture;
+use shared::ScopeSet;
+
+/// Who is calling, as established from a verified access token. Holds no token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// `sub`: the user (or, for client_credentials tokens, the client).
+    pub subject: String,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub roles: Vec<String>,
+    pub client_id: Option<String>,
+    pub scopes: ScopeSet,
+    pub audience: Vec<String>,
+    pub issuer: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// `jti`, when the AS sets one.
+    pub token_id: Option<String>,
+}
+
+/// Why a token was refused. Every variant maps to HTTP 401 with
+/// `error="invalid_token"`, except `Unavailable`, which maps to 503 only when no
+/// cached material could decide (never 500).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token uses a disallowed algorithm")]
+    DisallowedAlgorithm,
+    #[error("token was signed by an unknown key")]
+    UnknownKey,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not yet valid")]
+    NotYetValid,
+    #[error("token was issued by another issuer")]
+    WrongIssuer,
+    #[error("token was minted for another resource")]
+    WrongAudience,
+    #[error("token has the wrong type")]
+    WrongType,
+    #[error("token is not active")]
+    Inactive,
+    #[error("authorization server unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl VerifyError {
+    /// Short label for metrics (`auth_failures_total{reason=...}`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::Malformed => "malformed",
+            VerifyError::BadSignature => "bad_signature",
+            VerifyError::DisallowedAlgorithm => "disallowed_alg",
+            VerifyError::UnknownKey => "unknown_kid",
+            VerifyError::Expired => "expired",
+            VerifyError::NotYetValid => "not_yet_valid",
+            VerifyError::WrongIssuer => "wrong_issuer",
+            VerifyError::WrongAudience => "wrong_audience",
+            VerifyError::WrongType => "wrong_type",
+            VerifyError::Inactive => "inactive",
+            VerifyError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// Verifies bearer tokens. Implementations cache: a token seen before must be
+/// answered in microseconds without a signature check or a network call.
+pub trait TokenVerifier: Send + Sync + 'static {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Principal, VerifyError>>;
+    /// `"jwks"` or `"introspection"`, shown by the `auth_status` and `oauth_info` tools.
+    fn mode(&self) -> &'static str;
+    /// Key ids currently cached (empty for introspection).
+    fn key_ids(&self) -> Vec<String>;
+    /// Whether the verifier has what it needs to verify (keys loaded); drives `/readyz`.
+    fn is_ready(&self) -> bool;
+    /// Refuse tokens with this `jti` from now on (until `expires_at`, unix seconds) and
+    /// drop them from every cache: called after the admin tool revokes a grant, since a
+    /// JWT verified locally would otherwise stay valid until it expires.
+    fn deny_token_id(&self, token_id: &str, expires_at: i64);
+}
