@@ -1,0 +1,149 @@
+//! Redirect URI rules: what may be registered, and how a requested URI matches a
+//! registered one (exact string match, except that loopback redirects may vary the
+//! port, RFC 8252 §7.3).
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectUriError {
+    #[error("redirect URI {0:?} is not an absolute URI")]
+    NotAbsolute(String),
+    #[error("redirect URI {0:?} must not contain a fragment")]
+    Fragment(String),
+    #[error("redirect URI {0:?} must use https, or http on a loopback host (127.0.0.1, [::1], localhost)")]
+    InsecureHttp(String),
+    #[error("redirect URI {0:?} uses a forbidden scheme")]
+    ForbiddenScheme(String),
+    #[error("redirect URI {0:?} must not carry credentials")]
+    Credentials(String),
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "data", "vbscript", "file", "about", "blob", "ftp", "ws", "wss"];
+
+/// Whether `uri` may be registered: absolute, no fragment, no userinfo; https, http on
+/// loopback, or a private-use scheme for native apps (RFC 8252 §7.1).
+pub fn validate_registered(uri: &str) -> Result<(), RedirectUriError> {
+    let parsed = url::Url::parse(uri).map_err(|_| RedirectUriError::NotAbsolute(uri.into()))?;
+    if parsed.fragment().is_some() || uri.contains('#') {
+        return Err(RedirectUriError::Fragment(uri.into()));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(RedirectUriError::Credentials(uri.into()));
+    }
+    match parsed.scheme() {
+        "https" => {
+            if parsed.host_str().is_none_or(str::is_empty) {
+                return Err(RedirectUriError::NotAbsolute(uri.into()));
+            }
+            Ok(())
+        }
+        "http" => {
+            if parsed.host_str().is_some_and(is_loopback_host) {
+                Ok(())
+            } else {
+                Err(RedirectUriError::InsecureHttp(uri.into()))
+            }
+        }
+        s if FORBIDDEN_SCHEMES.contains(&s) => Err(RedirectUriError::ForbiddenScheme(uri.into())),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a requested redirect URI matches one registered URI.
+pub fn matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let (Ok(reg), Ok(req)) = (url::Url::parse(registered), url::Url::parse(requested)) else {
+        return false;
+    };
+    // RFC 8252 §7.3: for loopback IP redirects the port may vary. We also apply it
+    // to `localhost`, which several native clients register.
+    if reg.scheme() != "http" || req.scheme() != "http" {
+        return false;
+    }
+    let (Some(reg_host), Some(req_host)) = (reg.host_str(), req.host_str()) else {
+        return false;
+    };
+    if !is_loopback_host(reg_host) || !reg_host.eq_ignore_ascii_case(req_host) {
+        return false;
+    }
+    reg.path() == req.path()
+        && reg.query() == req.query()
+        && req.fragment().is_none()
+        && req.username().is_empty()
+        && req.password().is_none()
+}
+
+/// Finds the registered URI the request may use. With no `redirect_uri` in the
+/// request, a client with exactly one registered URI uses it.
+pub fn resolve<'a>(registered: &'a [String], requested: Option<&'a str>) -> Option<&'a str> {
+    match requested {
+        Some(req) => registered.iter().any(|r| matches(r, req)).then_some(req),
+        None if registered.len() == 1 => registered.first().map(String::as_str),
+        None => None,
+    }
+}
+
+/// The host (and port) shown on the consent page.
+pub fn display_host(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => format!("{}:", u.scheme()),
+        },
+        Err(_) => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_rules() {
+        assert!(validate_registered("https://app.example/cb").is_ok());
+        assert!(validate_registered("http://localhost:6274/oauth/callback").is_ok());
+        assert!(validate_registered("http://127.0.0.1/callback").is_ok());
+        assert!(validate_registered("http://[::1]:8080/cb").is_ok());
+        assert!(validate_registered("com.example.app:/oauth").is_ok());
+        assert_eq!(
+            validate_registered("http://evil.example/cb"),
+            Err(RedirectUriError::InsecureHttp("http://evil.example/cb".into()))
+        );
+        assert!(validate_registered("https://app.example/cb#frag").is_err());
+        assert!(validate_registered("javascript:alert(1)").is_err());
+        assert!(validate_registered("/relative").is_err());
+        assert!(validate_registered("https://user:pw@app.example/cb").is_err());
+    }
+
+    #[test]
+    fn exact_match_and_loopback_port_rule() {
+        assert!(matches("https://app.example/cb", "https://app.example/cb"));
+        assert!(!matches("https://app.example/cb", "https://app.example/cb/"));
+        assert!(!matches("https://app.example:443/cb", "https://app.example:8443/cb"));
+        assert!(matches("http://127.0.0.1/callback", "http://127.0.0.1:53123/callback"));
+        assert!(matches("http://localhost:3000/callback", "http://localhost:4000/callback"));
+        assert!(matches("http://[::1]/cb", "http://[::1]:9999/cb"));
+        assert!(!matches("http://127.0.0.1/callback", "http://127.0.0.1:53123/other"));
+        assert!(!matches("http://127.0.0.1/callback", "http://localhost:53123/callback"));
+        assert!(!matches("http://127.0.0.1/callback", "http://127.0.0.1.evil.example/callback"));
+    }
+
+    #[test]
+    fn resolve_defaults_only_with_one_uri() {
+        let one = vec!["https://a/cb".to_string()];
+        let two = vec!["https://a/cb".to_string(), "https://b/cb".to_string()];
+        assert_eq!(resolve(&one, None), Some("https://a/cb"));
+        assert_eq!(resolve(&two, None), None);
+        assert_eq!(resolve(&two, Some("https://b/cb")), Some("https://b/cb"));
+        assert_eq!(resolve(&two, Some("https://c/cb")), None);
+    }
+}

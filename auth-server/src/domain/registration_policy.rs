@@ -1,0 +1,265 @@
+//! Dynamic client registration (RFC 7591) rules: which metadata we accept, the
+//! defaults we fill in, and the errors (`invalid_redirect_uri`,
+//! `invalid_client_metadata`) for everything else.
+
+use serde::{Deserialize, Serialize};
+use shared::ScopeSet;
+
+use super::redirect_uri;
+use super::scope_policy::known_user_scopes;
+
+pub const AUTH_METHODS: &[&str] = &["none", "client_secret_post", "client_secret_basic"];
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("{0}")]
+    InvalidRedirectUri(String),
+    #[error("{0}")]
+    InvalidClientMetadata(String),
+}
+
+impl RegistrationError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistrationError::InvalidRedirectUri(_) => "invalid_redirect_uri",
+            RegistrationError::InvalidClientMetadata(_) => "invalid_client_metadata",
+        }
+    }
+}
+
+/// The registration request as sent. Unknown members are ignored (RFC 7591 §2).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RegistrationRequest {
+    pub redirect_uris: Option<Vec<String>>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub response_types: Option<Vec<String>>,
+    pub client_name: Option<String>,
+    pub client_uri: Option<String>,
+    pub logo_uri: Option<String>,
+    pub scope: Option<String>,
+    pub contacts: Option<Vec<String>>,
+    pub tos_uri: Option<String>,
+    pub policy_uri: Option<String>,
+    pub software_id: Option<String>,
+    pub software_version: Option<String>,
+    pub application_type: Option<String>,
+    /// RFC 7592 update requests carry the client_id (must match).
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+/// Validated metadata, as stored and as echoed back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    pub redirect_uris: Vec<String>,
+    pub token_endpoint_auth_method: String,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    /// Always present (possibly empty) so clients see what they may request.
+    pub scope: String,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub contacts: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software_version: Option<String>,
+    pub application_type: String,
+}
+
+impl ClientMetadata {
+    pub fn is_confidential(&self) -> bool {
+        self.token_endpoint_auth_method != "none"
+    }
+}
+
+const MAX_TEXT: usize = 256;
+const MAX_URI: usize = 2048;
+
+fn text(field: &str, value: Option<String>) -> Result<Option<String>, RegistrationError> {
+    match value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
+        Some(v) if v.len() > MAX_TEXT => Err(RegistrationError::InvalidClientMetadata(format!(
+            "{field} is longer than {MAX_TEXT} characters"
+        ))),
+        Some(v) if v.chars().any(char::is_control) => Err(RegistrationError::InvalidClientMetadata(format!(
+            "{field} contains control characters"
+        ))),
+        other => Ok(other),
+    }
+}
+
+fn web_uri(field: &str, value: Option<String>) -> Result<Option<String>, RegistrationError> {
+    match value.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => {
+            let ok = v.len() <= MAX_URI
+                && url::Url::parse(&v).is_ok_and(|u| u.scheme() == "https" || u.scheme() == "http");
+            if ok {
+                Ok(Some(v))
+            } else {
+                Err(RegistrationError::InvalidClientMetadata(format!("{field} must be an http(s) URL")))
+            }
+        }
+    }
+}
+
+/// Validates a registration (or RFC 7592 update) request.
+pub fn validate(req: RegistrationRequest, max_redirect_uris: usize) -> Result<ClientMetadata, RegistrationError> {
+    let invalid = |m: &str| RegistrationError::InvalidClientMetadata(m.to_string());
+
+    let grant_types = req.grant_types.unwrap_or_else(|| vec!["authorization_code".into()]);
+    if grant_types.is_empty() {
+        return Err(invalid("grant_types must not be empty"));
+    }
+    for g in &grant_types {
+        if g != "authorization_code" && g != "refresh_token" {
+            return Err(invalid(&format!("unsupported grant type {g:?}")));
+        }
+    }
+    let response_types = req.response_types.unwrap_or_else(|| vec!["code".into()]);
+    for r in &response_types {
+        if r != "code" {
+            return Err(invalid(&format!("unsupported response type {r:?}")));
+        }
+    }
+    let uses_code = grant_types.iter().any(|g| g == "authorization_code");
+    if uses_code != response_types.iter().any(|r| r == "code") {
+        return Err(invalid("grant_types authorization_code and response_types code go together"));
+    }
+
+    let method = req
+        .token_endpoint_auth_method
+        .unwrap_or_else(|| "client_secret_basic".into());
+    if !AUTH_METHODS.contains(&method.as_str()) {
+        return Err(invalid(&format!(
+            "token_endpoint_auth_method must be one of {}",
+            AUTH_METHODS.join(", ")
+        )));
+    }
+
+    let application_type = req.application_type.unwrap_or_else(|| "web".into());
+    if application_type != "web" && application_type != "native" {
+        return Err(invalid("application_type must be \"web\" or \"native\""));
+    }
+
+    let redirect_uris = req.redirect_uris.unwrap_or_default();
+    if uses_code && redirect_uris.is_empty() {
+        return Err(RegistrationError::InvalidRedirectUri(
+            "redirect_uris is required for the authorization_code grant".into(),
+        ));
+    }
+    if redirect_uris.len() > max_redirect_uris {
+        return Err(RegistrationError::InvalidRedirectUri(format!(
+            "at most {max_redirect_uris} redirect_uris are allowed"
+        )));
+    }
+    for uri in &redirect_uris {
+        if uri.len() > MAX_URI {
+            return Err(RegistrationError::InvalidRedirectUri("redirect URI is too long".into()));
+        }
+        redirect_uri::validate_registered(uri).map_err(|e| RegistrationError::InvalidRedirectUri(e.to_string()))?;
+    }
+
+    // Accept `scope: ""`. Scopes we do not offer to users are dropped (RFC 7591 §2:
+    // the server may replace requested values).
+    let mut scope = ScopeSet::parse(req.scope.as_deref().unwrap_or(""))
+        .map_err(|e| invalid(&format!("scope: {e}")))?;
+    let known = known_user_scopes();
+    scope.retain(|s| known.contains_literal(s));
+
+    let mut contacts = req.contacts.unwrap_or_default();
+    contacts.truncate(10);
+    for c in &contacts {
+        if c.len() > MAX_TEXT || c.chars().any(char::is_control) {
+            return Err(invalid("contacts entries must be short plain strings"));
+        }
+    }
+
+    Ok(ClientMetadata {
+        redirect_uris,
+        token_endpoint_auth_method: method,
+        grant_types,
+        response_types,
+        client_name: text("client_name", req.client_name)?,
+        client_uri: web_uri("client_uri", req.client_uri)?,
+        logo_uri: web_uri("logo_uri", req.logo_uri)?,
+        scope: scope.to_string(),
+        contacts,
+        tos_uri: web_uri("tos_uri", req.tos_uri)?,
+        policy_uri: web_uri("policy_uri", req.policy_uri)?,
+        software_id: text("software_id", req.software_id)?,
+        software_version: text("software_version", req.software_version)?,
+        application_type,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn req(uris: &[&str]) -> RegistrationRequest {
+        RegistrationRequest {
+            redirect_uris: Some(uris.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn inspector_native_registration_is_accepted() {
+        let mut r = req(&["http://localhost:6274/oauth/callback"]);
+        r.application_type = Some("native".into());
+        r.token_endpoint_auth_method = Some("none".into());
+        r.grant_types = Some(vec!["authorization_code".into(), "refresh_token".into()]);
+        r.scope = Some(String::new());
+        let m = validate(r, 10).unwrap();
+        assert!(!m.is_confidential());
+        assert_eq!(m.scope, "");
+        assert_eq!(m.response_types, vec!["code"]);
+    }
+
+    #[test]
+    fn defaults_follow_rfc7591() {
+        let m = validate(req(&["https://app.example/cb"]), 10).unwrap();
+        assert_eq!(m.token_endpoint_auth_method, "client_secret_basic");
+        assert_eq!(m.grant_types, vec!["authorization_code"]);
+        assert_eq!(m.application_type, "web");
+    }
+
+    #[test]
+    fn rejects_bad_metadata() {
+        assert_eq!(validate(req(&[]), 10).unwrap_err().code(), "invalid_redirect_uri");
+        assert_eq!(validate(req(&["http://evil.example/cb"]), 10).unwrap_err().code(), "invalid_redirect_uri");
+        let mut r = req(&["https://a/cb"]);
+        r.grant_types = Some(vec!["implicit".into()]);
+        assert_eq!(validate(r, 10).unwrap_err().code(), "invalid_client_metadata");
+        let mut r = req(&["https://a/cb"]);
+        r.token_endpoint_auth_method = Some("private_key_jwt".into());
+        assert_eq!(validate(r, 10).unwrap_err().code(), "invalid_client_metadata");
+        let mut r = req(&["https://a/cb"]);
+        r.application_type = Some("desktop".into());
+        assert!(validate(r, 10).is_err());
+        let mut r = req(&["https://a/cb"]);
+        r.response_types = Some(vec!["token".into()]);
+        assert!(validate(r, 10).is_err());
+        assert!(validate(req(&["https://a/1", "https://a/2"]), 1).is_err());
+    }
+
+    #[test]
+    fn unknown_scopes_are_dropped() {
+        let mut r = req(&["https://a/cb"]);
+        r.scope = Some("mcp:read auth:admin other".into());
+        assert_eq!(validate(r, 10).unwrap().scope, "mcp:read");
+    }
+}

@@ -1,0 +1,160 @@
+//! Token formats: RFC 9068 JWT access tokens (`typ: at+jwt`), OIDC ID tokens, and
+//! the token endpoint's JSON answer. Refresh tokens and codes are opaque random
+//! strings stored only as SHA-256.
+
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+use shared::claims::{AccessTokenClaims, ACCESS_TOKEN_TYP};
+
+use super::keys::KeyRing;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token signing failed")]
+    Sign,
+    #[error("token is not a valid access token")]
+    Invalid,
+    #[error("token has expired")]
+    Expired,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nonce: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub preferred_username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub email: Option<String>,
+    pub azp: String,
+}
+
+/// The successful token endpoint answer (RFC 6749 §5.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+pub fn mint_access_token(ring: &KeyRing, claims: &AccessTokenClaims) -> Result<String, TokenError> {
+    let mut header = Header::new(Algorithm::ES256);
+    header.typ = Some(ACCESS_TOKEN_TYP.into());
+    header.kid = Some(ring.active.kid.clone());
+    jsonwebtoken::encode(&header, claims, &ring.active.encoding).map_err(|_| TokenError::Sign)
+}
+
+pub fn mint_id_token(ring: &KeyRing, claims: &IdTokenClaims) -> Result<String, TokenError> {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(ring.active.kid.clone());
+    jsonwebtoken::encode(&header, claims, &ring.active.encoding).map_err(|_| TokenError::Sign)
+}
+
+/// Whether a string has the shape of a JWS compact serialisation.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.len() < 8192 && token.split('.').count() == 3
+}
+
+/// Verifies one of our access tokens: `typ`, a known `kid`, the ES256 signature,
+/// `iss` and `exp`/`nbf` (30 s leeway). The audience is checked by the caller.
+pub fn verify_access_token(ring: &KeyRing, token: &str, issuer: &str) -> Result<AccessTokenClaims, TokenError> {
+    if !looks_like_jwt(token) {
+        return Err(TokenError::Invalid);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+    if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) || header.alg != Algorithm::ES256 {
+        return Err(TokenError::Invalid);
+    }
+    let kid = header.kid.ok_or(TokenError::Invalid)?;
+    let key = ring.verifying.get(&kid).ok_or(TokenError::Invalid)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.leeway = 30;
+    validation.validate_aud = false;
+    validation.validate_nbf = true;
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    match jsonwebtoken::decode::<AccessTokenClaims>(token, key, &validation) {
+        Ok(data) => Ok(data.claims),
+        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
+        Err(_) => Err(TokenError::Invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::domain::keys;
+    use shared::claims::Audience;
+
+    fn claims(exp: i64) -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: "http://as".into(),
+            sub: "u1".into(),
+            aud: Audience::One("http://rs/mcp".into()),
+            exp,
+            iat: exp - 900,
+            nbf: Some(exp - 900),
+            jti: "j1".into(),
+            client_id: "c".into(),
+            scope: "mcp:read".into(),
+            preferred_username: Some("demo".into()),
+            name: None,
+            email: None,
+            roles: Some(vec!["user".into()]),
+        }
+    }
+
+    #[test]
+    fn mint_and_verify() {
+        let now = crate::domain::now();
+        let ring = keys::KeyRing::from_stored(&[keys::generate(now).unwrap()], now, 900).unwrap();
+        let token = mint_access_token(&ring, &claims(now + 900)).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(ring.active.kid.as_str()));
+        let got = verify_access_token(&ring, &token, "http://as").unwrap();
+        assert_eq!(got.sub, "u1");
+        assert_eq!(verify_access_token(&ring, &token, "http://other"), Err(TokenError::Invalid));
+        let expired = mint_access_token(&ring, &claims(now - 120)).unwrap();
+        assert_eq!(verify_access_token(&ring, &expired, "http://as"), Err(TokenError::Expired));
+        assert_eq!(verify_access_token(&ring, "a.b.c", "http://as"), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn id_tokens_are_not_access_tokens() {
+        let now = crate::domain::now();
+        let ring = keys::KeyRing::from_stored(&[keys::generate(now).unwrap()], now, 900).unwrap();
+        let id = mint_id_token(
+            &ring,
+            &IdTokenClaims {
+                iss: "http://as".into(),
+                sub: "u1".into(),
+                aud: "c".into(),
+                exp: now + 900,
+                iat: now,
+                auth_time: now,
+                nonce: None,
+                preferred_username: None,
+                name: None,
+                email: None,
+                azp: "c".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(verify_access_token(&ring, &id, "http://as"), Err(TokenError::Invalid));
+    }
+}

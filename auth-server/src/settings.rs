@@ -1,0 +1,323 @@
+//! Typed configuration: compiled-in defaults, then a TOML file, then `AUTH__...`
+//! environment variables (see `shared::settings::load`). `Settings::validate` runs at
+//! start-up and names the offending key in its message.
+
+use serde::{Deserialize, Serialize};
+use shared::Secret;
+use std::path::Path;
+
+use crate::cimd::CimdSettings;
+use crate::ratelimit::RateLimitSettings;
+
+/// Dotted keys whose environment value is a comma-separated list.
+pub const LIST_KEYS: &[&str] = &[
+    "server.trusted_proxies",
+    "oauth.resources",
+    "oauth.default_scopes",
+];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub oauth: OAuthSettings,
+    pub registration: RegistrationSettings,
+    pub demo: DemoSettings,
+    pub rate_limit: RateLimitSettings,
+    pub cimd: CimdSettings,
+    /// Pre-registered clients (`[[clients]]` tables in TOML).
+    pub clients: Vec<ClientConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    pub listen: String,
+    /// The issuer identifier, used byte for byte in metadata, `iss` claims and the
+    /// `iss` authorization response parameter.
+    pub issuer: String,
+    /// Proxies whose `X-Forwarded-For` is trusted (IP addresses or CIDR ranges).
+    pub trusted_proxies: Vec<String>,
+    /// Maximum size of a request body (form or JSON), in bytes.
+    pub max_body_bytes: usize,
+    /// Worker threads; 0 means one per CPU.
+    pub workers: usize,
+    /// Lifetime of the login session cookie, in seconds.
+    pub session_ttl_secs: i64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:3001".into(),
+            issuer: "http://localhost:3001".into(),
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            workers: 0,
+            session_ttl_secs: 8 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    /// The SQLite file (parent directories are created).
+    pub path: String,
+    /// Optional full database URL (e.g. `postgres://...`); wins over `path` when set.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            path: "data/auth-server.db".into(),
+            url: String::new(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OAuthSettings {
+    /// The resources (RFC 8707) this server may mint tokens for.
+    pub resources: Vec<String>,
+    /// Scopes granted when an authorization request carries no `scope`.
+    pub default_scopes: Vec<String>,
+    pub access_token_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub authorization_code_ttl_secs: i64,
+    /// A rotated refresh token presented again within this window (concurrent retries)
+    /// gets fresh tokens instead of revoking the family.
+    pub refresh_grace_secs: i64,
+    /// Issue a refresh token to clients registered for the `refresh_token` grant even
+    /// without `offline_access`.
+    pub refresh_for_refresh_grant_clients: bool,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        Self {
+            resources: vec!["http://localhost:3000/mcp".into()],
+            default_scopes: vec![shared::scopes::MCP_READ.into()],
+            access_token_ttl_secs: 900,
+            id_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            authorization_code_ttl_secs: 60,
+            refresh_grace_secs: 10,
+            refresh_for_refresh_grant_clients: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistrationSettings {
+    /// Dynamic client registration (RFC 7591) at `/register`.
+    pub enabled: bool,
+    pub max_redirect_uris: usize,
+}
+
+impl Default for RegistrationSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_redirect_uris: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DemoSettings {
+    /// Seeds the tutorial users and mcp-server's confidential client.
+    pub enabled: bool,
+    pub mcp_server_client_secret: Secret,
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            mcp_server_client_secret: Secret::new("demo-mcp-server-secret"),
+        }
+    }
+}
+
+/// A client registered in configuration. Confidential clients give either the
+/// SHA-256 of their secret (`client_secret_sha256`, base64url, preferred) or the
+/// secret itself (`client_secret`, hashed before it is stored).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientConfig {
+    pub client_id: String,
+    pub client_name: String,
+    pub client_secret: Secret,
+    pub client_secret_sha256: String,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    /// Space-delimited scopes the client may obtain.
+    pub scope: String,
+    /// May call `/introspect`.
+    pub can_introspect: bool,
+}
+
+impl Settings {
+    pub fn load(file: Option<&Path>) -> Result<Self, shared::settings::SettingsError> {
+        shared::settings::load(file, "AUTH", LIST_KEYS)
+    }
+
+    /// The issuer with no trailing slash (the form used everywhere).
+    pub fn issuer(&self) -> String {
+        self.server.issuer.trim_end_matches('/').to_string()
+    }
+
+    /// Canonical forms of the configured resources.
+    pub fn canonical_resources(&self) -> Vec<String> {
+        self.oauth
+            .resources
+            .iter()
+            .filter_map(|r| shared::resource::canonical_url(r).ok())
+            .collect()
+    }
+
+    pub fn database_url(&self) -> String {
+        if !self.database.url.is_empty() {
+            return self.database.url.clone();
+        }
+        format!("sqlite://{}?mode=rwc", self.database.path)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let issuer = url::Url::parse(&self.server.issuer)
+            .map_err(|e| format!("server.issuer {:?} is not a URL: {e}", self.server.issuer))?;
+        if issuer.scheme() != "https" && issuer.scheme() != "http" {
+            return Err(format!("server.issuer {:?} must be an http(s) URL", self.server.issuer));
+        }
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(format!(
+                "server.issuer {:?} must not have a query or fragment (RFC 8414 §2)",
+                self.server.issuer
+            ));
+        }
+        if issuer.scheme() == "http" && !crate::domain::redirect_uri::is_loopback_host(issuer.host_str().unwrap_or("")) {
+            log::warn!("server.issuer uses plain http on a non-loopback host; use https in production");
+        }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err()
+            && !self.server.listen.contains(':')
+        {
+            return Err(format!("server.listen {:?} must be HOST:PORT", self.server.listen));
+        }
+        for proxy in &self.server.trusted_proxies {
+            if !is_ip_or_cidr(proxy) {
+                return Err(format!(
+                    "server.trusted_proxies: {proxy:?} is neither an IP address nor a CIDR range"
+                ));
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err("server.max_body_bytes must be at least 1024".into());
+        }
+        if self.database.url.is_empty() && self.database.path.trim().is_empty() {
+            return Err("database.path must not be empty".into());
+        }
+        if self.oauth.resources.is_empty() {
+            return Err("oauth.resources must list at least one resource URL".into());
+        }
+        for r in &self.oauth.resources {
+            shared::resource::canonical_url(r).map_err(|e| format!("oauth.resources: {e}"))?;
+        }
+        let known = crate::domain::scope_policy::known_user_scopes();
+        for s in &self.oauth.default_scopes {
+            if !known.contains_literal(s) {
+                return Err(format!("oauth.default_scopes: unknown scope {s:?}"));
+            }
+        }
+        let positive = [
+            ("oauth.access_token_ttl_secs", self.oauth.access_token_ttl_secs),
+            ("oauth.id_token_ttl_secs", self.oauth.id_token_ttl_secs),
+            ("oauth.refresh_token_ttl_secs", self.oauth.refresh_token_ttl_secs),
+            ("oauth.authorization_code_ttl_secs", self.oauth.authorization_code_ttl_secs),
+            ("server.session_ttl_secs", self.server.session_ttl_secs),
+        ];
+        for (key, value) in positive {
+            if value <= 0 {
+                return Err(format!("{key} must be positive"));
+            }
+        }
+        if self.oauth.refresh_grace_secs < 0 {
+            return Err("oauth.refresh_grace_secs must not be negative".into());
+        }
+        if self.demo.enabled && self.demo.mcp_server_client_secret.expose().len() < 8 {
+            return Err("demo.mcp_server_client_secret must have at least 8 characters".into());
+        }
+        for c in &self.clients {
+            if c.client_id.trim().is_empty() {
+                return Err("clients: client_id must not be empty".into());
+            }
+            if crate::cimd::is_cimd_client_id(&c.client_id) {
+                return Err(format!("clients: {:?}: an https URL client_id is reserved for metadata documents", c.client_id));
+            }
+            shared::ScopeSet::parse(&c.scope).map_err(|e| format!("clients: {:?}: {e}", c.client_id))?;
+            for uri in &c.redirect_uris {
+                crate::domain::redirect_uri::validate_registered(uri)
+                    .map_err(|e| format!("clients: {:?}: {e}", c.client_id))?;
+            }
+            for g in &c.grant_types {
+                if !["authorization_code", "refresh_token", "client_credentials"].contains(&g.as_str()) {
+                    return Err(format!("clients: {:?}: unsupported grant type {g:?}", c.client_id));
+                }
+            }
+            let confidential = !c.client_secret.is_empty() || !c.client_secret_sha256.is_empty();
+            if c.grant_types.iter().any(|g| g == "client_credentials") && !confidential {
+                return Err(format!("clients: {:?}: client_credentials needs a secret", c.client_id));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_ip_or_cidr(raw: &str) -> bool {
+    let (ip, prefix) = match raw.split_once('/') {
+        Some((ip, prefix)) => (ip, Some(prefix)),
+        None => (raw, None),
+    };
+    let Ok(ip) = ip.trim().parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    match prefix {
+        None => true,
+        Some(p) => p
+            .trim()
+            .parse::<u8>()
+            .is_ok_and(|p| p <= if ip.is_ipv4() { 32 } else { 128 }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut s = Settings::default();
+        s.server.issuer = "not a url".into();
+        assert!(s.validate().unwrap_err().contains("server.issuer"));
+        let mut s = Settings::default();
+        s.oauth.resources = vec!["ftp://x".into()];
+        assert!(s.validate().unwrap_err().contains("oauth.resources"));
+        let mut s = Settings::default();
+        s.oauth.default_scopes = vec!["nope".into()];
+        assert!(s.validate().unwrap_err().contains("default_scopes"));
+    }
+}

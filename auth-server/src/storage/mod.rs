@@ -1,0 +1,239 @@
+//! Persistence behind one trait, so that handlers never see SQL. `sql::SqlStore`
+//! implements it on the sqlx `Any` driver (SQLite today, PostgreSQL with the same
+//! schema). Every multi-row change is one transaction inside the implementation.
+
+pub mod sql;
+
+use crate::domain::keys::StoredKey;
+use crate::domain::registration_policy::ClientMetadata;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone)]
+pub struct UserRecord {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub client_name: Option<String>,
+    /// SHA-256 (base64url) of the secret; `None` for public clients.
+    pub secret_hash: Option<String>,
+    pub metadata: ClientMetadata,
+    /// `dcr`, `config`, `demo` or `cimd`.
+    pub source: String,
+    pub registration_token_hash: Option<String>,
+    pub can_introspect: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ClientRecord {
+    pub fn display_name(&self) -> &str {
+        self.client_name.as_deref().unwrap_or(&self.client_id)
+    }
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.metadata.grant_types.iter().any(|g| g == grant)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthCodeRecord {
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub resource: String,
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub grant_id: Option<String>,
+}
+
+/// The outcome of redeeming a code: single use, and a replay reports the grant the
+/// first redemption created so that it can be revoked.
+#[derive(Debug)]
+pub enum CodeRedemption {
+    Fresh(AuthCodeRecord),
+    Replayed(AuthCodeRecord),
+    NotFound,
+}
+
+#[derive(Debug, Clone)]
+pub struct GrantRecord {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub client_id: String,
+    pub scope: String,
+    pub resource: String,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshRecord {
+    pub token_hash: String,
+    pub grant_id: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub rotated_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessTokenRecord {
+    pub jti: String,
+    pub grant_id: Option<String>,
+    pub client_id: String,
+    pub user_id: Option<String>,
+    pub scope: String,
+    pub audience: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id_hash: String,
+    pub user_id: String,
+    pub auth_time: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub at_ms: i64,
+    pub event: String,
+    pub username: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: String,
+}
+
+/// An active user grant with what the admin API shows about it.
+#[derive(Debug, Clone)]
+pub struct GrantSummary {
+    pub grant: GrantRecord,
+    pub username: String,
+    pub client_name: Option<String>,
+    /// `jti`s of unexpired, unrevoked access tokens.
+    pub token_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserStat {
+    pub username: String,
+    pub role: String,
+    pub disabled: bool,
+    pub active_grants: i64,
+}
+
+/// The tokens minted by one token-endpoint call.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub access: AccessTokenRecord,
+    pub refresh: Option<RefreshRecord>,
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    // users
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn find_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    async fn find_user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    async fn set_password(&self, username: &str, hash: &str, now: i64) -> StoreResult<bool>;
+    /// Disabling also revokes the user's grants and sessions.
+    async fn set_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<bool>;
+
+    // clients
+    async fn upsert_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
+    async fn update_client_metadata(&self, client_id: &str, metadata: &ClientMetadata, now: i64) -> StoreResult<bool>;
+    /// Deletes the client and revokes everything it holds.
+    async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool>;
+
+    // keys
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Retires the active key(s) and inserts `key` as the new active one.
+    async fn rotate_keys(&self, key: &StoredKey, now: i64) -> StoreResult<()>;
+    /// Inserts `key` only if no key exists yet; returns whether it was inserted.
+    async fn insert_first_key(&self, key: &StoredKey) -> StoreResult<bool>;
+
+    // sessions and consent
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    async fn find_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<SessionRecord>>;
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+    async fn find_consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>>;
+    async fn save_consent(&self, user_id: &str, client_id: &str, scope: &str, now: i64) -> StoreResult<()>;
+
+    // codes and tokens
+    async fn insert_code(&self, code: &AuthCodeRecord) -> StoreResult<()>;
+    async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption>;
+    /// Stores a new grant with its first tokens; links the code to it when given.
+    async fn create_grant(&self, grant: &GrantRecord, issued: &Issued, code_hash: Option<&str>) -> StoreResult<()>;
+    async fn find_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>>;
+    async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>>;
+    /// Marks `old_hash` rotated (only if it was not yet) and stores the new tokens, in
+    /// one transaction. Returns false if another request rotated it first.
+    async fn rotate_refresh(&self, old_hash: &str, now: i64, issued: &Issued) -> StoreResult<bool>;
+    /// Stores tokens for an existing grant without rotating (grace-window retries).
+    async fn add_tokens(&self, issued: &Issued) -> StoreResult<()>;
+    async fn insert_access_token(&self, token: &AccessTokenRecord) -> StoreResult<()>;
+    async fn find_access_token(&self, jti: &str) -> StoreResult<Option<AccessTokenRecord>>;
+    async fn revoke_access_token(&self, jti: &str, now: i64) -> StoreResult<bool>;
+    /// Revokes a grant, its refresh family and its access tokens. With
+    /// `forget_consent` the user's remembered consent for the client goes too.
+    async fn revoke_grant(&self, grant_id: &str, now: i64, forget_consent: bool) -> StoreResult<bool>;
+
+    // admin views
+    async fn active_grants(&self, now: i64) -> StoreResult<Vec<GrantSummary>>;
+    async fn user_stats(&self, now: i64) -> StoreResult<Vec<UserStat>>;
+
+    // audit, settings, maintenance
+    async fn audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+    /// Returns the stored value for `key`, storing `init` first if there is none.
+    async fn get_or_init_kv(&self, key: &str, init: &str) -> StoreResult<String>;
+    /// Deletes expired codes, sessions and tokens; returns rows removed.
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+}

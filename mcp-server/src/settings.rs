@@ -1,0 +1,277 @@
+//! Typed configuration of the MCP server: compiled-in defaults, then a TOML file, then
+//! `MCP__SECTION__KEY` environment variables (see [`shared::settings::load`]), then
+//! command-line flags. [`Settings::validate`] runs at startup and explains what is wrong.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::settings::AuthSettings;
+
+/// Env prefix: `MCP__SERVER__LISTEN`, `MCP__AUTH__ISSUER`, ...
+pub const ENV_PREFIX: &str = "MCP";
+
+/// Dotted keys whose environment value is a comma-separated list.
+pub const LIST_KEYS: &[&str] = &[
+    "security.allowed_hosts",
+    "security.allowed_origins",
+    "auth.audiences",
+];
+
+/// The default location of the demo records served by the `protected_data` tool.
+pub const DEFAULT_PROTECTED_DATA_FILE: &str = "config/protected-data.json";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub auth: AuthSettings,
+    pub security: SecuritySettings,
+    pub transport: TransportSettings,
+    pub admin_api: AdminApiSettings,
+    pub data: DataSettings,
+    pub fixtures: FixtureSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    /// Socket address to bind (`127.0.0.1:3000`; port 0 picks a free port).
+    pub listen: String,
+    /// The canonical URL of the MCP endpoint: the PRM `resource`, the audience tokens
+    /// must carry, and (its path) where `/mcp` is served. A port of 0 is replaced by
+    /// the bound port (handy for tests).
+    pub resource: String,
+    /// Human-readable name shown in the PRM document (`resource_name`).
+    pub resource_name: String,
+    /// Largest accepted request body on the MCP endpoint, in bytes.
+    pub max_body_bytes: usize,
+    /// actix worker threads; 0 = one per CPU.
+    pub workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:3000".into(),
+            resource: "http://localhost:3000/mcp".into(),
+            resource_name: "MCP OAuth demo server".into(),
+            max_body_bytes: 1024 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+/// DNS-rebinding protection. `None` (key absent) means "the host of the resource URL plus
+/// loopback"; an explicitly empty list is refused at startup because it would disable the
+/// check.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecuritySettings {
+    /// Accepted `Host` values: `host` (any port) or `host:port`.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Accepted browser `Origin`s: `scheme://host[:port]`, `:*` for any port, or `null`.
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TransportSettings {
+    /// No legacy sessions: every request is served on its own (scale-out friendly;
+    /// legacy clients then cannot receive server-to-client requests).
+    pub stateless: bool,
+    /// In stateless mode, answer simple requests with `application/json` instead of SSE.
+    pub json_response: bool,
+    /// Idle time after which a legacy session is closed, in seconds.
+    pub session_idle_secs: u64,
+    /// SSE keep-alive comment interval in seconds (0 = none).
+    pub sse_keep_alive_secs: u64,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        Self {
+            stateless: false,
+            json_response: false,
+            session_idle_secs: 300,
+            sse_keep_alive_secs: 15,
+        }
+    }
+}
+
+/// The auth-server's admin API, used by the `admin_panel` tool.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminApiSettings {
+    /// `None` = auto: on when the AS answers `GET <base_url>/admin/grants` with a
+    /// Bearer challenge (our auth-server does, external IdPs answer 404).
+    pub enabled: Option<bool>,
+    /// Where the admin API lives; default: the issuer.
+    pub base_url: Option<String>,
+    /// Token endpoint for the client_credentials grant; default: from AS metadata.
+    pub token_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataSettings {
+    /// JSON file with the demo records of the `protected_data` tool.
+    pub protected_data_file: String,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        Self {
+            protected_data_file: DEFAULT_PROTECTED_DATA_FILE.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FixtureSettings {
+    /// Serve the fixture tools/resources/prompts of the official conformance suite.
+    pub conformance: bool,
+}
+
+impl Settings {
+    /// Defaults, then `file`, then `MCP__...` env variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, shared::settings::SettingsError> {
+        shared::settings::load(file, ENV_PREFIX, LIST_KEYS)
+    }
+
+    /// Checks everything that can be checked without the network.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.server.listen.trim().is_empty() {
+            return Err("server.listen is empty; use e.g. \"127.0.0.1:3000\"".into());
+        }
+        let resource = shared::resource::canonical_url(&self.server.resource).map_err(|e| {
+            format!("server.resource: {e}; use the full MCP URL, e.g. \"https://mcp.example.com/mcp\"")
+        })?;
+        if let Ok(parsed) = url::Url::parse(&resource) {
+            if parsed.query().is_some() {
+                return Err(format!(
+                    "server.resource {resource:?} must not contain a query string"
+                ));
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(format!(
+                "server.max_body_bytes is {}; it must be at least 1024",
+                self.server.max_body_bytes
+            ));
+        }
+        if self.auth.issuer.trim().is_empty() {
+            return Err("auth.issuer is empty; set it to the authorization server's issuer URL (--issuer or MCP__AUTH__ISSUER)".into());
+        }
+        if let Some(hosts) = &self.security.allowed_hosts {
+            if clean_list(hosts).is_empty() {
+                return Err("security.allowed_hosts is an empty list, which would disable Host validation (DNS-rebinding protection). Remove the key to use the defaults (the resource URL's host and loopback) or list the host names".into());
+            }
+        }
+        if let Some(origins) = &self.security.allowed_origins {
+            let origins = clean_list(origins);
+            if origins.is_empty() {
+                return Err("security.allowed_origins is an empty list. Remove the key to use the defaults (the resource URL's origin and loopback) or list the allowed origins, e.g. \"https://app.example.com\"".into());
+            }
+            for origin in &origins {
+                if !crate::security::is_valid_origin_pattern(origin) {
+                    return Err(format!(
+                        "security.allowed_origins: {origin:?} is not an origin; use \"scheme://host[:port]\", \"scheme://host:*\" or \"null\""
+                    ));
+                }
+            }
+        }
+        if let Some(base) = &self.admin_api.base_url {
+            shared::resource::canonical_url(base)
+                .map_err(|e| format!("admin_api.base_url: {e}"))?;
+        }
+        if let Some(endpoint) = &self.admin_api.token_endpoint {
+            url::Url::parse(endpoint).map_err(|e| format!("admin_api.token_endpoint: {e}"))?;
+        }
+        if self.data.protected_data_file.trim().is_empty() {
+            return Err("data.protected_data_file is empty".into());
+        }
+        Ok(())
+    }
+
+    /// The Host allow-list in force: configured, or the resource URL's host plus loopback.
+    pub fn effective_allowed_hosts(&self, resource: &str) -> Vec<String> {
+        match &self.security.allowed_hosts {
+            Some(list) => clean_list(list),
+            None => crate::security::default_allowed_hosts(resource),
+        }
+    }
+
+    /// The Origin allow-list in force: configured, or the resource URL's origin plus loopback.
+    pub fn effective_allowed_origins(&self, resource: &str) -> Vec<String> {
+        match &self.security.allowed_origins {
+            Some(list) => clean_list(list),
+            None => crate::security::default_allowed_origins(resource),
+        }
+    }
+}
+
+fn clean_list(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn explicitly_empty_host_list_is_refused() {
+        let mut s = Settings::default();
+        s.security.allowed_hosts = Some(vec![]);
+        assert!(s.validate().unwrap_err().contains("allowed_hosts"));
+        s.security.allowed_hosts = Some(vec![" ".into()]);
+        assert!(s.validate().is_err());
+        s.security.allowed_hosts = None;
+        s.security.allowed_origins = Some(vec![]);
+        assert!(s.validate().unwrap_err().contains("allowed_origins"));
+        s.security.allowed_origins = Some(vec!["not an origin".into()]);
+        assert!(s.validate().unwrap_err().contains("not an origin"));
+    }
+
+    #[test]
+    fn bad_resource_is_explained() {
+        let mut s = Settings::default();
+        s.server.resource = "/mcp".into();
+        assert!(s.validate().unwrap_err().contains("server.resource"));
+        s.server.resource = "http://x/mcp?a=b".into();
+        assert!(s.validate().unwrap_err().contains("query"));
+    }
+
+    #[test]
+    fn default_lists_come_from_the_resource() {
+        let s = Settings::default();
+        let hosts = s.effective_allowed_hosts("https://mcp.example.com/mcp");
+        assert!(hosts.contains(&"mcp.example.com".to_string()));
+        assert!(hosts.contains(&"127.0.0.1".to_string()));
+        let origins = s.effective_allowed_origins("https://mcp.example.com/mcp");
+        assert!(origins.contains(&"https://mcp.example.com".to_string()));
+    }
+
+    #[test]
+    fn env_overrides_lists() {
+        // Uses a unique variable prefix so that parallel tests cannot interfere.
+        std::env::set_var("MCPTESTLIST__SECURITY__ALLOWED_HOSTS", "a.example,b.example");
+        let s: Settings = shared::settings::load(None, "MCPTESTLIST", LIST_KEYS).unwrap();
+        std::env::remove_var("MCPTESTLIST__SECURITY__ALLOWED_HOSTS");
+        assert_eq!(
+            s.security.allowed_hosts,
+            Some(vec!["a.example".to_string(), "b.example".to_string()])
+        );
+        assert!(s.security.allowed_origins.is_none());
+    }
+}

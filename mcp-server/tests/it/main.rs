@@ -1,0 +1,3 @@
+//! The mcp-server integration tests (one binary; add a `mod` line per module).
+mod support;
+mod verifier;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Starts the README's demo command, waits for both services, runs the official TypeScript
+# SDK client's full OAuth flow against it as the demo user, and stops it with Ctrl-C (SIGINT).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+data_dir="$(mktemp -d)"
+log="$data_dir/demo.log"
+cargo build --bin mcp-demo
+AUTH__DATABASE__PATH="$data_dir/auth-server.db" "$target_dir/debug/mcp-demo" >"$log" 2>&1 &
+pid=$!
+cleanup() { kill -INT "$pid" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+  if curl -fsS http://127.0.0.1:3001/healthz >/dev/null 2>&1 && curl -fsS http://127.0.0.1:3000/healthz >/dev/null 2>&1; then
+    break
+  fi
+  if ! kill -0 "$pid" 2>/dev/null; then echo "demo exited early:"; cat "$log"; exit 1; fi
+  sleep 0.3
+done
+curl -fsS http://127.0.0.1:3000/healthz >/dev/null || { echo "demo did not become healthy:"; cat "$log"; exit 1; }
+grep -q "http://localhost:3000/mcp" "$log" || { echo "banner does not show the MCP URL:"; cat "$log"; exit 1; }
+(cd e2e && node smoke-demo.js http://localhost:3000/mcp)
+kill -INT "$pid"
+for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+if kill -0 "$pid" 2>/dev/null; then echo "demo did not stop on Ctrl-C"; kill -9 "$pid"; exit 1; fi
+trap - EXIT
+rm -rf "$data_dir"
+echo "demo smoke: 1 passed, 0 failed"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, as README and CI run it:
+#   1. Rust unit and integration tests (real servers on 127.0.0.1:0),
+#   2. end-to-end tests: the official MCP TypeScript SDK client against the real binaries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+
+if ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing Node.js and npm (Debian packages) for the end-to-end tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "The end-to-end tests need Node.js >= 18 with npm; install them and run again." >&2
+    exit 1
+  fi
+fi
+
+echo "== cargo test (workspace)"
+cargo test --workspace --no-fail-fast
+
+echo "== building binaries for end-to-end tests"
+cargo build --workspace --bins
+
+echo "== end-to-end: official TypeScript SDK client"
+if [ ! -d e2e/node_modules/@modelcontextprotocol/sdk ]; then
+  (cd e2e && npm ci --no-audit --no-fund)
+fi
+(cd e2e && MCP_E2E_BIN_DIR="$target_dir/debug" npm test)
