@@ -186,7 +186,12 @@ impl AdminClient {
     }
 
     /// Sends an authenticated request; on 401 refreshes the token once and retries.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, AdminError> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, AdminError> {
         let url = format!("{}{}", self.base_url, path);
         let mut force = false;
         loop {
@@ -225,7 +230,9 @@ impl AdminClient {
     }
 
     pub async fn list_grants(&self) -> Result<Vec<Grant>, AdminError> {
-        let v = self.call(reqwest::Method::GET, "/admin/grants", None).await?;
+        let v = self
+            .call(reqwest::Method::GET, "/admin/grants", None)
+            .await?;
         let list: GrantList =
             serde_json::from_value(v).map_err(|e| AdminError::BadAnswer(e.to_string()))?;
         Ok(list.grants)
@@ -245,7 +252,8 @@ impl AdminClient {
     }
 
     pub async fn user_stats(&self) -> Result<Value, AdminError> {
-        self.call(reqwest::Method::GET, "/admin/stats/users", None).await
+        self.call(reqwest::Method::GET, "/admin/stats/users", None)
+            .await
     }
 }
 

@@ -118,7 +118,9 @@ impl ProtectedData {
 fn substitute(value: &Value, username: &str) -> Value {
     match value {
         Value::String(s) => Value::String(s.replace("{username}", username)),
-        Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, username)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| substitute(v, username)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| (k.clone(), substitute(v, username)))

@@ -214,7 +214,9 @@ impl ResponseError for ApiError {
             builder.insert_header((header::RETRY_AFTER, "5"));
         }
         let body = match self {
-            ApiError::NotFound => json!({"error": "not_found", "error_description": "no such resource"}),
+            ApiError::NotFound => {
+                json!({"error": "not_found", "error_description": "no such resource"})
+            }
             // Internal details stay in the log.
             ApiError::Internal(_) => jsonrpc_error_body(self.jsonrpc_code(), "internal error"),
             ApiError::VerifierUnavailable(_) => jsonrpc_error_body(
@@ -270,6 +272,9 @@ mod tests {
             ApiError::PayloadTooLarge { limit: 1 }.status_code(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
-        assert_eq!(ApiError::SessionOwnedByOther.status_code(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            ApiError::SessionOwnedByOther.status_code(),
+            StatusCode::FORBIDDEN
+        );
     }
 }

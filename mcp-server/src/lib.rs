@@ -1,1 +1,409 @@
+//! The Remote MCP server: Streamable HTTP (rmcp) inside actix-web, protected by OAuth 2.1
+//! bearer tokens from any authorization server (RFC 9728 metadata, RFC 6750 challenges,
+//! JWKS or introspection verification, scope-gated tools).
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let settings = mcp_server::settings::Settings::load(None)?;
+//! let app = mcp_server::Application::build(settings).await?;
+//! println!("listening on http://{}", app.local_addr());
+//! app.run_until_stopped().await?;
+//! # Ok(()) }
+//! ```
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::await_holding_lock,
+    clippy::todo
+)]
+
+pub mod admin_client;
 pub mod auth;
+pub mod bridge;
+pub mod caller;
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod metrics;
+pub mod policy;
+pub mod routes;
+pub mod security;
+pub mod sessions;
+pub mod settings;
+pub mod tools;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, Logger};
+use actix_web::{web, App, HttpServer};
+use anyhow::{anyhow, bail, Context as _};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use shared::metadata::ProtectedResourceMetadata;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin_client::AdminClient;
+use crate::auth::TokenVerifier;
+use crate::error::ChallengeContext;
+use crate::metrics::Metrics;
+use crate::sessions::SessionOwners;
+use crate::settings::Settings;
+use crate::tools::{McpTools, ToolContext};
+
+pub use crate::caller::Caller;
+
+/// State shared by every worker.
+pub struct AppState {
+    pub verifier: Arc<dyn TokenVerifier>,
+    pub challenge: ChallengeContext,
+    pub allow_anonymous: bool,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub stateless: bool,
+    pub sessions: SessionOwners,
+    pub session_manager: Arc<LocalSessionManager>,
+    pub mcp: StreamableHttpService<McpTools, LocalSessionManager>,
+    pub metrics: Metrics,
+    pub prm: ProtectedResourceMetadata,
+    pub last_prune: AtomicU64,
+}
+
+/// A bound, configured server. `build` binds the listener, so `port()` is known before
+/// the server runs (port 0 in tests).
+pub struct Application {
+    local_addr: SocketAddr,
+    resource: String,
+    tools: Vec<String>,
+    server: Server,
+    cancel: CancellationToken,
+}
+
+/// Replaces a port of 0 in the resource URL with the bound port.
+fn resolve_resource(configured: &str, port: u16) -> anyhow::Result<String> {
+    let canonical =
+        shared::resource::canonical_url(configured).map_err(|e| anyhow!("server.resource: {e}"))?;
+    let mut url = url::Url::parse(&canonical).map_err(|e| anyhow!("server.resource: {e}"))?;
+    if url.port() == Some(0) {
+        url.set_port(Some(port))
+            .map_err(|_| anyhow!("server.resource: cannot set the port"))?;
+    }
+    shared::resource::canonical_url(url.as_str()).map_err(|e| anyhow!("server.resource: {e}"))
+}
+
+fn mcp_path(resource: &str) -> String {
+    let path = url::Url::parse(resource)
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        path
+    }
+}
+
+fn well_known_cors() -> Cors {
+    Cors::default()
+        .allow_any_origin()
+        .allowed_methods(["GET", "OPTIONS"])
+        .allow_any_header()
+        .max_age(86_400)
+}
+
+fn mcp_cors(allowed_origins: Vec<String>) -> Cors {
+    Cors::default()
+        .allowed_origin_fn(move |origin, _| {
+            origin
+                .to_str()
+                .is_ok_and(|o| security::origin_allowed(o, &allowed_origins))
+        })
+        .allowed_methods(["GET", "POST", "DELETE", "OPTIONS"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("mcp-session-id"),
+            header::HeaderName::from_static("mcp-protocol-version"),
+            header::HeaderName::from_static("last-event-id"),
+            header::HeaderName::from_static("mcp-method"),
+            header::HeaderName::from_static("mcp-name"),
+        ])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            header::HeaderName::from_static("mcp-session-id"),
+            header::HeaderName::from_static("mcp-protocol-version"),
+        ])
+        .max_age(3_600)
+}
+
+async fn admin_client(
+    settings: &Settings,
+    metadata: Option<&shared::metadata::AuthorizationServerMetadata>,
+    http: &reqwest::Client,
+) -> anyhow::Result<Option<Arc<AdminClient>>> {
+    let enabled = settings.admin_api.enabled;
+    if enabled == Some(false) {
+        return Ok(None);
+    }
+    let base = settings
+        .admin_api
+        .base_url
+        .clone()
+        .unwrap_or_else(|| settings.auth.issuer.clone());
+    let token_endpoint = settings
+        .admin_api
+        .token_endpoint
+        .clone()
+        .or_else(|| metadata.and_then(|m| m.token_endpoint.clone()));
+    let has_credentials =
+        !settings.auth.client_id.trim().is_empty() && !settings.auth.client_secret.is_empty();
+    let make = |token_endpoint: &str| {
+        Arc::new(AdminClient::new(
+            http.clone(),
+            &base,
+            token_endpoint,
+            &settings.auth.client_id,
+            settings.auth.client_secret.clone(),
+        ))
+    };
+    match (enabled, token_endpoint) {
+        (Some(true), _) if !has_credentials => bail!(
+            "admin_api.enabled is true but auth.client_id/auth.client_secret are not set (the admin API is called with mcp-server's own credentials; --demo sets the demo client)"
+        ),
+        (Some(true), None) => bail!(
+            "admin_api.enabled is true but no token endpoint is known; set admin_api.token_endpoint"
+        ),
+        (Some(true), Some(te)) => Ok(Some(make(&te))),
+        (_, Some(te)) if has_credentials => {
+            if admin_client::probe(http, &base).await {
+                log::info!("admin API found at {base}; the admin_panel tool is enabled");
+                Ok(Some(make(&te)))
+            } else {
+                log::info!("no admin API at {base}; the admin_panel tool is not offered");
+                Ok(None)
+            }
+        }
+        _ => {
+            log::info!("admin_panel tool not offered (no client credentials or token endpoint)");
+            Ok(None)
+        }
+    }
+}
+
+impl Application {
+    /// Validates the settings, binds the listener, discovers the AS and loads its keys
+    /// (the verifier builder retries as configured), then prepares the HTTP server.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        settings
+            .validate()
+            .map_err(|e| anyhow!("invalid configuration: {e}"))?;
+        let listener = std::net::TcpListener::bind(settings.server.listen.trim())
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let local_addr = listener.local_addr()?;
+        let resource = resolve_resource(&settings.server.resource, local_addr.port())?;
+        let resource_metadata_url = shared::resource::protected_resource_metadata_url(&resource)
+            .map_err(|e| anyhow!("server.resource: {e}"))?;
+
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("mcp-server/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+
+        let built = auth::build_verifier(&settings.auth, &resource, http.clone())
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot set up token verification against the authorization server {}: {e}",
+                    settings.auth.issuer
+                )
+            })?;
+        let verifier = built.verifier.clone();
+        // Byte-identical to what the AS calls itself when its metadata was fetched.
+        let issuer = built
+            .metadata
+            .as_ref()
+            .map(|m| m.issuer.clone())
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| settings.auth.issuer.clone());
+        let admin = admin_client(&settings, built.metadata.as_ref(), &http).await?;
+        let data = data::ProtectedData::load(&settings.data.protected_data_file)?;
+
+        let ctx = Arc::new(ToolContext {
+            verifier: verifier.clone(),
+            metadata: built.metadata.clone(),
+            issuer: issuer.clone(),
+            resource: resource.clone(),
+            resource_metadata_url: resource_metadata_url.clone(),
+            data,
+            admin,
+        });
+        let prototype = McpTools::new(ctx);
+        let tool_names = prototype.tool_names();
+
+        let allowed_hosts = settings.effective_allowed_hosts(&resource);
+        let allowed_origins = settings.effective_allowed_origins(&resource);
+        let stateless = settings.transport.stateless;
+        let keep_alive = match settings.transport.sse_keep_alive_secs {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
+        };
+        let config = StreamableHttpServerConfig::default()
+            // Never empty: an empty list would switch rmcp's Host check off.
+            .with_allowed_hosts(allowed_hosts.clone())
+            .with_legacy_session_mode(!stateless)
+            .with_json_response(settings.transport.json_response)
+            .with_max_request_body_bytes(settings.server.max_body_bytes)
+            .with_sse_keep_alive(keep_alive);
+        let cancel = config.cancellation_token.clone();
+        let mut manager = LocalSessionManager::default();
+        manager.session_config.keep_alive = Some(Duration::from_secs(
+            settings.transport.session_idle_secs.max(1),
+        ));
+        let session_manager = Arc::new(manager);
+        let mcp = StreamableHttpService::new(
+            move || Ok(prototype.clone()),
+            session_manager.clone(),
+            config,
+        );
+
+        let prm = ProtectedResourceMetadata {
+            resource: resource.clone(),
+            authorization_servers: vec![issuer],
+            scopes_supported: vec![policy::BASE_SCOPE.to_string()],
+            bearer_methods_supported: vec!["header".to_string()],
+            resource_name: Some(settings.server.resource_name.clone()),
+            ..Default::default()
+        };
+
+        let state = web::Data::new(AppState {
+            verifier,
+            challenge: ChallengeContext {
+                resource_metadata: resource_metadata_url.into(),
+            },
+            allow_anonymous: settings.auth.allow_anonymous,
+            allowed_hosts,
+            allowed_origins: allowed_origins.clone(),
+            max_body_bytes: settings.server.max_body_bytes,
+            stateless,
+            sessions: SessionOwners::new(),
+            session_manager,
+            mcp,
+            metrics: Metrics::new(),
+            prm,
+            last_prune: AtomicU64::new(0),
+        });
+
+        let path = mcp_path(&resource);
+        let server = HttpServer::new(move || {
+            let mut well_known = web::scope("/.well-known").wrap(well_known_cors()).route(
+                "/oauth-protected-resource",
+                web::get().to(routes::protected_resource_metadata),
+            );
+            if path != "/" {
+                well_known = well_known.route(
+                    &format!("/oauth-protected-resource{path}"),
+                    web::get().to(routes::protected_resource_metadata),
+                );
+            }
+            App::new()
+                .app_data(state.clone())
+                .wrap(from_fn(metrics::count_requests))
+                .wrap(from_fn(shared::telemetry::request_id))
+                .wrap(Logger::new(shared::telemetry::ACCESS_LOG_FORMAT))
+                .route("/healthz", web::get().to(routes::healthz))
+                .route("/readyz", web::get().to(routes::readyz))
+                .route("/metrics", web::get().to(routes::metrics))
+                .service(well_known.default_service(web::to(routes::not_found)))
+                .service(
+                    web::resource(path.as_str())
+                        .wrap(mcp_cors(allowed_origins.clone()))
+                        .to(bridge::mcp_endpoint),
+                )
+                .default_service(web::to(routes::not_found))
+        })
+        .tcp_nodelay(true)
+        .shutdown_timeout(5);
+        let server = if settings.server.workers > 0 {
+            server.workers(settings.server.workers)
+        } else {
+            server
+        };
+        let server = server.listen(listener)?.run();
+        Ok(Application {
+            local_addr,
+            resource,
+            tools: tool_names,
+            server,
+            cancel,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The canonical resource URL in force (port 0 replaced by the bound port).
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// Names of the tools this server offers (before per-caller filtering).
+    pub fn tool_names(&self) -> &[String] {
+        &self.tools
+    }
+
+    /// A handle to stop the server (`handle.stop(true).await`).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The actix server future, for callers that `tokio::spawn` it.
+    pub fn server(self) -> Server {
+        self.server
+    }
+
+    /// Runs until the server is stopped (signal or handle), then closes MCP sessions.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.cancel.cancel();
+        result
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_in_the_resource_becomes_the_bound_port() {
+        assert_eq!(
+            resolve_resource("http://127.0.0.1:0/mcp", 4321).unwrap(),
+            "http://127.0.0.1:4321/mcp"
+        );
+        assert_eq!(
+            resolve_resource("https://MCP.example.com/mcp/", 4321).unwrap(),
+            "https://mcp.example.com/mcp"
+        );
+    }
+
+    #[test]
+    fn the_mcp_path_is_the_resource_path() {
+        assert_eq!(mcp_path("http://localhost:3000/mcp"), "/mcp");
+        assert_eq!(mcp_path("https://x.example/a/b"), "/a/b");
+        assert_eq!(mcp_path("https://x.example"), "/");
+    }
+}

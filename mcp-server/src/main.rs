@@ -1,1 +1,4 @@
-fn main() {}
+//! `mcp-server` binary: see [`mcp_server::cli`].
+fn main() -> std::process::ExitCode {
+    mcp_server::cli::main()
+}

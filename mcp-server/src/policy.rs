@@ -54,10 +54,15 @@ pub fn required_scopes(tool: &str, arguments: Option<&Map<String, Value>>) -> Sc
 pub enum Decision {
     Allow,
     /// No token, and the call needs one: 401 with `scope` in the challenge.
-    Unauthenticated { scope: ScopeSet },
+    Unauthenticated {
+        scope: ScopeSet,
+    },
     /// A valid token lacking scope: 403 `insufficient_scope`; `scope` is the union of
     /// what is needed and what is already granted, so one re-authorization suffices.
-    InsufficientScope { needed: ScopeSet, scope: ScopeSet },
+    InsufficientScope {
+        needed: ScopeSet,
+        scope: ScopeSet,
+    },
 }
 
 /// Decides a call of `tool` by a caller holding `granted` (`None` = anonymous).
@@ -106,7 +111,10 @@ mod tests {
     #[test]
     fn public_tools_need_nothing() {
         assert_eq!(decide(HELLO_WORLD, None, None), Decision::Allow);
-        assert_eq!(decide(AUTH_STATUS, None, Some(&scopes("openid"))), Decision::Allow);
+        assert_eq!(
+            decide(AUTH_STATUS, None, Some(&scopes("openid"))),
+            Decision::Allow
+        );
     }
 
     #[test]
@@ -124,7 +132,10 @@ mod tests {
                 scope: scopes("mcp:read openid profile"),
             }
         );
-        assert_eq!(decide(USER_PROFILE, None, Some(&scopes("mcp:read"))), Decision::Allow);
+        assert_eq!(
+            decide(USER_PROFILE, None, Some(&scopes("mcp:read"))),
+            Decision::Allow
+        );
     }
 
     #[test]
@@ -137,10 +148,19 @@ mod tests {
                 scope: scopes("mcp:admin mcp:read openid"),
             }
         );
-        assert_eq!(decide(PROTECTED_DATA, Some(&a), Some(&scopes("mcp:admin"))), Decision::Allow);
+        assert_eq!(
+            decide(PROTECTED_DATA, Some(&a), Some(&scopes("mcp:admin"))),
+            Decision::Allow
+        );
         let p = args(json!({"category": "personal"}));
-        assert_eq!(decide(PROTECTED_DATA, Some(&p), Some(&scopes("mcp:read"))), Decision::Allow);
-        assert_eq!(decide(ADMIN_PANEL, None, Some(&scopes("mcp:admin"))), Decision::Allow);
+        assert_eq!(
+            decide(PROTECTED_DATA, Some(&p), Some(&scopes("mcp:read"))),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(ADMIN_PANEL, None, Some(&scopes("mcp:admin"))),
+            Decision::Allow
+        );
         assert!(matches!(
             decide(ADMIN_PANEL, None, Some(&scopes("mcp:read"))),
             Decision::InsufficientScope { .. }

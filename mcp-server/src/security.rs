@@ -7,10 +7,10 @@ const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 /// `host` of the resource URL plus loopback names (any port).
 pub fn default_allowed_hosts(resource: &str) -> Vec<String> {
     let mut hosts: Vec<String> = Vec::new();
-    if let Some(host) = url::Url::parse(resource)
-        .ok()
-        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase()))
-    {
+    if let Some(host) = url::Url::parse(resource).ok().and_then(|u| {
+        u.host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+    }) {
         hosts.push(host);
     }
     for h in LOOPBACK_HOSTS {
@@ -62,19 +62,36 @@ fn parse_authority(raw: &str) -> Option<Authority> {
     })
 }
 
+/// An allow-list entry: `host`, `host:port`, `[v6]:port` or a bare IPv6 address.
+fn parse_allowed_host(raw: &str) -> Option<Authority> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    parse_authority(raw).or_else(|| {
+        Some(Authority {
+            host: normalize_host(raw),
+            port: None,
+        })
+    })
+}
+
 /// Whether a `Host` header value is on the allow-list. Entries without a port accept
 /// any port; `host:port` entries only that port.
 pub fn host_allowed(host_header: &str, allowed: &[String]) -> bool {
     let Some(host) = parse_authority(host_header) else {
         return false;
     };
-    allowed.iter().filter_map(|a| parse_authority(a)).any(|a| {
-        a.host == host.host
-            && match a.port {
-                Some(p) => host.port == Some(p),
-                None => true,
-            }
-    })
+    allowed
+        .iter()
+        .filter_map(|a| parse_allowed_host(a))
+        .any(|a| {
+            a.host == host.host
+                && match a.port {
+                    Some(p) => host.port == Some(p),
+                    None => true,
+                }
+        })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,7 +244,10 @@ mod tests {
     #[test]
     fn defaults_cover_resource_and_loopback() {
         let hosts = default_allowed_hosts("https://MCP.example.com/mcp");
-        assert_eq!(hosts, list(&["mcp.example.com", "localhost", "127.0.0.1", "::1"]));
+        assert_eq!(
+            hosts,
+            list(&["mcp.example.com", "localhost", "127.0.0.1", "::1"])
+        );
         let origins = default_allowed_origins("http://127.0.0.1:3000/mcp");
         assert!(origin_allowed("http://127.0.0.1:3000", &origins));
         assert!(origin_allowed("http://localhost:6274", &origins));

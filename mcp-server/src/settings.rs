@@ -146,7 +146,9 @@ impl Settings {
             return Err("server.listen is empty; use e.g. \"127.0.0.1:3000\"".into());
         }
         let resource = shared::resource::canonical_url(&self.server.resource).map_err(|e| {
-            format!("server.resource: {e}; use the full MCP URL, e.g. \"https://mcp.example.com/mcp\"")
+            format!(
+                "server.resource: {e}; use the full MCP URL, e.g. \"https://mcp.example.com/mcp\""
+            )
         })?;
         if let Ok(parsed) = url::Url::parse(&resource) {
             if parsed.query().is_some() {
@@ -164,6 +166,7 @@ impl Settings {
         if self.auth.issuer.trim().is_empty() {
             return Err("auth.issuer is empty; set it to the authorization server's issuer URL (--issuer or MCP__AUTH__ISSUER)".into());
         }
+        self.auth.validate()?;
         if let Some(hosts) = &self.security.allowed_hosts {
             if clean_list(hosts).is_empty() {
                 return Err("security.allowed_hosts is an empty list, which would disable Host validation (DNS-rebinding protection). Remove the key to use the defaults (the resource URL's host and loopback) or list the host names".into());
@@ -265,7 +268,10 @@ mod tests {
     #[test]
     fn env_overrides_lists() {
         // Uses a unique variable prefix so that parallel tests cannot interfere.
-        std::env::set_var("MCPTESTLIST__SECURITY__ALLOWED_HOSTS", "a.example,b.example");
+        std::env::set_var(
+            "MCPTESTLIST__SECURITY__ALLOWED_HOSTS",
+            "a.example,b.example",
+        );
         let s: Settings = shared::settings::load(None, "MCPTESTLIST", LIST_KEYS).unwrap();
         std::env::remove_var("MCPTESTLIST__SECURITY__ALLOWED_HOSTS");
         assert_eq!(

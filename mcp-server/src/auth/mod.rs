@@ -2,8 +2,32 @@
 //! [`Principal`]; which AS issued the token and how it is checked (local JWKS or
 //! RFC 7662 introspection) is chosen by configuration.
 
+pub mod cache;
+pub mod claims;
+pub mod discovery;
+pub mod introspection;
+pub mod jwks;
+pub mod settings;
+mod setup;
+
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use shared::ScopeSet;
+
+pub use settings::{AuthSettings, VerifierMode};
+pub use setup::{build_verifier, AuthSetupError, BuiltVerifier};
+
+/// Longest bearer token we look at; anything longer is `Malformed` before hashing.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Current time in unix seconds (0 if the clock is before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
 
 /// Who is calling, as established from a verified access token. Holds no token.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,4 +110,11 @@ pub trait TokenVerifier: Send + Sync + 'static {
     /// drop them from every cache: called after the admin tool revokes a grant, since a
     /// JWT verified locally would otherwise stay valid until it expires.
     fn deny_token_id(&self, token_id: &str, expires_at: i64);
+    /// Synchronous fast path: the principal of a token verified before and still
+    /// valid, from the verified-token cache. No I/O, no signature check, no
+    /// allocation beyond the `Arc` clone. `None` means "call [`verify`](Self::verify)".
+    /// Provided so that other implementations (test fakes) need not care.
+    fn cached(&self, _token: &str) -> Option<Arc<Principal>> {
+        None
+    }
 }

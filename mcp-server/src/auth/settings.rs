@@ -31,8 +31,9 @@ pub const DEFAULT_ALGORITHMS: [&str; 3] = ["ES256", "RS256", "EdDSA"];
 /// Asymmetric JWS algorithms that may be put in `algorithms`. `none` and `HS*` are
 /// never accepted: an RS holding only public keys cannot verify a MAC, and allowing
 /// it opens the key-confusion attack.
-pub const SUPPORTED_ALGORITHMS: [&str; 9] =
-    ["ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"];
+pub const SUPPORTED_ALGORITHMS: [&str; 9] = [
+    "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -98,7 +99,9 @@ impl Default for AuthSettings {
 }
 
 fn check_url(key: &str, value: &str) -> Result<(), String> {
-    shared::resource::canonical_url(value).map(|_| ()).map_err(|e| format!("auth.{key}: {e}"))
+    shared::resource::canonical_url(value)
+        .map(|_| ())
+        .map_err(|e| format!("auth.{key}: {e}"))
 }
 
 /// Parses one configured algorithm name, refusing `none`, `HS*` and unknown names.
@@ -116,7 +119,9 @@ pub fn parse_algorithm(name: &str) -> Result<jsonwebtoken::Algorithm, String> {
             SUPPORTED_ALGORITHMS.join(", ")
         ));
     }
-    trimmed.parse().map_err(|_| format!("auth.algorithms: unknown algorithm {trimmed:?}"))
+    trimmed
+        .parse()
+        .map_err(|_| format!("auth.algorithms: unknown algorithm {trimmed:?}"))
 }
 
 impl AuthSettings {
@@ -200,17 +205,26 @@ mod tests {
     #[test]
     fn refuses_none_hs_and_unknown_algorithms() {
         for bad in ["none", "NONE", "HS256", "hs512", "XX1"] {
-            let s = AuthSettings { algorithms: vec![bad.into()], ..Default::default() };
+            let s = AuthSettings {
+                algorithms: vec![bad.into()],
+                ..Default::default()
+            };
             let err = s.validate().unwrap_err();
             assert!(err.contains("auth.algorithms"), "{err}");
         }
-        let s = AuthSettings { algorithms: vec![], ..Default::default() };
+        let s = AuthSettings {
+            algorithms: vec![],
+            ..Default::default()
+        };
         assert!(s.validate().is_err());
     }
 
     #[test]
     fn introspection_needs_credentials() {
-        let mut s = AuthSettings { mode: VerifierMode::Introspection, ..Default::default() };
+        let mut s = AuthSettings {
+            mode: VerifierMode::Introspection,
+            ..Default::default()
+        };
         assert!(s.validate().unwrap_err().contains("auth.client_id"));
         s.client_id = "rs".into();
         assert!(s.validate().unwrap_err().contains("auth.client_secret"));
@@ -220,9 +234,15 @@ mod tests {
 
     #[test]
     fn bad_urls_name_the_key() {
-        let s = AuthSettings { issuer: "not a url".into(), ..Default::default() };
+        let s = AuthSettings {
+            issuer: "not a url".into(),
+            ..Default::default()
+        };
         assert!(s.validate().unwrap_err().starts_with("auth.issuer"));
-        let s = AuthSettings { jwks_uri: Some("ftp://x/jwks".into()), ..Default::default() };
+        let s = AuthSettings {
+            jwks_uri: Some("ftp://x/jwks".into()),
+            ..Default::default()
+        };
         assert!(s.validate().unwrap_err().starts_with("auth.jwks_uri"));
     }
 
@@ -243,8 +263,17 @@ mod tests {
     #[test]
     fn audiences_default_to_the_canonical_resource() {
         let s = AuthSettings::default();
-        assert_eq!(s.effective_audiences("http://LOCALHOST:3000/mcp/"), vec!["http://localhost:3000/mcp"]);
-        let s = AuthSettings { audiences: vec!["api://abc".into()], ..Default::default() };
-        assert_eq!(s.effective_audiences("http://localhost:3000/mcp"), vec!["api://abc"]);
+        assert_eq!(
+            s.effective_audiences("http://LOCALHOST:3000/mcp/"),
+            vec!["http://localhost:3000/mcp"]
+        );
+        let s = AuthSettings {
+            audiences: vec!["api://abc".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            s.effective_audiences("http://localhost:3000/mcp"),
+            vec!["api://abc"]
+        );
     }
 }

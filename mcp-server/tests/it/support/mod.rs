@@ -34,8 +34,10 @@ struct SigningKey {
 impl SigningKey {
     fn generate() -> Self {
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("generate P-256 key");
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("parse P-256 key");
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("generate P-256 key");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+            .expect("parse P-256 key");
         let point = pair.public_key().as_ref().to_vec();
         assert_eq!(point.len(), 65);
         assert_eq!(point[0], 4);
@@ -49,7 +51,12 @@ impl SigningKey {
             "alg": "ES256",
             "use": "sig",
         });
-        SigningKey { kid, encoding: EncodingKey::from_ec_der(pkcs8.as_ref()), public_point: point, jwk }
+        SigningKey {
+            kid,
+            encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
+            public_point: point,
+            jwk,
+        }
     }
 }
 
@@ -105,7 +112,10 @@ impl FakeAs {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .route("/.well-known/oauth-authorization-server", web::get().to(metadata))
+                .route(
+                    "/.well-known/oauth-authorization-server",
+                    web::get().to(metadata),
+                )
                 .route("/jwks.json", web::get().to(jwks))
                 .route("/introspect", web::post().to(introspect))
         })
@@ -125,7 +135,10 @@ impl FakeAs {
     }
 
     pub fn metadata_url(&self) -> String {
-        format!("{}/.well-known/oauth-authorization-server", self.state.issuer)
+        format!(
+            "{}/.well-known/oauth-authorization-server",
+            self.state.issuer
+        )
     }
 
     pub fn jwks_uri(&self) -> String {
@@ -189,8 +202,13 @@ impl FakeAs {
     /// about the algorithm); `header` is serialised as given (set `kid`/`typ` yourself).
     pub fn mint_with_header(&self, header: Header, claims: Value) -> String {
         let key = self.current_key();
-        let message = format!("{}.{}", b64_json(&serde_json::to_value(&header).unwrap()), b64_json(&claims));
-        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding, Algorithm::ES256).expect("sign");
+        let message = format!(
+            "{}.{}",
+            b64_json(&serde_json::to_value(&header).unwrap()),
+            b64_json(&claims)
+        );
+        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding, Algorithm::ES256)
+            .expect("sign");
         let token = format!("{message}.{sig}");
         self.register(&token, &claims);
         token
@@ -209,7 +227,12 @@ impl FakeAs {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.kid.clone());
         header.typ = Some(shared::claims::ACCESS_TOKEN_TYP.to_string());
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&key.public_point)).expect("sign HS256")
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_secret(&key.public_point),
+        )
+        .expect("sign HS256")
     }
 
     /// Generates a new key (new kid); the old key is no longer published.
@@ -232,24 +255,37 @@ impl FakeAs {
 
     /// From now on `/introspect` answers `{"active": false}` for this token.
     pub fn revoke(&self, token: &str) {
-        self.state.answers.lock().unwrap().insert(token.to_string(), json!({"active": false}));
+        self.state
+            .answers
+            .lock()
+            .unwrap()
+            .insert(token.to_string(), json!({"active": false}));
     }
 
     /// Replaces the introspection answer for `token` (any token string, JWT or opaque).
     pub fn set_introspection_answer(&self, token: &str, answer: Value) {
-        self.state.answers.lock().unwrap().insert(token.to_string(), answer);
+        self.state
+            .answers
+            .lock()
+            .unwrap()
+            .insert(token.to_string(), answer);
     }
 
     fn register(&self, token: &str, claims: &Value) {
         let mut answer = claims.clone();
         if let Some(obj) = answer.as_object_mut() {
             obj.insert("active".into(), Value::Bool(true));
-            obj.entry("token_type").or_insert_with(|| json!("access_token"));
+            obj.entry("token_type")
+                .or_insert_with(|| json!("access_token"));
             if let Some(u) = claims.get("preferred_username") {
                 obj.entry("username").or_insert_with(|| u.clone());
             }
         }
-        self.state.answers.lock().unwrap().insert(token.to_string(), answer);
+        self.state
+            .answers
+            .lock()
+            .unwrap()
+            .insert(token.to_string(), answer);
     }
 }
 
@@ -281,7 +317,11 @@ async fn jwks(state: web::Data<FakeState>) -> HttpResponse {
 }
 
 fn basic_auth_ok(req: &HttpRequest) -> bool {
-    let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) else {
+    let Some(value) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let Some(encoded) = value.strip_prefix("Basic ") else {
@@ -296,9 +336,12 @@ fn basic_auth_ok(req: &HttpRequest) -> bool {
     let Some((id, secret)) = decoded.split_once(':') else {
         return false;
     };
-    let id: String = url::form_urlencoded::parse(format!("a={id}").as_bytes()).map(|(_, v)| v.into_owned()).collect();
-    let secret: String =
-        url::form_urlencoded::parse(format!("a={secret}").as_bytes()).map(|(_, v)| v.into_owned()).collect();
+    let id: String = url::form_urlencoded::parse(format!("a={id}").as_bytes())
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let secret: String = url::form_urlencoded::parse(format!("a={secret}").as_bytes())
+        .map(|(_, v)| v.into_owned())
+        .collect();
     id == RS_CLIENT_ID && secret == RS_CLIENT_SECRET
 }
 
@@ -319,6 +362,12 @@ async fn introspect(
     let Some(token) = form.get("token") else {
         return HttpResponse::BadRequest().json(json!({"error": "invalid_request"}));
     };
-    let answer = state.answers.lock().unwrap().get(token).cloned().unwrap_or_else(|| json!({"active": false}));
+    let answer = state
+        .answers
+        .lock()
+        .unwrap()
+        .get(token)
+        .cloned()
+        .unwrap_or_else(|| json!({"active": false}));
     HttpResponse::Ok().json(answer)
 }

@@ -1,0 +1,176 @@
+//! The crate's one error type and its single mapping to HTTP: RFC 6749 error JSON
+//! (always `Cache-Control: no-store`), RFC 6750 `WWW-Authenticate` for bearer
+//! endpoints, an HTML error page for the browser flow, 429 with `Retry-After`.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::storage::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// An OAuth error answered as JSON (`error`, `error_description`).
+    #[error("{error}: {description}")]
+    OAuth {
+        status: StatusCode,
+        error: &'static str,
+        description: String,
+    },
+    /// `invalid_client` (401); `basic` adds `WWW-Authenticate: Basic`.
+    #[error("invalid_client: {description}")]
+    InvalidClient { description: String, basic: bool },
+    /// Bearer-protected endpoints (RFC 6750 §3).
+    #[error("bearer: {description}")]
+    Bearer {
+        status: StatusCode,
+        error: Option<&'static str>,
+        description: String,
+        scope: Option<String>,
+    },
+    /// The browser flow when redirecting is unsafe: an HTML page.
+    #[error("page: {title}")]
+    Page {
+        status: StatusCode,
+        title: String,
+        message: String,
+    },
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn oauth(error: &'static str, description: impl Into<String>) -> Self {
+        AppError::OAuth {
+            status: StatusCode::BAD_REQUEST,
+            error,
+            description: description.into(),
+        }
+    }
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::oauth("invalid_request", description)
+    }
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::oauth("invalid_grant", description)
+    }
+    pub fn invalid_client(description: impl Into<String>, basic: bool) -> Self {
+        AppError::InvalidClient {
+            description: description.into(),
+            basic,
+        }
+    }
+    pub fn page(title: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::Page {
+            status: StatusCode::BAD_REQUEST,
+            title: title.into(),
+            message: message.into(),
+        }
+    }
+    pub fn unauthorized(description: impl Into<String>) -> Self {
+        AppError::Bearer {
+            status: StatusCode::UNAUTHORIZED,
+            error: Some("invalid_token"),
+            description: description.into(),
+            scope: None,
+        }
+    }
+    pub fn insufficient_scope(scope: &str) -> Self {
+        AppError::Bearer {
+            status: StatusCode::FORBIDDEN,
+            error: Some("insufficient_scope"),
+            description: format!("this endpoint needs scope {scope}"),
+            scope: Some(scope.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl From<actix_web::error::BlockingError> for AppError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+fn quote(value: &str) -> String {
+    value.replace(['"', '\\'], "'")
+}
+
+/// The `Cache-Control`/`Pragma` pair that every token-bearing or OAuth error answer carries.
+pub fn no_store(builder: &mut actix_web::HttpResponseBuilder) {
+    builder
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"));
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::OAuth { status, .. } => *status,
+            AppError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+            AppError::Bearer { status, .. } => *status,
+            AppError::Page { status, .. } => *status,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut b = HttpResponse::build(self.status_code());
+        match self {
+            AppError::OAuth { error, description, .. } => {
+                no_store(&mut b);
+                b.json(json!({"error": error, "error_description": description}))
+            }
+            AppError::InvalidClient { description, basic } => {
+                no_store(&mut b);
+                if *basic {
+                    b.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"auth-server\""));
+                }
+                b.json(json!({"error": "invalid_client", "error_description": description}))
+            }
+            AppError::Bearer {
+                error,
+                description,
+                scope,
+                ..
+            } => {
+                let mut challenge = String::from("Bearer realm=\"auth-server\"");
+                if let Some(e) = error {
+                    challenge.push_str(&format!(", error=\"{e}\", error_description=\"{}\"", quote(description)));
+                }
+                if let Some(s) = scope {
+                    challenge.push_str(&format!(", scope=\"{}\"", quote(s)));
+                }
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    b.insert_header((header::WWW_AUTHENTICATE, v));
+                }
+                no_store(&mut b);
+                b.json(json!({"error": error.unwrap_or("invalid_request"), "error_description": description}))
+            }
+            AppError::Page { title, message, .. } => crate::http::pages::error_page(b, title, message),
+            AppError::NotFound(what) => b.json(json!({"error": "not_found", "error_description": what})),
+            AppError::RateLimited { retry_after_secs } => {
+                b.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+                b.json(json!({"error": "rate_limited", "error_description": "too many requests, retry later"}))
+            }
+            AppError::Internal(detail) => {
+                log::error!("internal error: {detail}");
+                no_store(&mut b);
+                b.json(json!({"error": "server_error", "error_description": "internal error"}))
+            }
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,26 @@
+//! `GET /healthz` and `GET /metrics`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.get_or_init_kv("healthcheck", "ok").await {
+        Ok(_) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({"status": "ok"})),
+        Err(e) => {
+            log::error!("health check failed: {e}");
+            HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable"}))
+        }
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(state.extensions.render_metrics())
+}

@@ -1,0 +1,335 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use auth_server::{Application, Settings};
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB0unHl7tZ2y9nZbqdM2ymlFyIpSgY";
+pub const CHALLENGE: &str = "E9Melhoofvw-DXSdTBwQ2MN4pH-G7iqoNJdmEIzBM-c";
+pub const RESOURCE: &str = "http://127.0.0.1:39999/mcp";
+pub const REDIRECT: &str = "http://localhost:6274/oauth/callback";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db_path: PathBuf,
+    pub settings: Settings,
+    pub handle: actix_web::dev::ServerHandle,
+    pub app_state: actix_web::web::Data<auth_server::state::AppState>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn test_settings(db_path: &std::path::Path) -> Settings {
+    let mut s = Settings::default();
+    s.server.listen = "127.0.0.1:0".into();
+    s.server.workers = 2;
+    s.database.path = db_path.display().to_string();
+    s.oauth.resources = vec![RESOURCE.into(), "http://127.0.0.1:39998/other".into()];
+    s.demo.enabled = true;
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("auth.db");
+    let mut settings = test_settings(&db);
+    tweak(&mut settings);
+    let mut app = start(settings).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts an app on `settings` (the issuer is set to the bound address when the
+/// listen port is 0 and the issuer is the default).
+pub async fn start(mut settings: Settings) -> TestApp {
+    // Bind first to learn the port, then set the issuer to match.
+    if settings.server.issuer == Settings::default().server.issuer {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        settings.server.listen = format!("127.0.0.1:{port}");
+        settings.server.issuer = format!("http://127.0.0.1:{port}");
+    }
+    let app = Application::build(settings.clone()).await.expect("app builds");
+    let base = format!("http://{}", app.local_addr());
+    let handle = app.handle();
+    let app_state = app.state();
+    let db_path = PathBuf::from(&settings.database.path);
+    tokio::spawn(app.server());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        base,
+        http,
+        db_path,
+        settings,
+        handle,
+        app_state,
+        _dir: None,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn issuer(&self) -> String {
+        self.settings.server.issuer.clone()
+    }
+
+    pub async fn stop(self) -> Option<tempfile::TempDir> {
+        self.handle.stop(true).await;
+        self._dir
+    }
+
+    /// Registers a public native client (like MCP Inspector).
+    pub async fn register_public(&self, redirect_uris: &[&str]) -> Value {
+        let res = self
+            .http
+            .post(self.url("/register"))
+            .json(&serde_json::json!({
+                "client_name": "Test Client",
+                "redirect_uris": redirect_uris,
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+                "application_type": "native",
+                "scope": ""
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json().await.unwrap()
+    }
+
+    pub async fn client_credentials(&self, scope: Option<&str>) -> Value {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let res = self
+            .http
+            .post(self.url("/token"))
+            .basic_auth("mcp-server", Some("demo-mcp-server-secret"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
+    pub async fn introspect(&self, token: &str) -> Value {
+        let res = self
+            .http
+            .post(self.url("/introspect"))
+            .basic_auth("mcp-server", Some("demo-mcp-server-secret"))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
+    pub async fn token(&self, form: &[(&str, &str)]) -> Response {
+        self.http.post(self.url("/token")).form(form).send().await.unwrap()
+    }
+
+    /// Exchanges a code for tokens, asserting success.
+    pub async fn exchange(&self, client_id: &str, code: &str) -> Value {
+        let res = self
+            .token(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+                ("client_id", client_id),
+                ("resource", RESOURCE),
+            ])
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        res.json().await.unwrap()
+    }
+
+    pub async fn refresh(&self, client_id: &str, refresh_token: &str) -> Response {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ])
+        .await
+    }
+}
+
+/// A browser: keeps cookies by hand.
+#[derive(Default, Clone)]
+pub struct Browser {
+    pub cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    pub fn absorb(&mut self, headers: &HeaderMap) {
+        for v in headers.get_all(SET_COOKIE) {
+            let s = v.to_str().unwrap();
+            let pair = s.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.insert(name.trim().to_string(), value.trim().to_string());
+        }
+    }
+
+    pub fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub async fn get(&mut self, app: &TestApp, url: &str) -> (StatusCode, HeaderMap, String) {
+        let res = app.http.get(url).header(COOKIE, self.cookie_header()).send().await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        self.absorb(&headers);
+        (status, headers, res.text().await.unwrap())
+    }
+
+    pub async fn post_form(&mut self, app: &TestApp, path: &str, form: &[(String, String)]) -> (StatusCode, HeaderMap, String) {
+        let res = app
+            .http
+            .post(app.url(path))
+            .header(COOKIE, self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        self.absorb(&headers);
+        (status, headers, res.text().await.unwrap())
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let needle = format!(" {name}=\"");
+    let start = tag.find(&needle)? + needle.len();
+    let end = tag[start..].find('"')? + start;
+    Some(unescape(&tag[start..end]))
+}
+
+/// The single form of a page: its action and hidden fields.
+pub fn parse_form(html: &str) -> (String, Vec<(String, String)>) {
+    assert_eq!(html.matches("<form method=\"post\"").count(), 1, "exactly one form: {html}");
+    let form_start = html.find("<form").unwrap();
+    let form_tag_end = html[form_start..].find('>').unwrap() + form_start;
+    let action = attr(&html[form_start..form_tag_end], "action").unwrap();
+    let mut fields = Vec::new();
+    let mut rest = &html[form_start..];
+    while let Some(i) = rest.find("<input type=\"hidden\"") {
+        let end = rest[i..].find('>').unwrap() + i;
+        let tag = &rest[i..end];
+        fields.push((attr(tag, "name").unwrap(), attr(tag, "value").unwrap_or_default()));
+        rest = &rest[end..];
+    }
+    (action, fields)
+}
+
+pub fn authorize_url(app: &TestApp, client_id: &str, extra: &[(&str, &str)]) -> String {
+    let mut url = url::Url::parse(&app.url("/authorize")).unwrap();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code");
+        q.append_pair("client_id", client_id);
+        q.append_pair("redirect_uri", REDIRECT);
+        q.append_pair("state", "xyz-state");
+        q.append_pair("code_challenge", CHALLENGE);
+        q.append_pair("code_challenge_method", "S256");
+        q.append_pair("resource", RESOURCE);
+        for (k, v) in extra {
+            q.append_pair(k, v);
+        }
+    }
+    url.to_string()
+}
+
+/// Query parameters of a redirect `Location`.
+pub fn location_params(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let loc = headers.get(LOCATION).expect("a Location header").to_str().unwrap();
+    url::Url::parse(loc).unwrap().query_pairs().into_owned().collect()
+}
+
+pub fn location(headers: &HeaderMap) -> String {
+    headers.get(LOCATION).expect("a Location header").to_str().unwrap().to_string()
+}
+
+fn relative(action: &str) -> String {
+    format!("/{}", action.trim_start_matches('/'))
+}
+
+/// Submits the login form on `html` with the given credentials.
+pub async fn submit_login(app: &TestApp, browser: &mut Browser, html: &str, user: &str, password: &str) -> (StatusCode, HeaderMap, String) {
+    let (action, mut fields) = parse_form(html);
+    fields.push(("username".into(), user.into()));
+    fields.push(("password".into(), password.into()));
+    browser.post_form(app, &relative(&action), &fields).await
+}
+
+pub async fn submit_consent(app: &TestApp, browser: &mut Browser, html: &str, decision: &str) -> (StatusCode, HeaderMap, String) {
+    let (action, mut fields) = parse_form(html);
+    assert!(html.contains("name=\"decision\" value=\"approve\""));
+    fields.push(("decision".into(), decision.into()));
+    browser.post_form(app, &relative(&action), &fields).await
+}
+
+/// Runs authorize → login → consent (approve) and returns the redirect's params.
+pub async fn obtain_code(app: &TestApp, browser: &mut Browser, client_id: &str, extra: &[(&str, &str)], user: &str, password: &str) -> BTreeMap<String, String> {
+    let (status, headers, body) = browser.get(app, &authorize_url(app, client_id, extra)).await;
+    let (status, headers, body) = if status == StatusCode::OK && body.contains("name=\"password\"") {
+        submit_login(app, browser, &body, user, password).await
+    } else {
+        (status, headers, body)
+    };
+    let (status, headers) = if status == StatusCode::OK && body.contains("value=\"approve\"") {
+        let (s, h, _) = submit_consent(app, browser, &body, "approve").await;
+        (s, h)
+    } else {
+        (status, headers)
+    };
+    assert!(status.is_redirection(), "expected a redirect, got {status}: {body}");
+    location_params(&headers)
+}
+
+pub fn decode_claims(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+pub fn decode_header(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let h = jwt.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real `Application` on 127.0.0.1:0 with a temporary SQLite
+//! file, driven over HTTP like a browser plus an OAuth client would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod admin;
+mod cimd;
+mod flow;
+mod helpers;
+mod negative;
+mod persistence;
+mod refresh;
+mod registration;

@@ -1,0 +1,862 @@
+#!/usr/bin/env python3
+"""Benchmark driver for issue 6 (called by bench/run.sh, which builds and installs first).
+
+Every server under test runs pinned to CPU 0 (`taskset -c 0`), wrk runs on CPU 1, one
+load at a time, 127.0.0.1 only, every load bounded in time. Tokens come from the real
+OAuth flow (bench/scripts/oauth.mjs). Results: bench/results/<stamp>/results.json and
+table.md; with --write-doc the table section of docs/benchmarks.md is replaced.
+
+Standard library only (Python 3.9+).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+LUA = BENCH / "lua"
+CACHE = BENCH / ".cache"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+PROTOCOL = "2025-06-18"
+TS_EXAMPLE = CACHE / "node/node_modules/@modelcontextprotocol/sdk/dist/esm/examples/server/simpleStreamableHttp.js"
+FASTMCP_PY = CACHE / "venv/bin/python"
+
+CALL_BODY = json.dumps(
+    {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "hello_world", "arguments": {"name": "bench"}}},
+    separators=(",", ":"),
+)
+TS_CALL_BODY = json.dumps(
+    {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "greet", "arguments": {"name": "bench"}}},
+    separators=(",", ":"),
+)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BenchError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class Proc:
+    """A server process pinned to one CPU, its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], logdir: Path, env: dict | None = None, cpu: str = SERVER_CPU, cwd: Path | None = None):
+        self.name = name
+        self.argv = argv
+        self.env = env or {}
+        self.cpu = cpu
+        self.cwd = cwd
+        self.log_path = logdir / f"{name}.log"
+        self.popen: subprocess.Popen | None = None
+        self.t_spawn = 0.0
+
+    def start(self) -> "Proc":
+        env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}
+        env.update(self.env)
+        logf = open(self.log_path, "ab")
+        self.t_spawn = time.perf_counter()
+        self.popen = subprocess.Popen(
+            ["taskset", "-c", self.cpu, *self.argv],
+            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=self.cwd, start_new_session=True,
+        )
+        logf.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def wait_ready(self, pattern: str | None = None, url: str | None = None, ok_status=(200,), timeout: float = 60.0) -> dict:
+        """Waits for `pattern` in the log and/or `url` answering one of `ok_status`;
+        returns the seconds from spawn to each."""
+        deadline = time.perf_counter() + timeout
+        t_pattern = None if pattern else 0.0
+        t_url = None if url else 0.0
+        offset = 0
+        while time.perf_counter() < deadline:
+            if not self.alive():
+                raise BenchError(f"{self.name} exited with {self.popen.returncode} before it was ready:\n{self.log_tail()}")
+            if t_pattern is None:
+                with open(self.log_path, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                if re.search(pattern.encode(), chunk):
+                    t_pattern = time.perf_counter() - self.t_spawn
+            if t_pattern is not None and t_url is None:
+                status = http_status(url)
+                if status in ok_status:
+                    t_url = time.perf_counter() - self.t_spawn
+            if t_pattern is not None and t_url is not None:
+                return {"listening_s": t_pattern, "ready_s": t_url}
+            time.sleep(0.001)
+        raise BenchError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def cpu_ticks(self) -> int:
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # utime and stime are fields 14 and 15 of the full line (1-based).
+        return int(fields[11]) + int(fields[12])
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+
+
+def http_status(url: str) -> int | None:
+    try:
+        status, _, _ = http_request("GET", url, timeout=1.0)
+        return status
+    except OSError:
+        return None
+
+
+def http_request(method: str, url: str, body: str | None = None, headers: dict | None = None, timeout: float = 10.0):
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        path = u.path + (f"?{u.query}" if u.query else "")
+        conn.request(method, path or "/", body=body.encode() if body is not None else None, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read().decode(errors="replace")
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def rpc_payloads(body: str) -> list[dict]:
+    """JSON-RPC messages of a JSON or SSE answer."""
+    body = body.strip()
+    if body.startswith("{") or body.startswith("["):
+        v = json.loads(body)
+        return v if isinstance(v, list) else [v]
+    out = []
+    for line in body.splitlines():
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            if data:
+                out.append(json.loads(data))
+    return out
+
+
+def open_session(url: str, token: str, protocol: str = PROTOCOL) -> str | None:
+    """initialize + notifications/initialized; returns the Mcp-Session-Id (None when the
+    server is stateless)."""
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {token}",
+    }
+    init = {
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": protocol, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
+    }
+    status, h, body = http_request("POST", url, json.dumps(init), headers)
+    if status != 200:
+        raise BenchError(f"initialize at {url} answered {status}: {body[:500]}")
+    msgs = rpc_payloads(body)
+    if not any("result" in m for m in msgs):
+        raise BenchError(f"initialize at {url} gave no result: {body[:500]}")
+    session = h.get("mcp-session-id")
+    headers2 = dict(headers, **{"MCP-Protocol-Version": protocol})
+    if session:
+        headers2["Mcp-Session-Id"] = session
+    status, _, body = http_request("POST", url, json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), headers2)
+    if status not in (200, 202):
+        raise BenchError(f"notifications/initialized at {url} answered {status}: {body[:300]}")
+    return session
+
+
+def check_one_call(url: str, headers: dict, body: str) -> str:
+    status, _, resp = http_request("POST", url, body, headers)
+    msgs = rpc_payloads(resp) if status == 200 else []
+    if status != 200 or not any("result" in m and not m["result"].get("isError") for m in msgs):
+        raise BenchError(f"tools/call at {url} answered {status}: {resp[:500]}")
+    return resp
+
+
+def oauth(issuer: str, resource: str | None, scope: str, workdir: Path, pool: int = 0, pool_file: Path | None = None, username: str = "demo", password: str = "demo123") -> dict:
+    cmd = ["node", str(BENCH / "scripts/oauth.mjs"), "--issuer", issuer, "--scope", scope, "--username", username, "--password", password]
+    if resource:
+        cmd += ["--resource", resource]
+    if pool:
+        cmd += ["--pool", str(pool), "--pool-file", str(pool_file)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    if out.returncode != 0:
+        raise BenchError(f"OAuth flow against {issuer} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+def run_wrk(url: str, script: str, env: dict, conns: int, duration: float, stop_when=None) -> dict:
+    """One wrk run; `stop_when()` (polled every 0.2 s) ends it early with SIGINT, after
+    which wrk still prints its summary."""
+    cmd = [
+        "taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "10s",
+        "-s", str(LUA / script), url,
+    ]
+    full_env = dict(os.environ, BENCH_LUA_DIR=str(LUA), **env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+    if stop_when is not None:
+        end = time.monotonic() + duration + 5
+        while proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.2)
+            if stop_when():
+                proc.send_signal(signal.SIGINT)
+                break
+    try:
+        stdout, stderr = proc.communicate(timeout=duration + 120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    m = re.search(r"^BENCH_JSON (.*)$", stdout, re.M)
+    if not m:
+        raise BenchError(f"wrk failed ({proc.returncode}):\n{stdout[-1500:]}\n{stderr[-1500:]}")
+    res = json.loads(m.group(1))
+    se = res["socket_errors"]
+    res["errors"] = res["non2xx"] + res["rpc_errors"] + se["connect"] + se["read"] + se["write"] + se["timeout"]
+    res["rps"] = res["requests"] / (res["duration_us"] / 1e6) if res["duration_us"] else 0.0
+    return res
+
+
+def measured_load(proc: Proc, url: str, script: str, env: dict, conns: int, duration: float) -> dict:
+    t0 = proc.cpu_ticks()
+    res = run_wrk(url, script, env, conns, duration)
+    t1 = proc.cpu_ticks()
+    done = res.get("ok", res["requests"]) or 1
+    res["cpu_us_per_req"] = (t1 - t0) * 1e6 / CLK_TCK / done
+    res["cpu_util"] = (t1 - t0) / CLK_TCK / (res["duration_us"] / 1e6) if res["duration_us"] else 0.0
+    return res
+
+
+def summarize(runs: list[dict]) -> dict:
+    med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
+    return {
+        "runs": len(runs),
+        "rps": med("rps"),
+        "rps_all": [round(r["rps"]) for r in runs],
+        "p50_ms": statistics.median(r["latency_us"]["p50"] for r in runs) / 1000,
+        "p99_ms": statistics.median(r["latency_us"]["p99"] for r in runs) / 1000,
+        "cpu_us_per_req": med("cpu_us_per_req"),
+        "cpu_util": med("cpu_util"),
+        "requests": sum(r["requests"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "first_error": next((r["first_error"] for r in runs if r.get("first_error")), None),
+    }
+
+
+# --------------------------------------------------------------------------- cases
+
+
+class Ctx:
+    def __init__(self, args, workdir: Path, bindir: Path):
+        self.args = args
+        self.workdir = workdir
+        self.logdir = workdir / "logs"
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.bindir = bindir
+        self.as_port = free_port()
+        self.rs_port = free_port()
+        self.base_port = free_port()
+        self.ts_port = free_port()
+        self.ts_as_port = free_port()
+        self.fast_port = free_port()
+        self.issuer = f"http://127.0.0.1:{self.as_port}"
+        self.mcp_url = f"http://127.0.0.1:{self.rs_port}/mcp"
+        self.fast_url = f"http://127.0.0.1:{self.fast_port}/mcp"
+        self.db = workdir / "auth-server.db"
+        self.auth: Proc | None = None
+        self.results: dict = {"cases": {}, "auth_server": {}, "cold_start": {}, "long_run": None, "failures": {}}
+        self.starts = 0
+
+    def bin(self, name: str) -> str:
+        return str(self.bindir / name)
+
+    # auth-server -------------------------------------------------------
+    def auth_env(self) -> dict:
+        return {
+            "AUTH__RATE_LIMIT__ENABLED": "false",
+            "AUTH__OAUTH__RESOURCES": f"{self.mcp_url},{self.fast_url}",
+            "AUTH__OAUTH__AUTHORIZATION_CODE_TTL_SECS": "600",
+        }
+
+    def auth_argv(self) -> list[str]:
+        return [self.bin("auth-server"), "serve", "--demo", "--listen", f"127.0.0.1:{self.as_port}",
+                "--issuer", self.issuer, "--db", str(self.db)]
+
+    def start_auth(self, cpu: str) -> Proc:
+        self.starts += 1
+        p = Proc(f"auth-server-{self.starts}", self.auth_argv(), self.logdir, self.auth_env(), cpu=cpu).start()
+        times = p.wait_ready(r"listening on http://", f"{self.issuer}/healthz")
+        self.auth = p
+        return p, times
+
+    def stop_auth(self) -> None:
+        if self.auth:
+            self.auth.stop()
+            self.auth = None
+
+    # mcp-server --------------------------------------------------------
+    def mcp_argv(self) -> list[str]:
+        return [self.bin("mcp-server"), "serve", "--demo", "--listen", f"127.0.0.1:{self.rs_port}",
+                "--resource", self.mcp_url, "--issuer", self.issuer]
+
+    def start_mcp(self, name: str, env: dict) -> tuple[Proc, dict]:
+        env = dict({"MCP__SERVER__WORKERS": "1"}, **env)
+        p = Proc(name, self.mcp_argv(), self.logdir, env, cwd=ROOT).start()
+        times = p.wait_ready(r"listening on http://", f"http://127.0.0.1:{self.rs_port}/readyz")
+        return p, times
+
+
+def rpc_env(token: str | None, session: str | None, body: str, check: str = "jsonrpc", extra: dict | None = None, tokens_file: Path | None = None) -> dict:
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": PROTOCOL,
+    }
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if session:
+        headers["Mcp-Session-Id"] = session
+    headers.update(extra or {})
+    env = {
+        "BENCH_METHOD": "POST",
+        "BENCH_BODY": body,
+        "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in headers.items()),
+        "BENCH_CHECK": check,
+    }
+    if tokens_file:
+        env["BENCH_TOKENS_FILE"] = str(tokens_file)
+    return env, headers
+
+
+def load_case(ctx: Ctx, key: str, label: str, proc: Proc, url: str, env: dict, conns: list[int], note: str = "") -> dict:
+    a = ctx.args
+    rss_idle = proc.rss_kib()
+    if a.warmup > 0:
+        run_wrk(url, "rpc.lua", env, max(conns), a.warmup)
+    per_c = {}
+    for c in conns:
+        runs = []
+        for i in range(a.runs):
+            r = measured_load(proc, url, "rpc.lua", env, c, a.duration)
+            log(f"  {key} c={c} run {i + 1}: {r['rps']:.0f} req/s p99 {r['latency_us']['p99'] / 1000:.2f} ms "
+                f"cpu {r['cpu_us_per_req']:.1f} us/req errors {r['errors']}")
+            runs.append(r)
+        per_c[str(c)] = summarize(runs)
+    result = {"label": label, "note": note, "rss_idle_kib": rss_idle, "rss_after_kib": proc.rss_kib(), "conns": per_c}
+    ctx.results["cases"][key] = result
+    return result
+
+
+def case_baseline(ctx: Ctx, conns: list[int], es256: bool) -> None:
+    key = "baseline_es256" if es256 else "baseline"
+    argv = [ctx.bin("baseline"), "--listen", f"127.0.0.1:{ctx.base_port}", "--workers", "1"]
+    if es256:
+        argv += ["--verify-es256", f"{ctx.issuer}/jwks.json", "--issuer", ctx.issuer, "--audience", ctx.mcp_url]
+    tok = oauth(ctx.issuer, ctx.mcp_url, "mcp:read", ctx.workdir)
+    p = Proc(key, argv, ctx.logdir).start()
+    try:
+        p.wait_ready(r"listening on http://", f"http://127.0.0.1:{ctx.base_port}/readyz")
+        url = f"http://127.0.0.1:{ctx.base_port}/mcp"
+        env, headers = rpc_env(tok["access_token"], "bench-session-id", CALL_BODY)
+        check_one_call(url, headers, CALL_BODY)
+        label = "baseline: bare actix-web JSON-RPC handler, no auth (the ceiling)" if not es256 else \
+            "baseline + one ES256 JWT verify per request (ceiling with ES256)"
+        load_case(ctx, key, label, p, url, env, conns)
+    finally:
+        p.stop()
+
+
+def case_mcp(ctx: Ctx, key: str, label: str, conns: list[int], env: dict, stateless: bool = False, pool: int = 0,
+             note: str = "", keep: bool = False) -> Proc | None:
+    """One mcp-server configuration under load; with `keep` the server is left running
+    (and returned) for the long run."""
+    tokens_file = ctx.workdir / f"{key}-tokens.txt" if pool else None
+    tok = oauth(ctx.issuer, ctx.mcp_url, "mcp:read", ctx.workdir, pool=pool, pool_file=tokens_file)
+    p, _ = ctx.start_mcp(key, env)
+    try:
+        session = None if stateless else open_session(ctx.mcp_url, tok["access_token"])
+        extra = {"Mcp-Method": "tools/call", "Mcp-Name": "hello_world"} if stateless else {}
+        env_w, headers = rpc_env(tok["access_token"], session, CALL_BODY, extra=extra, tokens_file=tokens_file)
+        check_one_call(ctx.mcp_url, headers, CALL_BODY)
+        load_case(ctx, key, label, p, ctx.mcp_url, env_w, conns, note)
+    except BaseException:
+        p.stop()
+        raise
+    if keep:
+        return p
+    p.stop()
+    return None
+
+
+def case_ts(ctx: Ctx, conns: list[int]) -> None:
+    if not TS_EXAMPLE.exists():
+        raise BenchError(f"TypeScript SDK example missing: {TS_EXAMPLE} (run bench/run.sh, which installs it)")
+    env = {"MCP_PORT": str(ctx.ts_port), "MCP_AUTH_PORT": str(ctx.ts_as_port)}
+    p = Proc("ts-sdk-example", ["node", str(TS_EXAMPLE), "--oauth"], ctx.logdir, env, cwd=TS_EXAMPLE.parent).start()
+    try:
+        url = f"http://127.0.0.1:{ctx.ts_port}/mcp"
+        p.wait_ready(r"MCP Streamable HTTP Server listening", None)
+        p.wait_ready(r"OAuth Authorization Server listening", None)
+        # Its own demo AS (in the same process) is the issuer; the flow is the same.
+        tok = oauth(f"http://localhost:{ctx.ts_as_port}", f"http://localhost:{ctx.ts_port}/mcp", "mcp:tools", ctx.workdir)
+        session = open_session(url, tok["access_token"])
+        env_w, headers = rpc_env(tok["access_token"], session, TS_CALL_BODY)
+        check_one_call(url, headers, TS_CALL_BODY)
+        load_case(ctx, "ts_sdk", "TypeScript SDK 1.32 example RS (`simpleStreamableHttp.js --oauth`, introspection per request)",
+                  p, url, env_w, conns, note="its in-process demo AS answers the introspection; it logs every request (stdout to a file)")
+    finally:
+        p.stop()
+
+
+def case_fastmcp(ctx: Ctx, conns: list[int]) -> None:
+    if not FASTMCP_PY.exists():
+        raise BenchError(f"FastMCP venv missing: {FASTMCP_PY} (run bench/run.sh, which installs it)")
+    argv = [str(FASTMCP_PY), str(BENCH / "peers/fastmcp_server.py"), "--port", str(ctx.fast_port),
+            "--issuer", ctx.issuer, "--jwks-uri", f"{ctx.issuer}/jwks.json", "--audience", ctx.fast_url]
+    p = Proc("fastmcp", argv, ctx.logdir).start()
+    try:
+        p.wait_ready(None, ctx.fast_url, ok_status=(401, 405, 406, 400))
+        tok = oauth(ctx.issuer, ctx.fast_url, "mcp:read", ctx.workdir)
+        session = open_session(ctx.fast_url, tok["access_token"])
+        env_w, headers = rpc_env(tok["access_token"], session, CALL_BODY)
+        check_one_call(ctx.fast_url, headers, CALL_BODY)
+        load_case(ctx, "fastmcp", "FastMCP RS (`JWTVerifier`, local ES256 verify against our JWKS)", p, ctx.fast_url, env_w, conns)
+    finally:
+        p.stop()
+
+
+def long_run(ctx: Ctx, p: Proc, target: int, rps_hint: float) -> None:
+    """Closed-loop load on the known-token session until `target` requests, RSS sampled
+    after ~100k and then after every chunk."""
+    tok = oauth(ctx.issuer, ctx.mcp_url, "mcp:read", ctx.workdir)
+    session = open_session(ctx.mcp_url, tok["access_token"])
+    env, _ = rpc_env(tok["access_token"], session, CALL_BODY)
+    samples = [{"requests": 0, "rss_kib": p.rss_kib()}]
+    total, errors = 0, 0
+    first_chunk = max(1.0, round(100_000 / max(rps_hint, 1.0) * 1.05 + 0.5))
+    deadline = time.monotonic() + 600
+    while total < target and time.monotonic() < deadline:
+        remaining = target - total
+        secs = first_chunk if total == 0 else max(1.0, min(10.0, round(remaining / max(rps_hint, 1.0) * 1.05 + 0.5)))
+        r = run_wrk(ctx.mcp_url, "rpc.lua", env, 64, secs)
+        total += r["requests"]
+        errors += r["errors"]
+        rps_hint = r["rps"] or rps_hint
+        samples.append({"requests": total, "rss_kib": p.rss_kib()})
+        log(f"  long run: {total} requests, RSS {samples[-1]['rss_kib'] / 1024:.1f} MiB, errors {errors}")
+    ctx.results["long_run"] = {"target": target, "requests": total, "errors": errors, "samples": samples}
+
+
+def cold_start(ctx: Ctx, reps: int) -> None:
+    # mcp-server: the AS is up (on the load CPU); time from spawn to "listening on" and
+    # to /readyz 200.
+    rows = []
+    for i in range(reps):
+        p, t = ctx.start_mcp(f"mcp-cold-{i}", {})
+        rows.append(t)
+        p.stop()
+    ctx.results["cold_start"]["mcp_server"] = {
+        "listening_ms": statistics.median(r["listening_s"] for r in rows) * 1000,
+        "ready_ms": statistics.median(r["ready_s"] for r in rows) * 1000,
+        "all_ready_ms": [round(r["ready_s"] * 1000, 1) for r in rows],
+    }
+
+
+def auth_server_loads(ctx: Ctx) -> None:
+    """/token authorization_code exchanges, DCR, /jwks.json; the AS on the server CPU."""
+    a = ctx.args
+    # Cold start of the AS with an existing database, measured on the restarts.
+    ctx.stop_auth()
+    rows = []
+    for _ in range(a.cold_reps):
+        p, t = ctx.start_auth(SERVER_CPU)
+        rows.append(t)
+        ctx.stop_auth()
+    if rows:
+        ctx.results["cold_start"]["auth_server"] = {
+            "listening_ms": statistics.median(r["listening_s"] for r in rows) * 1000,
+            "ready_ms": statistics.median(r["ready_s"] for r in rows) * 1000,
+            "all_ready_ms": [round(r["ready_s"] * 1000, 1) for r in rows],
+        }
+    p, _ = ctx.start_auth(SERVER_CPU)
+    out = ctx.results["auth_server"]
+    c = 64
+    # --- /token: codes minted beforehand through /authorize with the browser's session.
+    tok = oauth(ctx.issuer, ctx.mcp_url, "mcp:read", ctx.workdir)
+    auth_url = urllib.parse.urlsplit(tok["authorize_url"])
+    authorize_target = f"{ctx.issuer}{auth_url.path}?{auth_url.query}"
+    token_url = tok["token_endpoint"].replace("http://localhost", "http://127.0.0.1")
+    prefix = "grant_type=authorization_code&client_id=" + urllib.parse.quote(tok["client_id"], safe="") + "&code="
+    suffix = "&" + urllib.parse.urlencode({"redirect_uri": tok["redirect_uri"], "code_verifier": tok["code_verifier"], "resource": ctx.mcp_url})
+    rss_idle = p.rss_kib()
+    runs = []
+    for i in range(a.runs):
+        codes_file = ctx.workdir / f"codes-{i}.txt"
+        codes_file.write_text("")
+        def enough(path=codes_file):
+            try:
+                return path.read_bytes().count(b"\n") >= a.token_codes
+            except OSError:
+                return False
+        mint = run_wrk(authorize_target, "mint_codes.lua",
+                       {"BENCH_HEADERS": f"Cookie: {tok['cookie']}", "BENCH_CODES_OUT": str(codes_file), "BENCH_MAX_CODES": str(a.token_codes)},
+                       16, a.mint_secs, stop_when=enough)
+        n_codes = sum(1 for line in codes_file.read_text().splitlines() if line.strip())
+        if n_codes < 100:
+            raise BenchError(f"minting codes through /authorize failed ({n_codes} codes): {mint.get('first_error')}")
+        r = measured_load(p, token_url, "token_exchange.lua",
+                          {"BENCH_CODES_FILE": str(codes_file), "BENCH_BODY_PREFIX": prefix, "BENCH_BODY_SUFFIX": suffix},
+                          c, a.duration)
+        elapsed = r.get("elapsed_us") or r["duration_us"]
+        r["rps"] = r.get("ok", 0) / (elapsed / 1e6) if elapsed else 0.0
+        r["codes"] = n_codes
+        r["authorize_rps"] = mint["rps"]
+        log(f"  /token run {i + 1}: {n_codes} codes minted ({mint['rps']:.0f}/s through /authorize), "
+            f"{r.get('ok', 0)} exchanges at {r['rps']:.0f}/s, p99 {r['latency_us']['p99'] / 1000:.2f} ms, "
+            f"cpu {r['cpu_us_per_req']:.1f} us/req, errors {r['errors']}")
+        runs.append(r)
+    s = summarize(runs)
+    s["authorize_rps"] = statistics.median(r["authorize_rps"] for r in runs)
+    s["codes_per_run"] = [r["codes"] for r in runs]
+    out["token"] = dict(s, label="`/token` authorization_code exchange (ES256 JWT + refresh token, SQLite)", rss_idle_kib=rss_idle, rss_after_kib=p.rss_kib())
+
+    # --- DCR
+    dcr_body = json.dumps({
+        "client_name": "bench dcr", "redirect_uris": ["http://127.0.0.1:9/cb"], "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"], "token_endpoint_auth_method": "none", "scope": "mcp:read",
+    })
+    for key, url, env, label in [
+        ("register", f"{ctx.issuer}/register",
+         {"BENCH_METHOD": "POST", "BENCH_BODY": dcr_body, "BENCH_HEADERS": "Content-Type: application/json\nAccept: application/json", "BENCH_CHECK": "status"},
+         "`/register` dynamic client registration (SQLite insert)"),
+        ("jwks", f"{ctx.issuer}/jwks.json", {"BENCH_METHOD": "GET", "BENCH_HEADERS": "Accept: application/json", "BENCH_CHECK": "status"},
+         "`/jwks.json`"),
+    ]:
+        runs = []
+        for i in range(a.runs):
+            r = measured_load(p, url, "rpc.lua", env, c, a.duration)
+            log(f"  {key} run {i + 1}: {r['rps']:.0f} req/s p99 {r['latency_us']['p99'] / 1000:.2f} ms cpu {r['cpu_us_per_req']:.1f} us/req errors {r['errors']}")
+            runs.append(r)
+        out[key] = dict(summarize(runs), label=label, rss_after_kib=p.rss_kib())
+    ctx.stop_auth()
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    def ver(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+        except Exception:  # noqa: BLE001
+            return "?"
+    return {
+        "nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+        "rustc": ver(["rustc", "--version"]), "wrk": ver(["sh", "-c", "wrk -v 2>&1 | head -1"]),
+        "node": ver(["node", "--version"]),
+        "fastmcp": ver([str(FASTMCP_PY), "-c", "import fastmcp; print(fastmcp.__version__)"]) if FASTMCP_PY.exists() else "not installed",
+    }
+
+
+def mib(kib) -> str:
+    return "–" if kib is None else f"{kib / 1024:.1f}"
+
+
+def fmt_int(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def ratio_rows(res: dict) -> list[tuple]:
+    cases = res["cases"]
+
+    def rps(key, c="64"):
+        return cases.get(key, {}).get("conns", {}).get(c, {}).get("rps")
+
+    def p99(key, c="16"):
+        return cases.get(key, {}).get("conns", {}).get(c, {}).get("p99_ms")
+
+    rows = []
+
+    def add(what, value, target, ok, fmt="{:.2f}×"):
+        if value is None:
+            rows.append((what, "not measured", target, "–"))
+        else:
+            rows.append((what, fmt.format(value), target, "met" if ok(value) else "**missed**"))
+
+    base, base_es = rps("baseline"), rps("baseline_es256")
+    sess, stl, cold = rps("mcp_session"), rps("mcp_stateless"), rps("mcp_cold")
+    ts, fast = rps("ts_sdk"), rps("fastmcp")
+    div = lambda a, b: a / b if a is not None and b else None  # noqa: E731
+    add("mcp-server session mode (known token) / ceiling, c=64", div(sess, base), "≥ 0.4×", lambda v: v >= 0.4)
+    add("mcp-server stateless JSON / ceiling, c=64", div(stl, base), "≥ 0.5×", lambda v: v >= 0.5)
+    add("mcp-server cold token / ceiling with ES256, c=64", div(cold, base_es), "≥ 0.7×", lambda v: v >= 0.7)
+    add("mcp-server session / TypeScript SDK example, c=64", div(sess, ts), "≥ 30×", lambda v: v >= 30, "{:.0f}×")
+    add("mcp-server session / FastMCP, c=64", div(sess, fast), "≥ 50×", lambda v: v >= 50, "{:.0f}×")
+    add("p99 at c=16: mcp-server session / ceiling", div(p99("mcp_session"), p99("baseline")), "≤ 2×", lambda v: v <= 2)
+    add("p99 at c=16: mcp-server stateless / ceiling", div(p99("mcp_stateless"), p99("baseline")), "≤ 2×", lambda v: v <= 2)
+    idle = cases.get("mcp_session", {}).get("rss_idle_kib")
+    add("mcp-server RSS idle", idle / 1024 if idle else None, "≤ 20 MiB", lambda v: v <= 20, "{:.1f} MiB")
+    lr = res.get("long_run")
+    if lr and len(lr["samples"]) > 1:
+        last = lr["samples"][-1]
+        after100k = next((s for s in lr["samples"] if s["requests"] >= 100_000), last)
+        add(f"mcp-server RSS after {last['requests']:,} requests", last["rss_kib"] / 1024, "≤ 64 MiB", lambda v: v <= 64, "{:.1f} MiB")
+        growth = (last["rss_kib"] - after100k["rss_kib"]) / 1024
+        add(f"RSS growth from {after100k['requests']:,} to {last['requests']:,} requests", growth, "flat (≈ 0)", lambda v: v <= 2.0, "{:+.1f} MiB")
+    tok = res["auth_server"].get("token")
+    add("auth-server `/token` exchanges per second", tok["rps"] if tok else None, "≥ 5,000/s", lambda v: v >= 5000, "{:,.0f}/s")
+    cs = res["cold_start"]
+    m = cs.get("mcp_server")
+    add("mcp-server cold start to /readyz 200 (AS up)", m["ready_ms"] if m else None, "≤ 100 ms", lambda v: v <= 100, "{:.0f} ms")
+    a = cs.get("auth_server")
+    add("auth-server cold start to /healthz 200 (existing DB)", a["ready_ms"] if a else None, "≤ 300 ms", lambda v: v <= 300, "{:.0f} ms")
+    return rows
+
+
+def render(res: dict) -> str:
+    m = res["machine"]
+    a = res["params"]
+    lines = []
+    lines.append(f"Run {res['started']} ({res['mode']} mode): {m['nproc']} CPUs ({m['cpu']}), kernel {m['kernel']}, {m['rustc']}, "
+                 f"{m['wrk']}, node {m['node']}, fastmcp {m['fastmcp']}. Server on CPU {SERVER_CPU}, wrk (1 thread) on CPU {LOAD_CPU}; "
+                 f"{a['runs']} × {a['duration']} s per point, medians.")
+    lines.append("")
+    lines.append("| case | c | req/s | p50 ms | p99 ms | CPU µs/req | RSS idle → after (MiB) | errors |")
+    lines.append("|---|---:|---:|---:|---:|---:|---|---:|")
+    for key, case in res["cases"].items():
+        for c, s in case["conns"].items():
+            lines.append(f"| {case['label']} | {c} | {fmt_int(s['rps'])} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
+                         f"{s['cpu_us_per_req']:.1f} | {mib(case['rss_idle_kib'])} → {mib(case['rss_after_kib'])} | {s['errors']} |")
+    for key, s in res["auth_server"].items():
+        lines.append(f"| auth-server {s['label']} | 64 | {fmt_int(s['rps'])} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
+                     f"{s['cpu_us_per_req']:.1f} | {mib(s.get('rss_idle_kib'))} → {mib(s.get('rss_after_kib'))} | {s['errors']} |")
+    for key, f in res["failures"].items():
+        lines.append(f"| {key}: **not measured** ({f[:160]}) | | | | | | | |")
+    lr = res.get("long_run")
+    if lr:
+        lines.append("")
+        pts = ", ".join(f"{s['requests']:,} → {s['rss_kib'] / 1024:.1f} MiB" for s in lr["samples"])
+        lines.append(f"mcp-server RSS over a long run (session mode, c=64, requests → RSS): {pts}; errors {lr['errors']}.")
+    cs = res["cold_start"]
+    if cs:
+        lines.append("")
+        parts = []
+        if "mcp_server" in cs:
+            parts.append(f"mcp-server {cs['mcp_server']['listening_ms']:.0f} ms to `listening on`, {cs['mcp_server']['ready_ms']:.0f} ms to `/readyz` 200 "
+                         f"(runs: {cs['mcp_server']['all_ready_ms']})")
+        if "auth_server" in cs:
+            parts.append(f"auth-server {cs['auth_server']['listening_ms']:.0f} ms to `listening on`, {cs['auth_server']['ready_ms']:.0f} ms to `/healthz` 200 "
+                         f"(runs: {cs['auth_server']['all_ready_ms']})")
+        lines.append("Cold start (medians): " + "; ".join(parts) + ".")
+    tok = res["auth_server"].get("token")
+    if tok:
+        lines.append("")
+        lines.append(f"`/token` codes were minted beforehand through `/authorize` (logged-in browser session, consent remembered) at "
+                     f"{tok['authorize_rps']:,.0f}/s; codes per run: {tok['codes_per_run']}.")
+    lines.append("")
+    lines.append("| ratio (same run) | measured | target | |")
+    lines.append("|---|---:|---|---|")
+    for what, value, target, verdict in ratio_rows(res):
+        lines.append(f"| {what} | {value} | {target} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(doc: Path, table: str) -> None:
+    start, end = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+    text = doc.read_text() if doc.exists() else f"# Benchmarks\n\n{start}\n{end}\n"
+    if start not in text or end not in text:
+        text += f"\n{start}\n{end}\n"
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    doc.write_text(f"{before}{start}\n{table}{end}{after}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+ALL_CASES = ["baseline", "baseline_es256", "mcp_session", "mcp_stateless", "mcp_cold", "mcp_introspection",
+             "ts_sdk", "fastmcp", "long", "cold_start", "auth_server"]
+SMOKE_CASES = ["baseline", "mcp_session", "auth_server"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--smoke", action="store_true", help="~5 s per case, baseline + mcp-server session + auth-server /token; non-zero exit on any error")
+    ap.add_argument("--duration", type=float, help="seconds per run (default 10, smoke 5)")
+    ap.add_argument("--runs", type=int, help="runs per point (default 3, smoke 1)")
+    ap.add_argument("--conns", help="connection counts (default 64,16; smoke 64)")
+    ap.add_argument("--cases", help="comma-separated subset of: " + ",".join(ALL_CASES))
+    ap.add_argument("--warmup", type=float, help="unrecorded warm-up seconds per case (default 2, smoke 0)")
+    ap.add_argument("--long-requests", type=int, default=1_000_000)
+    ap.add_argument("--cold-token-pool", type=int, help="distinct tokens rotated in the cold-token case (default 2000)")
+    ap.add_argument("--cold-reps", type=int, help="cold-start repetitions (default 5)")
+    ap.add_argument("--token-codes", type=int, help="max codes minted per /token run (default 60000, smoke 5000)")
+    ap.add_argument("--mint-secs", type=float, help="max seconds of code minting per /token run (default 20, smoke 5)")
+    ap.add_argument("--out", help="results directory (default bench/results/<stamp>)")
+    ap.add_argument("--write-doc", help="replace the results section of this Markdown file (e.g. docs/benchmarks.md)")
+    args = ap.parse_args()
+    smoke = args.smoke
+    args.duration = args.duration or (5.0 if smoke else 10.0)
+    args.runs = args.runs or (1 if smoke else 3)
+    conns = [int(c) for c in (args.conns or ("64" if smoke else "64,16")).split(",")]
+    args.warmup = args.warmup if args.warmup is not None else (0.0 if smoke else 2.0)
+    args.cold_token_pool = args.cold_token_pool or (200 if smoke else 2000)
+    args.cold_reps = args.cold_reps if args.cold_reps is not None else (0 if smoke else 5)
+    args.token_codes = args.token_codes or (5000 if smoke else 60000)
+    args.mint_secs = args.mint_secs or (5.0 if smoke else 20.0)
+    cases = args.cases.split(",") if args.cases else (SMOKE_CASES if smoke else ALL_CASES)
+    unknown = set(cases) - set(ALL_CASES)
+    if unknown:
+        ap.error(f"unknown cases: {sorted(unknown)}")
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    workdir = Path(args.out) if args.out else BENCH / "results" / stamp
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = Ctx(args, workdir, Path(args.bin_dir))
+    ctx.results.update({
+        "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "mode": "smoke" if smoke else "full",
+        "machine": machine(), "params": {"duration": args.duration, "runs": args.runs, "conns": conns, "cases": cases},
+    })
+    log(f"results in {workdir}; AS {ctx.issuer}, mcp-server {ctx.mcp_url}")
+
+    ours_failed = False
+
+    def attempt(key: str, fn, ours: bool = True):
+        nonlocal ours_failed
+        log(f"case {key}")
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - every failure is reported, the run goes on
+            log(f"case {key} FAILED: {e}")
+            ctx.results["failures"][key] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            (workdir / f"failure-{key}.txt").write_text(str(e))
+            if ours:
+                ours_failed = True
+            return None
+
+    try:
+        ctx.start_auth(LOAD_CPU)
+        session_proc = None
+        if "baseline" in cases:
+            attempt("baseline", lambda: case_baseline(ctx, conns, es256=False))
+        if "baseline_es256" in cases:
+            attempt("baseline_es256", lambda: case_baseline(ctx, conns, es256=True))
+        if "mcp_session" in cases:
+            session_proc = attempt("mcp_session", lambda: case_mcp(
+                ctx, "mcp_session", "mcp-server, session mode (SSE answers), known token", conns, {},
+                keep="long" in cases))
+        if "long" in cases and session_proc is not None:
+            rps_hint = ctx.results["cases"]["mcp_session"]["conns"][str(max(conns))]["rps"]
+            attempt("long", lambda: long_run(ctx, session_proc, args.long_requests, rps_hint))
+        if session_proc is not None:
+            session_proc.stop()
+        if "mcp_stateless" in cases:
+            attempt("mcp_stateless", lambda: case_mcp(
+                ctx, "mcp_stateless", "mcp-server, stateless JSON mode, known token", conns,
+                {"MCP__TRANSPORT__STATELESS": "true", "MCP__TRANSPORT__JSON_RESPONSE": "true"}, stateless=True))
+        if "mcp_cold" in cases:
+            attempt("mcp_cold", lambda: case_mcp(
+                ctx, "mcp_cold", "mcp-server, session mode, cold token (a different valid token on every request)", conns,
+                {"MCP__AUTH__TOKEN_CACHE_MAX_ENTRIES": "1"}, pool=args.cold_token_pool,
+                note=f"{args.cold_token_pool} real tokens rotated, token cache bound set to 1: every request is a full ES256 verify"))
+        if "mcp_introspection" in cases:
+            attempt("mcp_introspection", lambda: case_mcp(
+                ctx, "mcp_introspection", "mcp-server, session mode, introspection verifier (cached), known token", conns,
+                {"MCP__AUTH__MODE": "introspection"}))
+        if "ts_sdk" in cases:
+            attempt("ts_sdk", lambda: case_ts(ctx, conns), ours=False)
+        if "fastmcp" in cases:
+            attempt("fastmcp", lambda: case_fastmcp(ctx, conns), ours=False)
+        if "cold_start" in cases:
+            attempt("cold_start", lambda: cold_start(ctx, args.cold_reps))
+        if "auth_server" in cases:
+            attempt("auth_server", lambda: auth_server_loads(ctx))
+    finally:
+        ctx.stop_auth()
+
+    (workdir / "results.json").write_text(json.dumps(ctx.results, indent=2))
+    table = render(ctx.results)
+    (workdir / "table.md").write_text(table)
+    print()
+    print(table)
+    if args.write_doc:
+        write_doc(ROOT / args.write_doc if not os.path.isabs(args.write_doc) else Path(args.write_doc), table)
+        log(f"updated {args.write_doc}")
+
+    errors = sum(s["errors"] for c in ctx.results["cases"].values() for s in c["conns"].values())
+    errors += sum(s["errors"] for s in ctx.results["auth_server"].values())
+    our_errors = sum(s["errors"] for k, c in ctx.results["cases"].items() if k not in ("ts_sdk", "fastmcp") for s in c["conns"].values())
+    our_errors += sum(s["errors"] for s in ctx.results["auth_server"].values())
+    if ours_failed or our_errors:
+        log(f"FAILED: {len(ctx.results['failures'])} case(s) failed, {our_errors} error answers from our servers")
+        return 1
+    log(f"done ({errors} error answers in total)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,457 @@
+//! Local JWT verification with keys from the AS's JWKS.
+//!
+//! Keys are decoded once and cached per `kid`. An unknown `kid` triggers at most one
+//! refetch per `jwks_min_refetch_interval_secs` (single-flight: concurrent requests
+//! wait for the same fetch). While the AS is unreachable the cached keys keep
+//! working; `Unavailable` only when there is no key at all.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use futures::future::BoxFuture;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use serde::Deserialize;
+
+use super::cache::{token_key, TokenCache};
+use super::claims::{check_alg, check_typ, ClaimRules, ClaimSource, RawClaims};
+use super::discovery::get_json;
+use super::{unix_now, Principal, TokenVerifier, VerifyError, MAX_TOKEN_BYTES};
+
+/// A decoded verification key.
+pub struct CachedKey {
+    pub kid: Option<String>,
+    key: DecodingKey,
+    family: AlgorithmFamily,
+    curve: Option<EllipticCurve>,
+    /// The JWK's `alg`, when it states one.
+    alg: Option<Algorithm>,
+}
+
+impl CachedKey {
+    /// Decodes one JWK; `None` for keys we never use (symmetric, encryption-only,
+    /// unknown type or algorithm).
+    pub fn from_jwk(jwk: &Jwk) -> Option<CachedKey> {
+        if matches!(&jwk.common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
+            return None;
+        }
+        let (family, curve) = match &jwk.algorithm {
+            AlgorithmParameters::EllipticCurve(p) => (AlgorithmFamily::Ec, Some(p.curve.clone())),
+            AlgorithmParameters::OctetKeyPair(p) => (AlgorithmFamily::Ed, Some(p.curve.clone())),
+            AlgorithmParameters::RSA(_) => (AlgorithmFamily::Rsa, None),
+            // `oct` keys are HMAC secrets: never a verification key for us.
+            _ => return None,
+        };
+        let alg = match jwk.common.key_algorithm {
+            Some(a) => Some(signing_algorithm(a)?),
+            None => None,
+        };
+        let key = DecodingKey::from_jwk(jwk).ok()?;
+        Some(CachedKey {
+            kid: jwk.common.key_id.clone(),
+            key,
+            family,
+            curve,
+            alg,
+        })
+    }
+
+    /// Whether this key may verify a signature made with `alg`: right family (and
+    /// curve), and the JWK's own `alg` when it names one.
+    pub fn fits(&self, alg: Algorithm) -> bool {
+        if self.alg.is_some_and(|own| own != alg) {
+            return false;
+        }
+        match alg {
+            Algorithm::ES256 => {
+                self.family == AlgorithmFamily::Ec && self.curve == Some(EllipticCurve::P256)
+            }
+            Algorithm::ES384 => {
+                self.family == AlgorithmFamily::Ec && self.curve == Some(EllipticCurve::P384)
+            }
+            Algorithm::EdDSA => {
+                self.family == AlgorithmFamily::Ed && self.curve == Some(EllipticCurve::Ed25519)
+            }
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512 => self.family == AlgorithmFamily::Rsa,
+            _ => false,
+        }
+    }
+}
+
+/// The JWS algorithm a JWK's `alg` names; `None` for encryption or unknown algorithms.
+fn signing_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// Parses a JWKS document, skipping keys we cannot or must not use.
+pub fn parse_jwks(doc: &serde_json::Value) -> Vec<Arc<CachedKey>> {
+    let Some(keys) = doc.get("keys").and_then(|k| k.as_array()) else {
+        return Vec::new();
+    };
+    keys.iter()
+        .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
+        .filter_map(|jwk| CachedKey::from_jwk(&jwk))
+        .map(Arc::new)
+        .collect()
+}
+
+#[derive(Default)]
+struct KeySet {
+    keys: Vec<Arc<CachedKey>>,
+}
+
+enum Lookup {
+    Found(Vec<Arc<CachedKey>>),
+    /// The kid is known but the key does not fit the header's algorithm.
+    Mismatch,
+    Missing,
+}
+
+impl KeySet {
+    fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Lookup {
+        match kid {
+            Some(kid) => match self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)) {
+                Some(k) if k.fits(alg) => Lookup::Found(vec![k.clone()]),
+                Some(_) => Lookup::Mismatch,
+                None => Lookup::Missing,
+            },
+            // No kid (some IdPs with a single key): every key that fits the algorithm.
+            None => {
+                let fitting: Vec<_> = self.keys.iter().filter(|k| k.fits(alg)).cloned().collect();
+                if fitting.is_empty() {
+                    Lookup::Missing
+                } else {
+                    Lookup::Found(fitting)
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+/// The three parts of a compact JWS; `message` is `header.payload`.
+struct Parts<'a> {
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+    message: &'a str,
+}
+
+fn split(token: &str) -> Result<Parts<'_>, VerifyError> {
+    let mut it = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (it.next(), it.next(), it.next(), it.next())
+    else {
+        return Err(VerifyError::Malformed);
+    };
+    if header.is_empty() || payload.is_empty() {
+        return Err(VerifyError::Malformed);
+    }
+    let message = &token[..header.len() + 1 + payload.len()];
+    Ok(Parts {
+        header,
+        payload,
+        signature,
+        message,
+    })
+}
+
+fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, VerifyError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| VerifyError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)
+}
+
+pub struct JwksVerifier {
+    jwks_uri: String,
+    http: reqwest::Client,
+    keys: RwLock<Arc<KeySet>>,
+    /// Bumped on every successful key load; lets waiters see that a fetch happened.
+    generation: AtomicU64,
+    /// Time of the last refetch attempt triggered by an unknown kid (single-flight lock).
+    last_refetch: tokio::sync::Mutex<Option<Instant>>,
+    min_refetch_interval: Duration,
+    algorithms: Vec<Algorithm>,
+    required_typ: Option<String>,
+    rules: ClaimRules,
+    cache: TokenCache,
+}
+
+impl JwksVerifier {
+    /// A verifier with no keys yet; call [`load_keys`](Self::load_keys).
+    pub fn new(
+        jwks_uri: String,
+        http: reqwest::Client,
+        rules: ClaimRules,
+        algorithms: Vec<Algorithm>,
+        required_typ: Option<String>,
+        min_refetch_interval: Duration,
+        cache_max_entries: usize,
+    ) -> Self {
+        JwksVerifier {
+            jwks_uri,
+            http,
+            keys: RwLock::new(Arc::new(KeySet::default())),
+            generation: AtomicU64::new(0),
+            last_refetch: tokio::sync::Mutex::new(None),
+            min_refetch_interval,
+            algorithms,
+            required_typ,
+            rules,
+            cache: TokenCache::new(cache_max_entries),
+        }
+    }
+
+    pub fn jwks_uri(&self) -> &str {
+        &self.jwks_uri
+    }
+
+    fn key_set(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Fetches the JWKS and replaces the cached keys; on failure the old keys stay.
+    /// Returns the number of usable keys loaded.
+    pub async fn load_keys(&self) -> Result<usize, String> {
+        let doc: serde_json::Value = get_json(&self.http, &self.jwks_uri).await?;
+        let keys = parse_jwks(&doc);
+        if keys.is_empty() {
+            return Err("the JWKS holds no usable signing key".into());
+        }
+        let count = keys.len();
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(KeySet { keys });
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(count)
+    }
+
+    /// Unknown kid: refetch unless another request just did, or the last attempt is
+    /// younger than the minimum interval. Returns whether the key set may have changed.
+    async fn refetch(&self, seen_generation: u64) -> bool {
+        let mut last = self.last_refetch.lock().await;
+        if self.generation.load(Ordering::SeqCst) != seen_generation {
+            return true; // someone refetched while we waited
+        }
+        if last.is_some_and(|t| t.elapsed() < self.min_refetch_interval) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        match self.load_keys().await {
+            Ok(n) => {
+                log::info!(
+                    "reloaded {n} signing key(s) from {} after an unknown kid",
+                    self.jwks_uri
+                );
+                true
+            }
+            Err(e) => {
+                log::warn!("cannot refetch signing keys from {}: {e}", self.jwks_uri);
+                false
+            }
+        }
+    }
+
+    async fn candidates(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Vec<Arc<CachedKey>>, VerifyError> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        match self.key_set().lookup(kid, alg) {
+            Lookup::Found(keys) => return Ok(keys),
+            Lookup::Mismatch => return Err(VerifyError::DisallowedAlgorithm),
+            Lookup::Missing => {}
+        }
+        if self.refetch(generation).await {
+            match self.key_set().lookup(kid, alg) {
+                Lookup::Found(keys) => return Ok(keys),
+                Lookup::Mismatch => return Err(VerifyError::DisallowedAlgorithm),
+                Lookup::Missing => {}
+            }
+        }
+        if self.key_set().keys.is_empty() {
+            Err(VerifyError::Unavailable(format!(
+                "no signing keys could be loaded from {}",
+                self.jwks_uri
+            )))
+        } else {
+            Err(VerifyError::UnknownKey)
+        }
+    }
+
+    /// The full check of a token not in the cache.
+    async fn verify_uncached(&self, token: &str, now: i64) -> Result<Principal, VerifyError> {
+        let parts = split(token)?;
+        let header: JoseHeader = decode_part(parts.header)?;
+        let alg = check_alg(&header.alg, &self.algorithms)?;
+        if header.crit.is_some() {
+            // We understand no critical header extension (RFC 7515 §4.1.11).
+            return Err(VerifyError::Malformed);
+        }
+        check_typ(header.typ.as_deref(), self.required_typ.as_deref())?;
+        let keys = self.candidates(header.kid.as_deref(), alg).await?;
+        let signed = keys.iter().any(|k| {
+            matches!(
+                jsonwebtoken::crypto::verify(
+                    parts.signature,
+                    parts.message.as_bytes(),
+                    &k.key,
+                    alg
+                ),
+                Ok(true)
+            )
+        });
+        if !signed {
+            return Err(VerifyError::BadSignature);
+        }
+        let claims: RawClaims = decode_part(parts.payload)?;
+        self.rules.principal(claims, ClaimSource::Jwt, now)
+    }
+}
+
+impl TokenVerifier for JwksVerifier {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Principal, VerifyError>> {
+        Box::pin(async move {
+            if token.len() > MAX_TOKEN_BYTES {
+                return Err(VerifyError::Malformed);
+            }
+            let key = token_key(token);
+            let now = unix_now();
+            if let Some(hit) = self.cache.get(&key, now) {
+                return Ok((*hit).clone());
+            }
+            let principal = self.verify_uncached(token, now).await?;
+            let shared = Arc::new(principal);
+            self.cache
+                .admit(key, shared.clone(), shared.expires_at, now)?;
+            Ok(Arc::unwrap_or_clone(shared))
+        })
+    }
+
+    fn cached(&self, token: &str) -> Option<Arc<Principal>> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        self.cache.get(&token_key(token), unix_now())
+    }
+
+    fn mode(&self) -> &'static str {
+        "jwks"
+    }
+
+    fn key_ids(&self) -> Vec<String> {
+        self.key_set()
+            .keys
+            .iter()
+            .filter_map(|k| k.kid.clone())
+            .collect()
+    }
+
+    fn is_ready(&self) -> bool {
+        !self.key_set().keys.is_empty()
+    }
+
+    fn deny_token_id(&self, token_id: &str, expires_at: i64) {
+        self.cache.deny(token_id, expires_at, unix_now());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ec_jwk(kid: &str, crv: &str, alg: Option<&str>) -> serde_json::Value {
+        // A valid P-256 point (the generator) is not needed: DecodingKey::from_jwk
+        // does not validate the point, and these tests never verify a signature.
+        let mut v = json!({"kty": "EC", "crv": crv, "x": "AAAA", "y": "AAAA", "kid": kid});
+        if let Some(a) = alg {
+            v["alg"] = a.into();
+        }
+        v
+    }
+
+    #[test]
+    fn jwks_parsing_skips_symmetric_and_encryption_keys() {
+        let doc = json!({"keys": [
+            ec_jwk("ec1", "P-256", Some("ES256")),
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "enc", "use": "enc"},
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "rsa1"},
+            {"kty": "weird", "kid": "w"},
+            {"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "ed1"},
+        ]});
+        let keys = parse_jwks(&doc);
+        let kids: Vec<_> = keys.iter().filter_map(|k| k.kid.clone()).collect();
+        assert_eq!(kids, vec!["ec1", "rsa1", "ed1"]);
+        assert!(parse_jwks(&json!({"nokeys": 1})).is_empty());
+    }
+
+    #[test]
+    fn key_must_fit_the_header_algorithm() {
+        let keys = parse_jwks(&json!({"keys": [
+            ec_jwk("p256", "P-256", None),
+            ec_jwk("p256-es256", "P-256", Some("ES256")),
+            ec_jwk("p384", "P-384", None),
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "rsa", "alg": "RS256"},
+            {"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "ed"},
+        ]}));
+        let by = |kid: &str| keys.iter().find(|k| k.kid.as_deref() == Some(kid)).unwrap();
+        assert!(by("p256").fits(Algorithm::ES256));
+        assert!(!by("p256").fits(Algorithm::ES384));
+        assert!(!by("p256").fits(Algorithm::RS256));
+        assert!(!by("p256").fits(Algorithm::HS256));
+        assert!(by("p384").fits(Algorithm::ES384));
+        assert!(!by("p384").fits(Algorithm::ES256));
+        assert!(by("rsa").fits(Algorithm::RS256));
+        assert!(
+            !by("rsa").fits(Algorithm::PS256),
+            "JWK alg pins the algorithm"
+        );
+        assert!(by("ed").fits(Algorithm::EdDSA));
+        assert!(!by("ed").fits(Algorithm::ES256));
+    }
+
+    #[test]
+    fn compact_serialisation_split() {
+        assert!(split("a.b.c").is_ok());
+        assert_eq!(split("a.b.c").unwrap().message, "a.b");
+        assert!(
+            split("a.b.").is_ok(),
+            "empty signature is split, then refused later"
+        );
+        for bad in ["", "a", "a.b", "a.b.c.d", ".b.c", "a..c"] {
+            assert!(matches!(split(bad), Err(VerifyError::Malformed)), "{bad}");
+        }
+    }
+}

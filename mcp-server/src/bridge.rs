@@ -1,0 +1,456 @@
+//! The MCP endpoint: everything that must happen before rmcp sees a request (Host and
+//! Origin checks, bearer-token verification, session binding, body limit, the scope
+//! policy for `tools/call`), then a thin bridge into rmcp's `StreamableHttpService`
+//! (method, URI and headers copied, `Authorization` dropped, the body streamed back so
+//! that SSE events reach the client as they are produced).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http_body::Body as _;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+use shared::ScopeSet;
+
+use crate::auth::{Principal, VerifyError};
+use crate::caller::Caller;
+use crate::error::{jsonrpc_error_body, ApiError};
+use crate::policy::{self, Decision};
+use crate::sessions::Binding;
+use crate::{security, AppState};
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+
+/// What the `Authorization` header carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented<'a> {
+    /// No header, or another scheme (RFC 6750 §3.1: no error code then).
+    Missing,
+    /// `Bearer` with an empty or syntactically impossible token, or several headers.
+    Malformed,
+    Token(&'a str),
+}
+
+/// RFC 6750 §2.1 `b64token`.
+fn is_b64token(s: &str) -> bool {
+    let trimmed = s.trim_end_matches('=');
+    !trimmed.is_empty()
+        && trimmed.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+pub fn bearer_token(headers: &HeaderMap) -> Presented<'_> {
+    let mut values = headers.get_all(header::AUTHORIZATION);
+    let Some(first) = values.next() else {
+        return Presented::Missing;
+    };
+    if values.next().is_some() {
+        return Presented::Malformed;
+    }
+    let Ok(value) = first.to_str() else {
+        return Presented::Malformed;
+    };
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Presented::Missing;
+    }
+    let token = rest.trim();
+    if is_b64token(token) {
+        Presented::Token(token)
+    } else {
+        Presented::Malformed
+    }
+}
+
+fn base_scope() -> ScopeSet {
+    ScopeSet::from_iter([policy::BASE_SCOPE])
+}
+
+async fn authenticate(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<Arc<Principal>>, ApiError> {
+    match bearer_token(req.headers()) {
+        Presented::Missing if state.allow_anonymous => Ok(None),
+        Presented::Missing => Err(ApiError::Unauthenticated {
+            challenge: state.challenge.clone(),
+            scope: base_scope(),
+        }),
+        Presented::Malformed => Err(ApiError::InvalidToken {
+            challenge: state.challenge.clone(),
+            scope: base_scope(),
+            error: VerifyError::Malformed,
+        }),
+        Presented::Token(token) => {
+            let started = Instant::now();
+            let result = state.verifier.verify(token).await;
+            let outcome = if result.is_ok() { "valid" } else { "invalid" };
+            state
+                .metrics
+                .verify_latency
+                .observe_duration(&[outcome], started.elapsed());
+            match result {
+                Ok(p) => Ok(Some(Arc::new(p))),
+                Err(VerifyError::Unavailable(m)) => Err(ApiError::VerifierUnavailable(m)),
+                Err(error) => Err(ApiError::InvalidToken {
+                    challenge: state.challenge.clone(),
+                    scope: base_scope(),
+                    error,
+                }),
+            }
+        }
+    }
+}
+
+fn check_host_and_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    if let Some(host) = req.headers().get(header::HOST) {
+        let host = host.to_str().unwrap_or("");
+        if !security::host_allowed(host, &state.allowed_hosts) {
+            return Err(ApiError::HostNotAllowed(host.chars().take(100).collect()));
+        }
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !security::origin_allowed(origin, &state.allowed_origins) {
+            return Err(ApiError::OriginNotAllowed(
+                origin.chars().take(100).collect(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// What the bridge learnt from the JSON-RPC body.
+#[derive(Debug, Default)]
+struct Inspection {
+    is_initialize: bool,
+}
+
+/// Applies the scope policy to every `tools/call` in the body (single message or
+/// batch). Unparseable bodies pass through: rmcp answers them with a JSON-RPC error.
+fn inspect_body(
+    body: &[u8],
+    principal: Option<&Principal>,
+    state: &AppState,
+) -> Result<Inspection, ApiError> {
+    let mut inspection = Inspection::default();
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Ok(inspection);
+    };
+    let messages: Vec<&Value> = match &value {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let granted = principal.map(|p| &p.scopes);
+    let mut denied: Option<ScopeSet> = None;
+    for message in messages {
+        let Some(method) = message.get("method").and_then(Value::as_str) else {
+            continue;
+        };
+        state.metrics.count_method(method);
+        match method {
+            "initialize" => inspection.is_initialize = true,
+            "tools/call" => {
+                let params = message.get("params");
+                let name = params
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let arguments = params
+                    .and_then(|p| p.get("arguments"))
+                    .and_then(Value::as_object);
+                match policy::decide(name, arguments, granted) {
+                    Decision::Allow => {}
+                    Decision::Unauthenticated { scope }
+                    | Decision::InsufficientScope { needed: scope, .. } => {
+                        denied = Some(match denied {
+                            Some(d) => d.union(&scope),
+                            None => scope,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    match (denied, granted) {
+        (None, _) => Ok(inspection),
+        (Some(needed), None) => Err(ApiError::Unauthenticated {
+            challenge: state.challenge.clone(),
+            scope: needed,
+        }),
+        (Some(needed), Some(granted)) => Err(ApiError::InsufficientScope {
+            challenge: state.challenge.clone(),
+            scope: needed.union(granted),
+            needed,
+        }),
+    }
+}
+
+fn to_http_request(
+    req: &HttpRequest,
+    body: Bytes,
+    caller: Caller,
+) -> Result<http::Request<Full<Bytes>>, ApiError> {
+    let method = http::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| ApiError::BadRequest("unsupported method".into()))?;
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(req.uri().to_string());
+    for (name, value) in req.headers() {
+        // The client's token never travels further than this bridge.
+        if name == header::AUTHORIZATION || name == header::COOKIE {
+            continue;
+        }
+        builder = builder.header(name.as_str(), value.as_bytes());
+    }
+    let mut request = builder
+        .body(Full::new(body))
+        .map_err(|e| ApiError::Internal(format!("building the MCP request: {e}")))?;
+    request.extensions_mut().insert(caller);
+    Ok(request)
+}
+
+fn jsonrpc_code_for(status: StatusCode) -> i64 {
+    match status {
+        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => crate::error::JSONRPC_UNAUTHORIZED,
+        s if s.is_server_error() => crate::error::JSONRPC_INTERNAL,
+        _ => crate::error::JSONRPC_INVALID_REQUEST,
+    }
+}
+
+/// rmcp's response as an actix response: headers copied, sized bodies sent whole,
+/// streams (SSE) forwarded chunk by chunk. rmcp's plain-text transport errors are
+/// wrapped in a JSON-RPC error object (same status).
+async fn to_actix_response(response: http::Response<BoxBody<Bytes, Infallible>>) -> HttpResponse {
+    let (parts, body) = response.into_parts();
+    let status =
+        StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut builder = HttpResponse::build(status);
+    let is_json = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let wrap_error = (status.is_client_error() || status.is_server_error()) && !is_json;
+    for (name, value) in parts.headers.iter() {
+        if wrap_error
+            && (name == http::header::CONTENT_TYPE || name == http::header::CONTENT_LENGTH)
+        {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            builder.append_header((n, v));
+        }
+    }
+    if body.size_hint().exact().is_some() {
+        let bytes = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(never) => match never {},
+        };
+        if wrap_error {
+            let text = String::from_utf8_lossy(&bytes);
+            let message = if text.trim().is_empty() {
+                status.canonical_reason().unwrap_or("error").to_string()
+            } else {
+                text.trim().to_string()
+            };
+            return builder.json(jsonrpc_error_body(jsonrpc_code_for(status), &message));
+        }
+        builder.body(bytes)
+    } else {
+        builder.streaming(body.into_data_stream())
+    }
+}
+
+/// Forgets bindings of sessions rmcp no longer has (expired), at most once a minute.
+async fn prune_sessions(state: &AppState) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let last = state.last_prune.load(std::sync::atomic::Ordering::Relaxed);
+    if now.saturating_sub(last) < 60 {
+        return;
+    }
+    state
+        .last_prune
+        .store(now, std::sync::atomic::Ordering::Relaxed);
+    let live: std::collections::HashSet<String> = state
+        .session_manager
+        .sessions
+        .read()
+        .await
+        .keys()
+        .map(|k| k.to_string())
+        .collect();
+    state.sessions.retain(|id| live.contains(id));
+    state.metrics.sessions.set(&[], state.sessions.len() as f64);
+}
+
+/// `/mcp` (the resource URL's path), every method.
+pub async fn mcp_endpoint(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let result = handle(&req, payload, &state).await;
+    if let Err(e) = &result {
+        if let Some(reason) = e.auth_failure_reason() {
+            state.metrics.auth_failures.inc(&[reason]);
+        }
+        if let ApiError::Internal(detail) = e {
+            log::error!("MCP bridge failure: {detail}");
+        }
+    }
+    result
+}
+
+async fn handle(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    if req.method() == Method::OPTIONS {
+        return Ok(HttpResponse::NoContent()
+            .insert_header((header::ALLOW, ALLOW_METHODS))
+            .finish());
+    }
+    check_host_and_origin(req, state)?;
+    let principal = authenticate(req, state).await?;
+
+    let session_id = req
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if !state.stateless {
+        prune_sessions(state).await;
+        if let Some(id) = &session_id {
+            match state.sessions.check(id, principal.as_deref()) {
+                Binding::Allowed => {}
+                Binding::Unknown => return Err(ApiError::SessionNotFound),
+                Binding::NeedsAuthentication => {
+                    return Err(ApiError::Unauthenticated {
+                        challenge: state.challenge.clone(),
+                        scope: base_scope(),
+                    })
+                }
+                Binding::OtherSubject => return Err(ApiError::SessionOwnedByOther),
+            }
+        }
+    }
+
+    let mut inspection = Inspection::default();
+    let body = if req.method() == Method::POST {
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            if len > state.max_body_bytes {
+                return Err(ApiError::PayloadTooLarge {
+                    limit: state.max_body_bytes,
+                });
+            }
+        }
+        let body = read_body(payload, state.max_body_bytes).await?;
+        inspection = inspect_body(&body, principal.as_deref(), state)?;
+        body
+    } else {
+        Bytes::new()
+    };
+
+    let request = to_http_request(req, body, Caller(principal.clone()))?;
+    let response = state.mcp.handle(request).await;
+    let status = response.status();
+
+    if !state.stateless {
+        if inspection.is_initialize && status.is_success() {
+            if let Some(id) = response
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                state.sessions.record(id, principal.as_deref());
+                state.metrics.sessions.set(&[], state.sessions.len() as f64);
+            }
+        }
+        if let Some(id) = &session_id {
+            let ended = (req.method() == Method::DELETE && status.is_success())
+                || status == http::StatusCode::NOT_FOUND;
+            if ended {
+                state.sessions.forget(id);
+                state.metrics.sessions.set(&[], state.sessions.len() as f64);
+            }
+        }
+    }
+    Ok(to_actix_response(response).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("x")),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_extraction() {
+        assert_eq!(bearer_token(&headers(&[])), Presented::Missing);
+        assert_eq!(bearer_token(&headers(&["Basic abc"])), Presented::Missing);
+        assert_eq!(
+            bearer_token(&headers(&["Bearer abc.def-ghi_"])),
+            Presented::Token("abc.def-ghi_")
+        );
+        assert_eq!(
+            bearer_token(&headers(&["bearer  abc=="])),
+            Presented::Token("abc==")
+        );
+        assert_eq!(bearer_token(&headers(&["Bearer"])), Presented::Malformed);
+        assert_eq!(
+            bearer_token(&headers(&["Bearer a b"])),
+            Presented::Malformed
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearer a", "Bearer b"])),
+            Presented::Malformed
+        );
+    }
+}

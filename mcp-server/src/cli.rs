@@ -1,0 +1,177 @@
+//! Command line: `mcp-server [serve] [--config FILE] [--listen ADDR] [--resource URL]
+//! [--issuer URL] [--client-id ID] [--client-secret S] [--allow-anonymous] [--demo]`.
+//! Flags override the config file and the `MCP__...` environment.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use shared::Secret;
+
+use crate::settings::Settings;
+
+/// The demo client that `auth-server --demo` pre-registers for this server.
+pub const DEMO_CLIENT_ID: &str = "mcp-server";
+pub const DEMO_CLIENT_SECRET: &str = "demo-mcp-server-secret";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-server",
+    version,
+    about = "Remote MCP server (Streamable HTTP) protected by OAuth 2.1",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see config/mcp-server.toml).
+    #[arg(long, value_name = "FILE", env = "MCP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:3000 (server.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Canonical URL of the MCP endpoint, e.g. https://mcp.example.com/mcp (server.resource).
+    #[arg(long, value_name = "URL")]
+    pub resource: Option<String>,
+    /// Issuer URL of the authorization server (auth.issuer).
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+    /// This server's own OAuth client id, for introspection and the admin API (auth.client_id).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// This server's own OAuth client secret (auth.client_secret; prefer MCP__AUTH__CLIENT_SECRET).
+    #[arg(long, value_name = "SECRET")]
+    pub client_secret: Option<String>,
+    /// Let callers without a token use the public tools (auth.allow_anonymous).
+    #[arg(long)]
+    pub allow_anonymous: bool,
+    /// Use the demo client that `auth-server --demo` registers (mcp-server / demo-mcp-server-secret).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+impl ServeArgs {
+    /// Loads the layered settings and applies the flags on top.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let mut settings = Settings::load(self.config.as_deref())?;
+        self.apply(&mut settings);
+        Ok(settings)
+    }
+
+    pub fn apply(&self, settings: &mut Settings) {
+        if let Some(listen) = &self.listen {
+            settings.server.listen = listen.clone();
+        }
+        if let Some(resource) = &self.resource {
+            settings.server.resource = resource.clone();
+        }
+        if let Some(issuer) = &self.issuer {
+            settings.auth.issuer = issuer.clone();
+        }
+        if self.demo {
+            if self.client_id.is_none() {
+                settings.auth.client_id = DEMO_CLIENT_ID.into();
+            }
+            if self.client_secret.is_none() {
+                settings.auth.client_secret = Secret::new(DEMO_CLIENT_SECRET);
+            }
+        }
+        if let Some(id) = &self.client_id {
+            settings.auth.client_id = id.clone();
+        }
+        if let Some(secret) = &self.client_secret {
+            settings.auth.client_secret = Secret::new(secret.clone());
+        }
+        if self.allow_anonymous {
+            settings.auth.allow_anonymous = true;
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    let app = crate::Application::build(settings).await?;
+    println!("listening on http://{}", app.local_addr());
+    log::info!(
+        "MCP endpoint {} (tools: {})",
+        app.resource(),
+        app.tool_names().join(", ")
+    );
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    shared::telemetry::init_logging("info,rmcp=warn");
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let result = actix_web::rt::System::new().block_on(serve(args));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_invocation_and_serve_subcommand_parse_alike() {
+        let bare =
+            Cli::try_parse_from(["mcp-server", "--demo", "--listen", "127.0.0.1:0"]).unwrap();
+        assert!(bare.command.is_none());
+        assert!(bare.serve.demo);
+        let sub = Cli::try_parse_from(["mcp-server", "serve", "--demo", "--issuer", "http://as"])
+            .unwrap();
+        match sub.command {
+            Some(Command::Serve(a)) => {
+                assert!(a.demo);
+                assert_eq!(a.issuer.as_deref(), Some("http://as"));
+            }
+            None => panic!("expected serve"),
+        }
+    }
+
+    #[test]
+    fn demo_sets_the_demo_client_unless_given() {
+        let mut s = Settings::default();
+        ServeArgs {
+            demo: true,
+            ..Default::default()
+        }
+        .apply(&mut s);
+        assert_eq!(s.auth.client_id, DEMO_CLIENT_ID);
+        assert_eq!(s.auth.client_secret.expose(), DEMO_CLIENT_SECRET);
+        let mut s = Settings::default();
+        ServeArgs {
+            demo: true,
+            client_id: Some("rs".into()),
+            allow_anonymous: true,
+            ..Default::default()
+        }
+        .apply(&mut s);
+        assert_eq!(s.auth.client_id, "rs");
+        assert!(s.auth.allow_anonymous);
+    }
+}
