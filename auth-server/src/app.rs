@@ -41,7 +41,9 @@ pub struct Extensions {
 }
 
 fn rate_limited(r: RetryAfter) -> AppError {
-    AppError::RateLimited { retry_after_secs: r.0.max(1) }
+    AppError::RateLimited {
+        retry_after_secs: r.0.max(1),
+    }
 }
 
 impl Extensions {
@@ -51,27 +53,47 @@ impl Extensions {
         } else {
             None
         };
-        let trusted = TrustedProxy::parse_list(&settings.server.trusted_proxies).map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?;
+        let trusted = TrustedProxy::parse_list(&settings.server.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?;
         let registry = Registry::new();
         Ok(Extensions {
             cimd,
             limiter: RateLimiter::new(&settings.rate_limit),
             trusted,
-            http_requests: registry.counter("auth_http_requests_total", "HTTP requests by route, method and status.", &["route", "method", "status"]),
+            http_requests: registry.counter(
+                "auth_http_requests_total",
+                "HTTP requests by route, method and status.",
+                &["route", "method", "status"],
+            ),
             http_latency: registry.histogram(
                 "auth_http_request_duration_seconds",
                 "HTTP request latency by route.",
                 &["route"],
                 shared::metrics::DEFAULT_LATENCY_BUCKETS,
             ),
-            logins: registry.counter("auth_logins_total", "Login attempts by outcome.", &["outcome"]),
-            tokens: registry.counter("auth_token_requests_total", "Token endpoint requests by grant type and outcome.", &["grant_type", "outcome"]),
-            rate_limited: registry.counter("auth_rate_limited_total", "Requests refused by a rate limit, by bucket.", &["bucket"]),
+            logins: registry.counter(
+                "auth_logins_total",
+                "Login attempts by outcome.",
+                &["outcome"],
+            ),
+            tokens: registry.counter(
+                "auth_token_requests_total",
+                "Token endpoint requests by grant type and outcome.",
+                &["grant_type", "outcome"],
+            ),
+            rate_limited: registry.counter(
+                "auth_rate_limited_total",
+                "Requests refused by a rate limit, by bucket.",
+                &["bucket"],
+            ),
             registry,
         })
     }
 
-    pub async fn resolve_cimd(&self, client_id: &str) -> AppResult<Option<crate::storage::ClientRecord>> {
+    pub async fn resolve_cimd(
+        &self,
+        client_id: &str,
+    ) -> AppResult<Option<crate::storage::ClientRecord>> {
         let Some(resolver) = &self.cimd else {
             return Ok(None);
         };
@@ -120,7 +142,8 @@ impl Extensions {
     }
 
     pub fn metric_token(&self, grant_type: &str, ok: bool) {
-        self.tokens.inc(&[grant_type, if ok { "success" } else { "error" }]);
+        self.tokens
+            .inc(&[grant_type, if ok { "success" } else { "error" }]);
     }
 
     pub fn render_metrics(&self) -> String {
@@ -138,7 +161,11 @@ fn cimd_client(doc: ClientMetadataDocument) -> crate::storage::ClientRecord {
         } else {
             doc.grant_types
         },
-        response_types: if doc.response_types.is_empty() { vec!["code".into()] } else { doc.response_types },
+        response_types: if doc.response_types.is_empty() {
+            vec!["code".into()]
+        } else {
+            doc.response_types
+        },
         client_name: Some(doc.client_name.clone()),
         client_uri: doc.client_uri,
         logo_uri: doc.logo_uri,
@@ -150,13 +177,25 @@ fn cimd_client(doc: ClientMetadataDocument) -> crate::storage::ClientRecord {
         software_version: None,
         application_type: "native".into(),
     };
-    client_record(&doc.client_id, Some(doc.client_name), None, metadata, "cimd", false)
+    client_record(
+        &doc.client_id,
+        Some(doc.client_name),
+        None,
+        metadata,
+        "cimd",
+        false,
+    )
 }
 
 /// Creates the first signing key, configured clients and (with `demo.enabled`) the
 /// demo users and mcp-server's client. Idempotent.
 pub async fn bootstrap(settings: &Settings, store: &dyn Store) -> anyhow::Result<()> {
-    if store.list_keys().await?.iter().all(|k| k.retired_at.is_some()) {
+    if store
+        .list_keys()
+        .await?
+        .iter()
+        .all(|k| k.retired_at.is_some())
+    {
         let key = keys::generate(now()).context("generating the signing key")?;
         if store.insert_first_key(&key).await? {
             log::info!("generated signing key {}", key.kid);
@@ -176,7 +215,13 @@ pub async fn bootstrap(settings: &Settings, store: &dyn Store) -> anyhow::Result
             }
             let password = password.to_string();
             let hash = tokio::task::spawn_blocking(move || passwords::hash(&password)).await??;
-            let user = new_user(username, &hash, role, Some(format!("{username}@example.com")), Some(name.to_string()));
+            let user = new_user(
+                username,
+                &hash,
+                role,
+                Some(format!("{username}@example.com")),
+                Some(name.to_string()),
+            );
             match store.create_user(&user).await {
                 Ok(()) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -187,7 +232,11 @@ pub async fn bootstrap(settings: &Settings, store: &dyn Store) -> anyhow::Result
             client_name: "MCP server (resource server)".into(),
             client_secret: settings.demo.mcp_server_client_secret.clone(),
             grant_types: vec!["client_credentials".into()],
-            scope: format!("{} {}", shared::scopes::AUTH_ADMIN, shared::scopes::AUTH_INTROSPECT),
+            scope: format!(
+                "{} {}",
+                shared::scopes::AUTH_ADMIN,
+                shared::scopes::AUTH_INTROSPECT
+            ),
             can_introspect: true,
             ..Default::default()
         };
@@ -198,7 +247,13 @@ pub async fn bootstrap(settings: &Settings, store: &dyn Store) -> anyhow::Result
     Ok(())
 }
 
-pub fn new_user(username: &str, hash: &str, role: Role, email: Option<String>, name: Option<String>) -> UserRecord {
+pub fn new_user(
+    username: &str,
+    hash: &str,
+    role: Role,
+    email: Option<String>,
+    name: Option<String>,
+) -> UserRecord {
     UserRecord {
         id: uuid::Uuid::new_v4().to_string(),
         username: username.to_string(),
@@ -229,17 +284,27 @@ fn configured_client(c: &ClientConfig) -> crate::storage::ClientRecord {
         c.grant_types.clone()
     };
     let uses_code = grant_types.iter().any(|g| g == "authorization_code");
-    let method = if secret_hash.is_some() { "client_secret_basic" } else { "none" };
+    let method = if secret_hash.is_some() {
+        "client_secret_basic"
+    } else {
+        "none"
+    };
     let name = (!c.client_name.is_empty()).then(|| c.client_name.clone());
     let metadata = ClientMetadata {
         redirect_uris: c.redirect_uris.clone(),
         token_endpoint_auth_method: method.into(),
         grant_types,
-        response_types: if uses_code { vec!["code".into()] } else { Vec::new() },
+        response_types: if uses_code {
+            vec!["code".into()]
+        } else {
+            Vec::new()
+        },
         client_name: name.clone(),
         client_uri: None,
         logo_uri: None,
-        scope: shared::ScopeSet::parse(&c.scope).map(|s| s.to_string()).unwrap_or_default(),
+        scope: shared::ScopeSet::parse(&c.scope)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
         contacts: Vec::new(),
         tos_uri: None,
         policy_uri: None,
@@ -247,7 +312,14 @@ fn configured_client(c: &ClientConfig) -> crate::storage::ClientRecord {
         software_version: None,
         application_type: "web".into(),
     };
-    client_record(&c.client_id, name, secret_hash, metadata, "config", c.can_introspect)
+    client_record(
+        &c.client_id,
+        name,
+        secret_hash,
+        metadata,
+        "config",
+        c.can_introspect,
+    )
 }
 
 pub struct Application {
@@ -259,7 +331,9 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        settings.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        settings
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let store = SqlStore::connect(&settings.database_url(), settings.database.max_connections)
             .await
             .with_context(|| format!("opening the database {}", settings.database_url()))?;
@@ -268,7 +342,10 @@ impl Application {
         let ring = keys::KeyRing::from_stored(
             &store.list_keys().await?,
             now(),
-            settings.oauth.access_token_ttl_secs.max(settings.oauth.id_token_ttl_secs),
+            settings
+                .oauth
+                .access_token_ttl_secs
+                .max(settings.oauth.id_token_ttl_secs),
         )?;
         let cookie_secret = store
             .get_or_init_kv("cookie_key", &shared::secret::random_token(32))
@@ -278,7 +355,13 @@ impl Application {
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let local_addr = listener.local_addr()?;
         let workers = settings.server.workers;
-        let state = web::Data::new(AppState::new(settings, store, ring, cookie_secret.as_bytes(), extensions));
+        let state = web::Data::new(AppState::new(
+            settings,
+            store,
+            ring,
+            cookie_secret.as_bytes(),
+            extensions,
+        ));
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -356,17 +439,24 @@ fn spawn_maintenance(state: std::sync::Weak<AppState>) {
     });
 }
 
-async fn track(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let method = req.method().to_string();
     let res = next.call(req).await?;
     if let Some(state) = state {
-        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
         let status = res.status().as_u16().to_string();
         let ext = &state.extensions;
         ext.http_requests.inc(&[&route, &method, &status]);
-        ext.http_latency.observe_duration(&[&route], start.elapsed());
+        ext.http_latency
+            .observe_duration(&[&route], start.elapsed());
     }
     Ok(res)
 }
@@ -402,32 +492,68 @@ fn body_error(status_overflow: bool, what: &str) -> actix_web::Error {
 fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
     use actix_web::error::{JsonPayloadError, UrlencodedError};
     let limit = state.settings.server.max_body_bytes;
-    cfg.app_data(web::FormConfig::default().limit(limit).error_handler(|err, _| {
-        let overflow = matches!(err, UrlencodedError::Overflow { .. });
-        body_error(overflow, &err.to_string())
-    }))
+    cfg.app_data(
+        web::FormConfig::default()
+            .limit(limit)
+            .error_handler(|err, _| {
+                let overflow = matches!(err, UrlencodedError::Overflow { .. });
+                body_error(overflow, &err.to_string())
+            }),
+    )
     .app_data(
         web::JsonConfig::default()
             .limit(limit)
             .content_type_required(false)
             .error_handler(|err, _| {
-                let overflow = matches!(err, JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. });
+                let overflow = matches!(
+                    err,
+                    JsonPayloadError::Overflow { .. }
+                        | JsonPayloadError::OverflowKnownLength { .. }
+                );
                 body_error(overflow, "invalid JSON")
             }),
     )
     .app_data(web::PayloadConfig::new(limit))
     .app_data(web::QueryConfig::default().error_handler(|err, _| {
-        AppError::page("Invalid request", format!("The request parameters are malformed: {err}")).into()
+        AppError::page(
+            "Invalid request",
+            format!("The request parameters are malformed: {err}"),
+        )
+        .into()
     }))
-    .service(web::resource("/.well-known/oauth-authorization-server").wrap(cors()).route(web::get().to(http::metadata::oauth_metadata)))
-    .service(web::resource("/.well-known/oauth-authorization-server/{tail:.*}").wrap(cors()).route(web::get().to(http::metadata::path_inserted)))
-    .service(web::resource("/.well-known/openid-configuration").wrap(cors()).route(web::get().to(http::metadata::oauth_metadata)))
-    .service(web::resource("/.well-known/openid-configuration/{tail:.*}").wrap(cors()).route(web::get().to(http::metadata::path_inserted)))
+    .service(
+        web::resource("/.well-known/oauth-authorization-server")
+            .wrap(cors())
+            .route(web::get().to(http::metadata::oauth_metadata)),
+    )
+    .service(
+        web::resource("/.well-known/oauth-authorization-server/{tail:.*}")
+            .wrap(cors())
+            .route(web::get().to(http::metadata::path_inserted)),
+    )
+    .service(
+        web::resource("/.well-known/openid-configuration")
+            .wrap(cors())
+            .route(web::get().to(http::metadata::oauth_metadata)),
+    )
+    .service(
+        web::resource("/.well-known/openid-configuration/{tail:.*}")
+            .wrap(cors())
+            .route(web::get().to(http::metadata::path_inserted)),
+    )
     .service(web::resource("/authorize").route(web::get().to(http::authorize::authorize)))
     .service(web::resource("/login").route(web::post().to(http::authorize::login)))
     .service(web::resource("/consent").route(web::post().to(http::authorize::consent)))
-    .service(web::resource("/token").wrap(cors()).route(web::post().to(http::token::token)))
-    .service(web::resource("/register").wrap(cors()).route(web::post().to(http::register::register)))
+    .service(
+        web::resource("/token")
+            .wrap(cors())
+            .route(web::post().to(http::token::token)),
+    )
+    .service(
+        web::resource("/register")
+            .wrap(cors())
+            .route(web::post().to(http::register::register)),
+    )
     .service(
         web::resource("/register/{client_id}")
             .wrap(cors())
@@ -435,7 +561,11 @@ fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
             .route(web::put().to(http::register::update))
             .route(web::delete().to(http::register::delete)),
     )
-    .service(web::resource("/revoke").wrap(cors()).route(web::post().to(http::revoke::revoke)))
+    .service(
+        web::resource("/revoke")
+            .wrap(cors())
+            .route(web::post().to(http::revoke::revoke)),
+    )
     .service(web::resource("/introspect").route(web::post().to(http::introspect::introspect)))
     .service(
         web::resource("/userinfo")
@@ -443,7 +573,11 @@ fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
             .route(web::get().to(http::userinfo::userinfo))
             .route(web::post().to(http::userinfo::userinfo)),
     )
-    .service(web::resource("/jwks.json").wrap(cors()).route(web::get().to(http::jwks::jwks)))
+    .service(
+        web::resource("/jwks.json")
+            .wrap(cors())
+            .route(web::get().to(http::jwks::jwks)),
+    )
     .service(web::resource("/healthz").route(web::get().to(http::health::healthz)))
     .service(web::resource("/metrics").route(web::get().to(http::health::metrics)))
     .service(web::resource("/admin/grants").route(web::get().to(http::admin::list_grants)))
@@ -453,5 +587,6 @@ fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
 }
 
 async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(serde_json::json!({"error": "not_found", "error_description": "no such endpoint"}))
+    HttpResponse::NotFound()
+        .json(serde_json::json!({"error": "not_found", "error_description": "no such endpoint"}))
 }

@@ -15,7 +15,11 @@ use crate::storage::sql::SqlStore;
 use crate::storage::{Store, StoreError};
 
 #[derive(Debug, Parser)]
-#[command(name = "auth-server", version, about = "OAuth 2.1 authorization server for MCP clients")]
+#[command(
+    name = "auth-server",
+    version,
+    about = "OAuth 2.1 authorization server for MCP clients"
+)]
 pub struct Cli {
     /// TOML configuration file (env `AUTH__...` variables override it).
     #[arg(long, global = true, value_name = "FILE")]
@@ -140,7 +144,9 @@ pub fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
             settings.demo.enabled = true;
         }
     }
-    settings.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     Ok(settings)
 }
 
@@ -184,7 +190,10 @@ fn hash_new_password(password: &str) -> anyhow::Result<String> {
 fn when(ts: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ts)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ts.to_string())
 }
 
@@ -221,7 +230,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&settings).await?;
             match cmd {
                 GrantsCommand::List => {
-                    println!("{:<34} {:<16} {:<24} {:<26} EXPIRES", "GRANT_ID", "USER", "CLIENT", "SCOPE");
+                    println!(
+                        "{:<34} {:<16} {:<24} {:<26} EXPIRES",
+                        "GRANT_ID", "USER", "CLIENT", "SCOPE"
+                    );
                     for g in store.active_grants(now()).await? {
                         println!(
                             "{:<34} {:<16} {:<24} {:<26} {}",
@@ -291,7 +303,14 @@ pub async fn rotate_keys(store: &dyn Store) -> anyhow::Result<String> {
 
 async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
-    bootstrap(&Settings { demo: Default::default(), ..settings.clone() }, &store).await?;
+    bootstrap(
+        &Settings {
+            demo: Default::default(),
+            ..settings.clone()
+        },
+        &store,
+    )
+    .await?;
     match cmd {
         UserCommand::Add {
             username,
@@ -303,12 +322,20 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
             let Some(role) = Role::parse(&role) else {
                 bail!("--role must be user or admin");
             };
-            if username.is_empty() || username.len() > 64 || username.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if username.is_empty()
+                || username.len() > 64
+                || username
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
                 bail!("the username must be 1-64 characters without spaces");
             }
             let password = read_password(password_stdin)?;
             let hash = hash_new_password(&password)?;
-            match store.create_user(&new_user(&username, &hash, role, email, name)).await {
+            match store
+                .create_user(&new_user(&username, &hash, role, email, name))
+                .await
+            {
                 Ok(()) => println!("created {} {username}", role.as_str()),
                 Err(StoreError::Conflict(_)) => bail!("user {username:?} already exists"),
                 Err(e) => return Err(e.into()),
@@ -326,7 +353,10 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        UserCommand::Passwd { username, password_stdin } => {
+        UserCommand::Passwd {
+            username,
+            password_stdin,
+        } => {
             if store.find_user_by_name(&username).await?.is_none() {
                 bail!("no user {username:?}");
             }

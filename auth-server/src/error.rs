@@ -128,7 +128,9 @@ impl ResponseError for AppError {
     fn error_response(&self) -> HttpResponse {
         let mut b = HttpResponse::build(self.status_code());
         match self {
-            AppError::OAuth { error, description, .. } => {
+            AppError::OAuth {
+                error, description, ..
+            } => {
                 no_store(&mut b);
                 b.json(json!({"error": error, "error_description": description}))
             }
@@ -147,7 +149,10 @@ impl ResponseError for AppError {
             } => {
                 let mut challenge = String::from("Bearer realm=\"auth-server\"");
                 if let Some(e) = error {
-                    challenge.push_str(&format!(", error=\"{e}\", error_description=\"{}\"", quote(description)));
+                    challenge.push_str(&format!(
+                        ", error=\"{e}\", error_description=\"{}\"",
+                        quote(description)
+                    ));
                 }
                 if let Some(s) = scope {
                     challenge.push_str(&format!(", scope=\"{}\"", quote(s)));
@@ -158,8 +163,12 @@ impl ResponseError for AppError {
                 no_store(&mut b);
                 b.json(json!({"error": error.unwrap_or("invalid_request"), "error_description": description}))
             }
-            AppError::Page { title, message, .. } => crate::http::pages::error_page(b, title, message),
-            AppError::NotFound(what) => b.json(json!({"error": "not_found", "error_description": what})),
+            AppError::Page { title, message, .. } => {
+                crate::http::pages::error_page(b, title, message)
+            }
+            AppError::NotFound(what) => {
+                b.json(json!({"error": "not_found", "error_description": what}))
+            }
             AppError::RateLimited { retry_after_secs } => {
                 b.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
                 b.json(json!({"error": "rate_limited", "error_description": "too many requests, retry later"}))

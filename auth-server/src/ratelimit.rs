@@ -422,6 +422,18 @@ pub fn client_ip_from(
     client
 }
 
+/// The rate-limit key of an address: IPv4 as is, IPv6 by its /64 network (one end site
+/// usually owns a whole /64 and could otherwise rotate through addresses for free).
+pub fn ip_key(ip: IpAddr) -> String {
+    match canonical_ip(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let net = Ipv6Addr::from(u128::from(v6) & mask128(64));
+            format!("{net}/64")
+        }
+    }
+}
+
 /// The client address of a request: the TCP peer, or, when the peer is a trusted proxy,
 /// the rightmost untrusted address of `X-Forwarded-For`. `0.0.0.0` when the peer is unknown.
 pub fn client_ip(req: &actix_web::HttpRequest, trusted_proxies: &[TrustedProxy]) -> IpAddr {
@@ -716,6 +728,18 @@ mod tests {
         );
         let req = TestRequest::default().to_http_request();
         assert_eq!(client_ip(&req, &trusted), ip("0.0.0.0"));
+    }
+
+    #[test]
+    fn ip_keys_group_ipv6_by_64() {
+        assert_eq!(ip_key(ip("1.2.3.4")), "1.2.3.4");
+        assert_eq!(ip_key(ip("::ffff:1.2.3.4")), "1.2.3.4");
+        assert_eq!(ip_key(ip("2001:db8:1:2:aaaa::1")), "2001:db8:1:2::/64");
+        assert_eq!(
+            ip_key(ip("2001:db8:1:2:bbbb::9")),
+            ip_key(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(ip_key(ip("2001:db8:1:3::1")), ip_key(ip("2001:db8:1:2::1")));
     }
 
     #[test]

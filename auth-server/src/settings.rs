@@ -196,7 +196,10 @@ impl Settings {
         let issuer = url::Url::parse(&self.server.issuer)
             .map_err(|e| format!("server.issuer {:?} is not a URL: {e}", self.server.issuer))?;
         if issuer.scheme() != "https" && issuer.scheme() != "http" {
-            return Err(format!("server.issuer {:?} must be an http(s) URL", self.server.issuer));
+            return Err(format!(
+                "server.issuer {:?} must be an http(s) URL",
+                self.server.issuer
+            ));
         }
         if issuer.query().is_some() || issuer.fragment().is_some() {
             return Err(format!(
@@ -204,13 +207,20 @@ impl Settings {
                 self.server.issuer
             ));
         }
-        if issuer.scheme() == "http" && !crate::domain::redirect_uri::is_loopback_host(issuer.host_str().unwrap_or("")) {
-            log::warn!("server.issuer uses plain http on a non-loopback host; use https in production");
+        if issuer.scheme() == "http"
+            && !crate::domain::redirect_uri::is_loopback_host(issuer.host_str().unwrap_or(""))
+        {
+            log::warn!(
+                "server.issuer uses plain http on a non-loopback host; use https in production"
+            );
         }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err()
             && !self.server.listen.contains(':')
         {
-            return Err(format!("server.listen {:?} must be HOST:PORT", self.server.listen));
+            return Err(format!(
+                "server.listen {:?} must be HOST:PORT",
+                self.server.listen
+            ));
         }
         for proxy in &self.server.trusted_proxies {
             if !is_ip_or_cidr(proxy) {
@@ -238,10 +248,19 @@ impl Settings {
             }
         }
         let positive = [
-            ("oauth.access_token_ttl_secs", self.oauth.access_token_ttl_secs),
+            (
+                "oauth.access_token_ttl_secs",
+                self.oauth.access_token_ttl_secs,
+            ),
             ("oauth.id_token_ttl_secs", self.oauth.id_token_ttl_secs),
-            ("oauth.refresh_token_ttl_secs", self.oauth.refresh_token_ttl_secs),
-            ("oauth.authorization_code_ttl_secs", self.oauth.authorization_code_ttl_secs),
+            (
+                "oauth.refresh_token_ttl_secs",
+                self.oauth.refresh_token_ttl_secs,
+            ),
+            (
+                "oauth.authorization_code_ttl_secs",
+                self.oauth.authorization_code_ttl_secs,
+            ),
             ("server.session_ttl_secs", self.server.session_ttl_secs),
         ];
         for (key, value) in positive {
@@ -260,21 +279,33 @@ impl Settings {
                 return Err("clients: client_id must not be empty".into());
             }
             if crate::cimd::is_cimd_client_id(&c.client_id) {
-                return Err(format!("clients: {:?}: an https URL client_id is reserved for metadata documents", c.client_id));
+                return Err(format!(
+                    "clients: {:?}: an https URL client_id is reserved for metadata documents",
+                    c.client_id
+                ));
             }
-            shared::ScopeSet::parse(&c.scope).map_err(|e| format!("clients: {:?}: {e}", c.client_id))?;
+            shared::ScopeSet::parse(&c.scope)
+                .map_err(|e| format!("clients: {:?}: {e}", c.client_id))?;
             for uri in &c.redirect_uris {
                 crate::domain::redirect_uri::validate_registered(uri)
                     .map_err(|e| format!("clients: {:?}: {e}", c.client_id))?;
             }
             for g in &c.grant_types {
-                if !["authorization_code", "refresh_token", "client_credentials"].contains(&g.as_str()) {
-                    return Err(format!("clients: {:?}: unsupported grant type {g:?}", c.client_id));
+                if !["authorization_code", "refresh_token", "client_credentials"]
+                    .contains(&g.as_str())
+                {
+                    return Err(format!(
+                        "clients: {:?}: unsupported grant type {g:?}",
+                        c.client_id
+                    ));
                 }
             }
             let confidential = !c.client_secret.is_empty() || !c.client_secret_sha256.is_empty();
             if c.grant_types.iter().any(|g| g == "client_credentials") && !confidential {
-                return Err(format!("clients: {:?}: client_credentials needs a secret", c.client_id));
+                return Err(format!(
+                    "clients: {:?}: client_credentials needs a secret",
+                    c.client_id
+                ));
             }
         }
         Ok(())

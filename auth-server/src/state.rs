@@ -105,7 +105,9 @@ impl AppState {
 
     pub fn check_csrf(&self, csrf_cookie: Option<&str>, form_token: &str) -> bool {
         match csrf_cookie {
-            Some(c) if !c.is_empty() => shared::secret::constant_time_eq(&self.csrf_token(c), form_token),
+            Some(c) if !c.is_empty() => {
+                shared::secret::constant_time_eq(&self.csrf_token(c), form_token)
+            }
             _ => false,
         }
     }
@@ -133,17 +135,27 @@ impl AppState {
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let basic = authorization.is_some_and(|a| a.len() > 6 && a[..6].eq_ignore_ascii_case("basic "));
-        let presented = client_auth::presented(authorization, form_client_id, form_secret).map_err(|e| match e {
-            ClientAuthError::Missing => AppError::invalid_client("client authentication is required", basic),
-            other => AppError::invalid_client(other.to_string(), basic),
-        })?;
-        let found = self.find_client(&presented.client_id).await.map_err(|e| match e {
-            AppError::Internal(_) => e,
-            other => AppError::invalid_client(other.to_string(), basic),
-        })?;
+        let basic =
+            authorization.is_some_and(|a| a.len() > 6 && a[..6].eq_ignore_ascii_case("basic "));
+        let presented = client_auth::presented(authorization, form_client_id, form_secret)
+            .map_err(|e| match e {
+                ClientAuthError::Missing => {
+                    AppError::invalid_client("client authentication is required", basic)
+                }
+                other => AppError::invalid_client(other.to_string(), basic),
+            })?;
+        let found = self
+            .find_client(&presented.client_id)
+            .await
+            .map_err(|e| match e {
+                AppError::Internal(_) => e,
+                other => AppError::invalid_client(other.to_string(), basic),
+            })?;
         let Some(client) = found else {
-            return Err(AppError::invalid_client("client authentication failed", basic));
+            return Err(AppError::invalid_client(
+                "client authentication failed",
+                basic,
+            ));
         };
         client_auth::verify(&presented, client.secret_hash.as_deref())
             .map_err(|_| AppError::invalid_client("client authentication failed", basic))?;
@@ -168,8 +180,12 @@ impl AppState {
             Some(u) => (
                 u.id.clone(),
                 Some(u.username.clone()),
-                u.name.clone().filter(|_| scope.contains_literal(scopes::PROFILE)),
-                u.email.clone().filter(|_| scope.contains_literal(scopes::EMAIL)),
+                u.name
+                    .clone()
+                    .filter(|_| scope.contains_literal(scopes::PROFILE)),
+                u.email
+                    .clone()
+                    .filter(|_| scope.contains_literal(scopes::EMAIL)),
                 Some(Role::parse(&u.role).unwrap_or(Role::User).claim()),
             ),
             None => (client_id.to_string(), None, None, None, None),
@@ -189,7 +205,8 @@ impl AppState {
             email,
             roles,
         };
-        let token = tokens::mint_access_token(&self.ring(), &claims).map_err(|e| AppError::Internal(e.to_string()))?;
+        let token = tokens::mint_access_token(&self.ring(), &claims)
+            .map_err(|e| AppError::Internal(e.to_string()))?;
         Ok((
             token,
             AccessTokenRecord {
@@ -223,9 +240,17 @@ impl AppState {
             iat: now,
             auth_time,
             nonce,
-            preferred_username: scope.contains_literal(scopes::PROFILE).then(|| user.username.clone()),
-            name: user.name.clone().filter(|_| scope.contains_literal(scopes::PROFILE)),
-            email: user.email.clone().filter(|_| scope.contains_literal(scopes::EMAIL)),
+            preferred_username: scope
+                .contains_literal(scopes::PROFILE)
+                .then(|| user.username.clone()),
+            name: user
+                .name
+                .clone()
+                .filter(|_| scope.contains_literal(scopes::PROFILE)),
+            email: user
+                .email
+                .clone()
+                .filter(|_| scope.contains_literal(scopes::EMAIL)),
             azp: client_id.to_string(),
         };
         tokens::mint_id_token(&self.ring(), &claims).map_err(|e| AppError::Internal(e.to_string()))
@@ -259,7 +284,14 @@ impl AppState {
 
     // ----- audit -----
 
-    pub async fn audit(&self, event: &str, username: Option<&str>, client_id: Option<&str>, ip: Option<String>, detail: &str) {
+    pub async fn audit(
+        &self,
+        event: &str,
+        username: Option<&str>,
+        client_id: Option<&str>,
+        ip: Option<String>,
+        detail: &str,
+    ) {
         let record = AuditRecord {
             at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -290,7 +322,9 @@ impl AppState {
                 if self.resources.contains(&canonical) {
                     Ok(canonical)
                 } else {
-                    Err(format!("resource {raw:?} is not served by this authorization server"))
+                    Err(format!(
+                        "resource {raw:?} is not served by this authorization server"
+                    ))
                 }
             }
             None => self

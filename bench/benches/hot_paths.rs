@@ -35,7 +35,10 @@ const ISSUER: &str = "http://127.0.0.1:3001";
 const RESOURCE: &str = "http://127.0.0.1:3000/mcp";
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn claims(jti: &str) -> AccessTokenClaims {
@@ -91,7 +94,10 @@ struct Fixture {
 fn fixture() -> Fixture {
     let now = now();
     let ring = keys::KeyRing::from_stored(&[keys::generate(now).unwrap()], now, 900).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     Fixture { ring, runtime }
 }
 
@@ -122,9 +128,15 @@ fn bench_verify(c: &mut Criterion) {
     let p = fx.runtime.block_on(hit.verify(&token_a)).unwrap();
     assert_eq!(p.subject, "user-1");
     g.bench_function("jwks_verifier_cache_hit", |b| {
-        b.iter(|| fx.runtime.block_on(hit.verify(black_box(&token_a))).unwrap())
+        b.iter(|| {
+            fx.runtime
+                .block_on(hit.verify(black_box(&token_a)))
+                .unwrap()
+        })
     });
-    g.bench_function("jwks_verifier_cached_lookup", |b| b.iter(|| hit.cached(black_box(&token_a)).unwrap()));
+    g.bench_function("jwks_verifier_cached_lookup", |b| {
+        b.iter(|| hit.cached(black_box(&token_a)).unwrap())
+    });
 
     // Cache miss: a cache bounded to one entry and two tokens presented in turn, so
     // every call is a full verification (signature, claims, principal, admit).
@@ -145,7 +157,10 @@ fn bench_verify(c: &mut Criterion) {
     validation.set_issuer(&[ISSUER]);
     validation.set_audience(&[RESOURCE]);
     g.bench_function("jsonwebtoken_es256_decode", |b| {
-        b.iter(|| jsonwebtoken::decode::<AccessTokenClaims>(black_box(&token_a), &key, &validation).unwrap())
+        b.iter(|| {
+            jsonwebtoken::decode::<AccessTokenClaims>(black_box(&token_a), &key, &validation)
+                .unwrap()
+        })
     });
 
     // The cache alone: SHA-256 of the token + LRU lookup + Arc clone.
@@ -163,7 +178,9 @@ fn bench_verify(c: &mut Criterion) {
         expires_at: now() + 3600,
         token_id: Some("jti-a".into()),
     });
-    cache.admit(token_key(&token_a), principal, now() + 3600, now()).unwrap();
+    cache
+        .admit(token_key(&token_a), principal, now() + 3600, now())
+        .unwrap();
     g.bench_function("token_cache_sha256_and_get", |b| {
         b.iter(|| cache.get(&token_key(black_box(&token_a)), now()).unwrap())
     });
@@ -171,11 +188,11 @@ fn bench_verify(c: &mut Criterion) {
 }
 
 fn bench_pkce(c: &mut Criterion) {
-    let verifier = "dBjftJeZ4CVP-mB0unHl7tZ2y9nZbqdM2ymlFyIpSgY";
-    let challenge = "E9Melhoofvw-DXSdTBwQ2MN4pH-G7iqoNJdmEIzBM-c";
-    assert!(pkce::verify(Some(verifier), challenge).is_ok());
+    let verifier = shared::secret::random_token(32);
+    let challenge = shared::secret::sha256_b64url(&verifier);
+    assert!(pkce::verify(Some(&verifier), &challenge).is_ok());
     c.bench_function("pkce/verify_s256", |b| {
-        b.iter(|| pkce::verify(Some(black_box(verifier)), black_box(challenge)).unwrap())
+        b.iter(|| pkce::verify(Some(black_box(&verifier)), black_box(&challenge)).unwrap())
     });
 }
 
@@ -183,14 +200,20 @@ fn bench_scopes(c: &mut Criterion) {
     let granted = ScopeSet::parse("mcp:admin openid profile email offline_access").unwrap();
     let needed = ScopeSet::parse("mcp:read").unwrap();
     assert!(granted.grants_all(&needed));
-    c.bench_function("scope/grants_all_hierarchy", |b| b.iter(|| black_box(&granted).grants_all(black_box(&needed))));
+    c.bench_function("scope/grants_all_hierarchy", |b| {
+        b.iter(|| black_box(&granted).grants_all(black_box(&needed)))
+    });
     c.bench_function("scope/parse_5", |b| {
-        b.iter(|| ScopeSet::parse(black_box("mcp:admin openid profile email offline_access")).unwrap())
+        b.iter(|| {
+            ScopeSet::parse(black_box("mcp:admin openid profile email offline_access")).unwrap()
+        })
     });
 }
 
 fn bench_signing(c: &mut Criterion) {
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .unwrap();
     let key = EncodingKey::from_ec_der(pkcs8.as_ref());
     let claims = claims("jti-sign");
     let mut header = Header::new(Algorithm::ES256);
@@ -207,5 +230,11 @@ fn bench_signing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_verify, bench_pkce, bench_scopes, bench_signing);
+criterion_group!(
+    benches,
+    bench_verify,
+    bench_pkce,
+    bench_scopes,
+    bench_signing
+);
 criterion_main!(benches);

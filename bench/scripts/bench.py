@@ -245,7 +245,7 @@ def run_wrk(url: str, script: str, env: dict, conns: int, duration: float, stop_
     """One wrk run; `stop_when()` (polled every 0.2 s) ends it early with SIGINT, after
     which wrk still prints its summary."""
     cmd = [
-        "taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "10s",
+        "taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{max(1, int(round(duration)))}s", "--latency", "--timeout", "10s",
         "-s", str(LUA / script), url,
     ]
     full_env = dict(os.environ, BENCH_LUA_DIR=str(LUA), **env)

@@ -40,7 +40,11 @@ pub struct Es256Verifier {
 }
 
 impl Es256Verifier {
-    pub fn new(keys: Vec<(Option<String>, DecodingKey)>, issuer: Option<&str>, audience: Option<&str>) -> anyhow::Result<Self> {
+    pub fn new(
+        keys: Vec<(Option<String>, DecodingKey)>,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> anyhow::Result<Self> {
         if keys.is_empty() {
             anyhow::bail!("no ES256 verification key given");
         }
@@ -56,13 +60,28 @@ impl Es256Verifier {
             None => validation.validate_aud = false,
         }
         validation.set_required_spec_claims(&["exp"]);
-        let single = if keys.len() == 1 { keys.first().map(|(_, k)| k.clone()) } else { None };
-        let keys = keys.into_iter().filter_map(|(kid, key)| kid.map(|kid| (kid, key))).collect();
-        Ok(Es256Verifier { keys, single, validation })
+        let single = if keys.len() == 1 {
+            keys.first().map(|(_, k)| k.clone())
+        } else {
+            None
+        };
+        let keys = keys
+            .into_iter()
+            .filter_map(|(kid, key)| kid.map(|kid| (kid, key)))
+            .collect();
+        Ok(Es256Verifier {
+            keys,
+            single,
+            validation,
+        })
     }
 
     /// Keys from a JWKS document (only EC P-256 keys are kept).
-    pub fn from_jwks(jwks: &JwkSet, issuer: Option<&str>, audience: Option<&str>) -> anyhow::Result<Self> {
+    pub fn from_jwks(
+        jwks: &JwkSet,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let mut keys = Vec::new();
         for jwk in &jwks.keys {
             if let jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) = &jwk.algorithm {
@@ -73,14 +92,31 @@ impl Es256Verifier {
     }
 
     /// Loads keys from a JWKS URL (`http(s)://...`) or a PEM file (SPKI public key).
-    pub async fn load(source: &str, issuer: Option<&str>, audience: Option<&str>) -> anyhow::Result<Self> {
+    pub async fn load(
+        source: &str,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> anyhow::Result<Self> {
         if source.starts_with("http://") || source.starts_with("https://") {
-            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
-            let jwks: JwkSet = client.get(source).send().await?.error_for_status()?.json().await?;
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()?;
+            let jwks: JwkSet = client
+                .get(source)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
             Self::from_jwks(&jwks, issuer, audience)
         } else {
-            let pem = std::fs::read(source).map_err(|e| anyhow::anyhow!("cannot read PEM file {source}: {e}"))?;
-            Self::new(vec![(None, DecodingKey::from_ec_pem(&pem)?)], issuer, audience)
+            let pem = std::fs::read(source)
+                .map_err(|e| anyhow::anyhow!("cannot read PEM file {source}: {e}"))?;
+            Self::new(
+                vec![(None, DecodingKey::from_ec_pem(&pem)?)],
+                issuer,
+                audience,
+            )
         }
     }
 
@@ -100,18 +136,28 @@ impl Es256Verifier {
 fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 fn rpc_error(status: actix_web::http::StatusCode, code: i32, message: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("application/json")
-        .body(format!(r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":{code},"message":"{message}"}}}}"#))
+        .body(format!(
+            r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":{code},"message":"{message}"}}}}"#
+        ))
 }
 
-async fn handle(req: HttpRequest, body: web::Bytes, verifier: web::Data<Option<Arc<Es256Verifier>>>) -> HttpResponse {
+async fn handle(
+    req: HttpRequest,
+    body: web::Bytes,
+    verifier: web::Data<Option<Arc<Es256Verifier>>>,
+) -> HttpResponse {
     if let Some(verifier) = verifier.get_ref() {
-        let ok = bearer(&req).map(|t| verifier.verify(t).is_ok()).unwrap_or(false);
+        let ok = bearer(&req)
+            .map(|t| verifier.verify(t).is_ok())
+            .unwrap_or(false);
         if !ok {
             return HttpResponse::Unauthorized()
                 .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#))
@@ -120,10 +166,20 @@ async fn handle(req: HttpRequest, body: web::Bytes, verifier: web::Data<Option<A
     }
     let rpc: RpcRequest = match serde_json::from_slice(&body) {
         Ok(rpc) => rpc,
-        Err(_) => return rpc_error(actix_web::http::StatusCode::BAD_REQUEST, -32700, "parse error"),
+        Err(_) => {
+            return rpc_error(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                -32700,
+                "parse error",
+            )
+        }
     };
     if rpc.jsonrpc != "2.0" || rpc.method.is_empty() {
-        return rpc_error(actix_web::http::StatusCode::BAD_REQUEST, -32600, "invalid request");
+        return rpc_error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            -32600,
+            "invalid request",
+        );
     }
     let _ = &rpc.params;
     match rpc.id {
@@ -133,7 +189,9 @@ async fn handle(req: HttpRequest, body: web::Bytes, verifier: web::Data<Option<A
             let id = serde_json::to_string(&id).unwrap_or_else(|_| "null".into());
             HttpResponse::Ok()
                 .content_type("application/json")
-                .body(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{FIXED_RESULT}}}"#))
+                .body(format!(
+                    r#"{{"jsonrpc":"2.0","id":{id},"result":{FIXED_RESULT}}}"#
+                ))
         }
     }
 }
@@ -150,7 +208,11 @@ pub struct Baseline {
 
 impl Baseline {
     /// Binds `listen` (port 0 allowed) with `workers` actix workers and `tcp_nodelay`.
-    pub fn build(listen: &str, workers: usize, verifier: Option<Es256Verifier>) -> anyhow::Result<Baseline> {
+    pub fn build(
+        listen: &str,
+        workers: usize,
+        verifier: Option<Es256Verifier>,
+    ) -> anyhow::Result<Baseline> {
         let listener = TcpListener::bind(listen)?;
         let port = listener.local_addr()?.port();
         let verifier = web::Data::new(verifier.map(Arc::new));

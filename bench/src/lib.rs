@@ -6,6 +6,11 @@
 //! verification (`jsonwebtoken` with aws-lc-rs), and nothing else. No session, no
 //! logging, no middleware: whatever mcp-server spends on top of it is the price of
 //! MCP, sessions and the token cache.
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::await_holding_lock, clippy::todo)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::await_holding_lock,
+    clippy::todo
+)]
 
 pub mod baseline;

@@ -21,10 +21,10 @@ function signingKeys() {
 
 /**
  * Starts oidc-provider. `resources` maps each accepted resource indicator (canonical
- * URL) to its scopes; `accessTokenFormat` is 'jwt' (ES256, `typ: at+jwt`, `aud` = the
+ * URL) to its scopes (read at request time, so entries may be added after start); `accessTokenFormat` is 'jwt' (ES256, `typ: at+jwt`, `aud` = the
  * resource) or 'opaque' (only introspection can tell what it is).
  */
-export async function startOidcProvider({ resources, accessTokenFormat = 'jwt', accessTokenTTL = 300 } = {}) {
+export async function startOidcProvider({ resources, accessTokenFormat = 'jwt', accessTokenTTL = 300, resourceScopes = ['mcp:read'] } = {}) {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
   const counters = { introspection: 0, token: 0, registration: 0 };
@@ -42,13 +42,17 @@ export async function startOidcProvider({ resources, accessTokenFormat = 'jwt', 
     // client metadata `scope` of "mcp:read" (the TS SDK registers with the scope it
     // will request); which of them an access token carries is decided per resource in
     // getResourceServerInfo below.
-    scopes: ['openid', 'offline_access', ...new Set(Object.values(resources ?? {}).flatMap((s) => s.split(' ')))],
+    scopes: ['openid', 'offline_access', ...resourceScopes],
     claims: { openid: ['sub'], profile: ['name'] },
     pkce: { required: () => true },
     features: {
       devInteractions: { enabled: true },
       registration: { enabled: true },
-      revocation: { enabled: true },
+      revocation: {
+        enabled: true,
+        // A client may revoke only its own tokens.
+        allowedPolicy: (ctx, client, token) => token.clientId === client.clientId,
+      },
       introspection: {
         enabled: true,
         // Only the resource server (or the token's own client) may introspect.

@@ -153,12 +153,20 @@ struct Inspection {
 /// batch). Unparseable bodies pass through: rmcp answers them with a JSON-RPC error.
 fn inspect_body(
     body: &[u8],
+    json_content: bool,
     principal: Option<&Principal>,
     state: &AppState,
 ) -> Result<Inspection, ApiError> {
     let mut inspection = Inspection::default();
-    let Ok(value) = serde_json::from_slice::<Value>(body) else {
-        return Ok(inspection);
+    let value = match serde_json::from_slice::<Value>(body) {
+        Ok(value) => value,
+        // Not JSON at all: rmcp decides (it checks the media type first).
+        Err(_) if !json_content => return Ok(inspection),
+        Err(e) => {
+            return Err(ApiError::ParseError(format!(
+                "the body is not valid JSON: {e}"
+            )))
+        }
     };
     let messages: Vec<&Value> = match &value {
         Value::Array(items) => items.iter().collect(),
@@ -196,7 +204,12 @@ fn inspect_body(
             _ => {}
         }
     }
+    let batch = value.is_array();
     match (denied, granted) {
+        // rmcp speaks single messages only (MCP 2025-06-18 removed JSON-RPC batching).
+        (None, _) if batch => Err(ApiError::BadRequest(
+            "JSON-RPC batches are not supported; send one message per request".into(),
+        )),
         (None, _) => Ok(inspection),
         (Some(needed), None) => Err(ApiError::Unauthenticated {
             challenge: state.challenge.clone(),
@@ -382,7 +395,16 @@ async fn handle(
             }
         }
         let body = read_body(payload, state.max_body_bytes).await?;
-        inspection = inspect_body(&body, principal.as_deref(), state)?;
+        let json_content = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        inspection = inspect_body(&body, json_content, principal.as_deref(), state)?;
         body
     } else {
         Bytes::new()

@@ -36,7 +36,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
-    /// TOML configuration file (see config/mcp-server.toml).
+    /// TOML configuration file (keys as in `mcp_server::settings::Settings`).
     #[arg(long, value_name = "FILE", env = "MCP_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on, e.g. 127.0.0.1:3000 (server.listen).

@@ -16,6 +16,8 @@ use crate::auth::VerifyError;
 pub const JSONRPC_UNAUTHORIZED: i64 = -32001;
 /// JSON-RPC "Invalid Request".
 pub const JSONRPC_INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC "Parse error".
+pub const JSONRPC_PARSE_ERROR: i64 = -32700;
 /// JSON-RPC "Internal error".
 pub const JSONRPC_INTERNAL: i64 = -32603;
 
@@ -66,6 +68,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The body is not JSON: JSON-RPC "Parse error" (-32700), HTTP 400.
+    #[error("parse error: {0}")]
+    ParseError(String),
     /// Unknown path (JSON body, not JSON-RPC).
     #[error("not found")]
     NotFound,
@@ -162,6 +167,7 @@ impl ApiError {
             | ApiError::HostNotAllowed(_)
             | ApiError::SessionOwnedByOther => JSONRPC_UNAUTHORIZED,
             ApiError::VerifierUnavailable(_) | ApiError::Internal(_) => JSONRPC_INTERNAL,
+            ApiError::ParseError(_) => JSONRPC_PARSE_ERROR,
             ApiError::SessionNotFound
             | ApiError::PayloadTooLarge { .. }
             | ApiError::BadRequest(_)
@@ -197,7 +203,7 @@ impl ResponseError for ApiError {
             | ApiError::SessionOwnedByOther => StatusCode::FORBIDDEN,
             ApiError::SessionNotFound | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::ParseError(_) => StatusCode::BAD_REQUEST,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

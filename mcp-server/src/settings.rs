@@ -136,8 +136,8 @@ pub struct FixtureSettings {
 
 impl Settings {
     /// Defaults, then `file`, then `MCP__...` env variables.
-    pub fn load(file: Option<&Path>) -> Result<Self, shared::settings::SettingsError> {
-        shared::settings::load(file, ENV_PREFIX, LIST_KEYS)
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        shared::settings::load(file, ENV_PREFIX, LIST_KEYS).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// Checks everything that can be checked without the network.

@@ -18,7 +18,8 @@ pub enum ResourceUrlError {
 
 /// Canonical form of a resource or issuer URL.
 pub fn canonical_url(raw: &str) -> Result<String, ResourceUrlError> {
-    let parsed = url::Url::parse(raw.trim()).map_err(|_| ResourceUrlError::NotAbsolute(raw.into()))?;
+    let parsed =
+        url::Url::parse(raw.trim()).map_err(|_| ResourceUrlError::NotAbsolute(raw.into()))?;
     if parsed.scheme() != "https" && parsed.scheme() != "http" {
         return Err(ResourceUrlError::BadScheme(raw.into()));
     }
@@ -55,10 +56,13 @@ pub fn audience_matches(aud: &Audience, accepted: &[String]) -> bool {
 /// appended after `/.well-known/oauth-protected-resource`.
 pub fn protected_resource_metadata_url(resource: &str) -> Result<String, ResourceUrlError> {
     let canonical = canonical_url(resource)?;
-    let parsed = url::Url::parse(&canonical).map_err(|_| ResourceUrlError::NotAbsolute(resource.into()))?;
+    let parsed =
+        url::Url::parse(&canonical).map_err(|_| ResourceUrlError::NotAbsolute(resource.into()))?;
     let origin = parsed.origin().ascii_serialization();
     let path = parsed.path().trim_end_matches('/');
-    Ok(format!("{origin}/.well-known/oauth-protected-resource{path}"))
+    Ok(format!(
+        "{origin}/.well-known/oauth-protected-resource{path}"
+    ))
 }
 
 /// Host (with port when not default) of a URL, for showing to users and for
@@ -73,14 +77,24 @@ pub fn host_with_port(raw: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn canonicalises_case_slash_and_default_port() {
-        assert_eq!(canonical_url("HTTPS://MCP.Example.com:443/mcp/").unwrap(), "https://mcp.example.com/mcp");
-        assert_eq!(canonical_url("http://127.0.0.1:3000/mcp").unwrap(), "http://127.0.0.1:3000/mcp");
-        assert_eq!(canonical_url("http://localhost:3001/").unwrap(), "http://localhost:3001");
+        assert_eq!(
+            canonical_url("HTTPS://MCP.Example.com:443/mcp/").unwrap(),
+            "https://mcp.example.com/mcp"
+        );
+        assert_eq!(
+            canonical_url("http://127.0.0.1:3000/mcp").unwrap(),
+            "http://127.0.0.1:3000/mcp"
+        );
+        assert_eq!(
+            canonical_url("http://localhost:3001/").unwrap(),
+            "http://localhost:3001"
+        );
         assert!(canonical_url("https://x/mcp#frag").is_err());
         assert!(canonical_url("ftp://x/").is_err());
         assert!(canonical_url("/mcp").is_err());
@@ -89,13 +103,22 @@ mod tests {
     #[test]
     fn audience_string_or_array_with_trailing_slash() {
         let accepted = vec!["http://127.0.0.1:3000/mcp".to_string()];
-        assert!(audience_matches(&Audience::One("http://127.0.0.1:3000/mcp/".into()), &accepted));
+        assert!(audience_matches(
+            &Audience::One("http://127.0.0.1:3000/mcp/".into()),
+            &accepted
+        ));
         assert!(audience_matches(
             &Audience::Many(vec!["other".into(), "http://127.0.0.1:3000/mcp".into()]),
             &accepted
         ));
-        assert!(!audience_matches(&Audience::One("http://127.0.0.1:3000/other".into()), &accepted));
-        assert!(audience_matches(&Audience::One("api://abc/".into()), &["api://abc".to_string()]));
+        assert!(!audience_matches(
+            &Audience::One("http://127.0.0.1:3000/other".into()),
+            &accepted
+        ));
+        assert!(audience_matches(
+            &Audience::One("api://abc/".into()),
+            &["api://abc".to_string()]
+        ));
     }
 
     #[test]

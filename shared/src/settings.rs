@@ -7,7 +7,10 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("config file {path}: {source}")]
-    File { path: String, source: config::ConfigError },
+    File {
+        path: String,
+        source: config::ConfigError,
+    },
     #[error("configuration: {0}")]
     Invalid(String),
 }
@@ -17,7 +20,11 @@ pub enum SettingsError {
 /// comma-separated list.
 /// A file that was named but does not exist is an error; silently ignoring it would
 /// start a server with the wrong issuer.
-pub fn load<T>(file: Option<&Path>, env_prefix: &str, list_keys: &[&str]) -> Result<T, SettingsError>
+pub fn load<T>(
+    file: Option<&Path>,
+    env_prefix: &str,
+    list_keys: &[&str],
+) -> Result<T, SettingsError>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Default,
 {
@@ -26,7 +33,10 @@ where
     let mut builder = config::Config::builder().add_source(defaults);
     if let Some(path) = file {
         if !path.exists() {
-            return Err(SettingsError::Invalid(format!("config file {} does not exist", path.display())));
+            return Err(SettingsError::Invalid(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
         }
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
@@ -42,7 +52,9 @@ where
     }
     builder = builder.add_source(env);
     let built = builder.build().map_err(|e| SettingsError::File {
-        path: file.map(|p| p.display().to_string()).unwrap_or_else(|| "<env>".into()),
+        path: file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<env>".into()),
         source: e,
     })?;
     built

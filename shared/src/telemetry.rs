@@ -19,9 +19,10 @@ pub struct RequestId(pub String);
 /// Initialises env_logger with `default_filter` unless `RUST_LOG` is set. Safe to
 /// call more than once (tests start several servers in one process).
 pub fn init_logging(default_filter: &str) {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
-        .format_timestamp_millis()
-        .try_init();
+    let _ =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
+            .format_timestamp_millis()
+            .try_init();
 }
 
 fn acceptable_incoming_id(value: &str) -> bool {
@@ -48,12 +49,14 @@ pub async fn request_id(
     req.extensions_mut().insert(RequestId(id.clone()));
     let mut res = next.call(req).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     Ok(res)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

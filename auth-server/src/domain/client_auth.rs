@@ -40,16 +40,23 @@ pub fn presented(
     form_secret: Option<&str>,
 ) -> Result<Presented, ClientAuthError> {
     if let Some(header) = authorization {
-        let Some(encoded) = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic ")) else {
+        let Some(encoded) = header
+            .strip_prefix("Basic ")
+            .or_else(|| header.strip_prefix("basic "))
+        else {
             // A Bearer header on /token is not client authentication.
             return from_form(form_client_id, form_secret);
         };
         if form_secret.is_some() {
             return Err(ClientAuthError::Multiple);
         }
-        let decoded = STANDARD.decode(encoded.trim()).map_err(|_| ClientAuthError::MalformedBasic)?;
+        let decoded = STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| ClientAuthError::MalformedBasic)?;
         let decoded = String::from_utf8(decoded).map_err(|_| ClientAuthError::MalformedBasic)?;
-        let (id, secret) = decoded.split_once(':').ok_or(ClientAuthError::MalformedBasic)?;
+        let (id, secret) = decoded
+            .split_once(':')
+            .ok_or(ClientAuthError::MalformedBasic)?;
         let id = percent_decode(id).ok_or(ClientAuthError::MalformedBasic)?;
         let secret = percent_decode(secret).ok_or(ClientAuthError::MalformedBasic)?;
         if let Some(form_id) = form_client_id {
@@ -70,7 +77,9 @@ pub fn presented(
 }
 
 fn from_form(client_id: Option<&str>, secret: Option<&str>) -> Result<Presented, ClientAuthError> {
-    let client_id = client_id.filter(|c| !c.is_empty()).ok_or(ClientAuthError::Missing)?;
+    let client_id = client_id
+        .filter(|c| !c.is_empty())
+        .ok_or(ClientAuthError::Missing)?;
     Ok(Presented {
         client_id: client_id.to_string(),
         secret: secret.map(str::to_owned),
@@ -81,7 +90,10 @@ fn from_form(client_id: Option<&str>, secret: Option<&str>) -> Result<Presented,
 /// Checks presented credentials against the client's stored secret hash (`None` for
 /// public clients). Public clients must not present a secret; confidential clients
 /// must present the right one (either method is accepted).
-pub fn verify(presented: &Presented, stored_secret_hash: Option<&str>) -> Result<(), ClientAuthError> {
+pub fn verify(
+    presented: &Presented,
+    stored_secret_hash: Option<&str>,
+) -> Result<(), ClientAuthError> {
     match (stored_secret_hash, presented.secret.as_deref()) {
         (None, None) => Ok(()),
         (None, Some(_)) => Err(ClientAuthError::Failed),
@@ -113,21 +125,43 @@ mod tests {
     #[test]
     fn form_and_mixed() {
         let p = presented(None, Some("c"), Some("s")).unwrap();
-        assert_eq!((p.client_id.as_str(), p.secret.as_deref()), ("c", Some("s")));
+        assert_eq!(
+            (p.client_id.as_str(), p.secret.as_deref()),
+            ("c", Some("s"))
+        );
         let header = format!("Basic {}", STANDARD.encode("c:s"));
-        assert_eq!(presented(Some(&header), Some("c"), Some("s")), Err(ClientAuthError::Multiple));
-        assert_eq!(presented(Some(&header), Some("other"), None), Err(ClientAuthError::Failed));
+        assert_eq!(
+            presented(Some(&header), Some("c"), Some("s")),
+            Err(ClientAuthError::Multiple)
+        );
+        assert_eq!(
+            presented(Some(&header), Some("other"), None),
+            Err(ClientAuthError::Failed)
+        );
         assert_eq!(presented(None, None, None), Err(ClientAuthError::Missing));
-        assert_eq!(presented(Some("Basic !!!"), None, None), Err(ClientAuthError::MalformedBasic));
+        assert_eq!(
+            presented(Some("Basic !!!"), None, None),
+            Err(ClientAuthError::MalformedBasic)
+        );
     }
 
     #[test]
     fn verify_secrets() {
         let hash = sha256_b64url("secret");
-        let with = |s: Option<&str>| Presented { client_id: "c".into(), secret: s.map(Into::into), via_basic: false };
+        let with = |s: Option<&str>| Presented {
+            client_id: "c".into(),
+            secret: s.map(Into::into),
+            via_basic: false,
+        };
         assert!(verify(&with(Some("secret")), Some(&hash)).is_ok());
-        assert_eq!(verify(&with(Some("wrong")), Some(&hash)), Err(ClientAuthError::Failed));
-        assert_eq!(verify(&with(None), Some(&hash)), Err(ClientAuthError::Missing));
+        assert_eq!(
+            verify(&with(Some("wrong")), Some(&hash)),
+            Err(ClientAuthError::Failed)
+        );
+        assert_eq!(
+            verify(&with(None), Some(&hash)),
+            Err(ClientAuthError::Missing)
+        );
         assert!(verify(&with(None), None).is_ok());
         assert_eq!(verify(&with(Some("x")), None), Err(ClientAuthError::Failed));
     }

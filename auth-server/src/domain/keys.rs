@@ -47,7 +47,8 @@ impl std::fmt::Debug for StoredKey {
 /// Generates a fresh P-256 key with a random `kid`.
 pub fn generate(now: i64) -> Result<StoredKey, KeyError> {
     let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| KeyError::Generate)?;
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map_err(|_| KeyError::Generate)?;
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
         .map_err(|_| KeyError::Generate)?;
     Ok(StoredKey {
@@ -83,7 +84,11 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// Builds the ring from stored keys: the newest unretired key signs.
-    pub fn from_stored(keys: &[StoredKey], now: i64, max_token_ttl: i64) -> Result<KeyRing, KeyError> {
+    pub fn from_stored(
+        keys: &[StoredKey],
+        now: i64,
+        max_token_ttl: i64,
+    ) -> Result<KeyRing, KeyError> {
         let active = keys
             .iter()
             .filter(|k| k.retired_at.is_none())
@@ -96,11 +101,16 @@ impl KeyRing {
             .map_err(|_| KeyError::Corrupt(active.kid.clone()))?;
         let mut verifying = HashMap::new();
         let mut jwks = JwkSet::default();
-        for key in keys.iter().filter(|k| still_published(k, now, max_token_ttl)) {
-            let public = STANDARD.decode(&key.public_b64).map_err(|_| KeyError::Corrupt(key.kid.clone()))?;
+        for key in keys
+            .iter()
+            .filter(|k| still_published(k, now, max_token_ttl))
+        {
+            let public = STANDARD
+                .decode(&key.public_b64)
+                .map_err(|_| KeyError::Corrupt(key.kid.clone()))?;
             let decoding = DecodingKey::from_ec_der(&public);
-            let mut jwk =
-                Jwk::from_decoding_key(&decoding, Some(Algorithm::ES256)).map_err(|_| KeyError::Corrupt(key.kid.clone()))?;
+            let mut jwk = Jwk::from_decoding_key(&decoding, Some(Algorithm::ES256))
+                .map_err(|_| KeyError::Corrupt(key.kid.clone()))?;
             jwk.common.key_id = Some(key.kid.clone());
             jwk.common.public_key_use = Some(PublicKeyUse::Signature);
             jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
@@ -149,6 +159,9 @@ mod tests {
     fn no_active_key_is_an_error() {
         let mut k = generate(1).unwrap();
         k.retired_at = Some(2);
-        assert!(matches!(KeyRing::from_stored(&[k], 3, 900), Err(KeyError::NoActiveKey)));
+        assert!(matches!(
+            KeyRing::from_stored(&[k], 3, 900),
+            Err(KeyError::NoActiveKey)
+        ));
     }
 }

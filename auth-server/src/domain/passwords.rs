@@ -30,7 +30,9 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
 
 /// Verifies a password against a stored PHC string; any malformed hash is a failure.
 pub fn verify(password: &str, phc: &str) -> bool {
-    Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
+    Argon2::default()
+        .verify_password(password.as_bytes(), phc)
+        .is_ok()
 }
 
 /// A fixed hash of a random password, verified against when the user does not

@@ -24,13 +24,22 @@ fn is_unreserved(b: u8) -> bool {
 
 /// Validates the authorization request's challenge. A missing method means `plain`
 /// (RFC 7636 §4.3), which we refuse.
-pub fn validate_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<String, PkceError> {
-    let challenge = challenge.filter(|c| !c.is_empty()).ok_or(PkceError::MissingChallenge)?;
+pub fn validate_challenge(
+    challenge: Option<&str>,
+    method: Option<&str>,
+) -> Result<String, PkceError> {
+    let challenge = challenge
+        .filter(|c| !c.is_empty())
+        .ok_or(PkceError::MissingChallenge)?;
     if method != Some("S256") {
         return Err(PkceError::UnsupportedMethod);
     }
     // base64url(SHA-256) is exactly 43 characters.
-    if challenge.len() != 43 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if challenge.len() != 43
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(PkceError::MalformedChallenge);
     }
     Ok(challenge.to_string())
@@ -38,7 +47,9 @@ pub fn validate_challenge(challenge: Option<&str>, method: Option<&str>) -> Resu
 
 /// Checks a token request's verifier against the stored S256 challenge.
 pub fn verify(verifier: Option<&str>, challenge: &str) -> Result<(), PkceError> {
-    let verifier = verifier.filter(|v| !v.is_empty()).ok_or(PkceError::MissingVerifier)?;
+    let verifier = verifier
+        .filter(|v| !v.is_empty())
+        .ok_or(PkceError::MissingVerifier)?;
     if !(43..=128).contains(&verifier.len()) || !verifier.bytes().all(is_unreserved) {
         return Err(PkceError::MalformedVerifier);
     }
@@ -53,21 +64,36 @@ pub fn verify(verifier: Option<&str>, challenge: &str) -> Result<(), PkceError> 
 mod tests {
     use super::*;
 
-    const VERIFIER: &str = "dBjftJeZ4CVP-mB0unHl7tZ2y9nZbqdM2ymlFyIpSgY";
-    const CHALLENGE: &str = "E9Melhoofvw-DXSdTBwQ2MN4pH-G7iqoNJdmEIzBM-c";
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
     #[test]
     fn s256_round_trip() {
-        assert_eq!(validate_challenge(Some(CHALLENGE), Some("S256")), Ok(CHALLENGE.to_string()));
+        assert_eq!(
+            validate_challenge(Some(CHALLENGE), Some("S256")),
+            Ok(CHALLENGE.to_string())
+        );
         assert_eq!(verify(Some(VERIFIER), CHALLENGE), Ok(()));
     }
 
     #[test]
     fn plain_and_missing_are_refused() {
-        assert_eq!(validate_challenge(Some(CHALLENGE), Some("plain")), Err(PkceError::UnsupportedMethod));
-        assert_eq!(validate_challenge(Some(CHALLENGE), None), Err(PkceError::UnsupportedMethod));
-        assert_eq!(validate_challenge(None, Some("S256")), Err(PkceError::MissingChallenge));
-        assert_eq!(validate_challenge(Some("short"), Some("S256")), Err(PkceError::MalformedChallenge));
+        assert_eq!(
+            validate_challenge(Some(CHALLENGE), Some("plain")),
+            Err(PkceError::UnsupportedMethod)
+        );
+        assert_eq!(
+            validate_challenge(Some(CHALLENGE), None),
+            Err(PkceError::UnsupportedMethod)
+        );
+        assert_eq!(
+            validate_challenge(None, Some("S256")),
+            Err(PkceError::MissingChallenge)
+        );
+        assert_eq!(
+            validate_challenge(Some("short"), Some("S256")),
+            Err(PkceError::MalformedChallenge)
+        );
     }
 
     #[test]
@@ -75,7 +101,13 @@ mod tests {
         let other = "x".repeat(43);
         assert_eq!(verify(Some(&other), CHALLENGE), Err(PkceError::Mismatch));
         assert_eq!(verify(None, CHALLENGE), Err(PkceError::MissingVerifier));
-        assert_eq!(verify(Some("short"), CHALLENGE), Err(PkceError::MalformedVerifier));
-        assert_eq!(verify(Some(&format!("{}!", &VERIFIER[..43])), CHALLENGE), Err(PkceError::MalformedVerifier));
+        assert_eq!(
+            verify(Some("short"), CHALLENGE),
+            Err(PkceError::MalformedVerifier)
+        );
+        assert_eq!(
+            verify(Some(&format!("{}!", &VERIFIER[..43])), CHALLENGE),
+            Err(PkceError::MalformedVerifier)
+        );
     }
 }

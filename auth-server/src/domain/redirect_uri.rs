@@ -21,10 +21,21 @@ pub fn is_loopback_host(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
-const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "data", "vbscript", "file", "about", "blob", "ftp", "ws", "wss"];
+const FORBIDDEN_SCHEMES: &[&str] = &[
+    "javascript",
+    "data",
+    "vbscript",
+    "file",
+    "about",
+    "blob",
+    "ftp",
+    "ws",
+    "wss",
+];
 
 /// Whether `uri` may be registered: absolute, no fragment, no userinfo; https, http on
 /// loopback, or a private-use scheme for native apps (RFC 8252 §7.1).
@@ -116,7 +127,9 @@ mod tests {
         assert!(validate_registered("com.example.app:/oauth").is_ok());
         assert_eq!(
             validate_registered("http://evil.example/cb"),
-            Err(RedirectUriError::InsecureHttp("http://evil.example/cb".into()))
+            Err(RedirectUriError::InsecureHttp(
+                "http://evil.example/cb".into()
+            ))
         );
         assert!(validate_registered("https://app.example/cb#frag").is_err());
         assert!(validate_registered("javascript:alert(1)").is_err());
@@ -127,14 +140,35 @@ mod tests {
     #[test]
     fn exact_match_and_loopback_port_rule() {
         assert!(matches("https://app.example/cb", "https://app.example/cb"));
-        assert!(!matches("https://app.example/cb", "https://app.example/cb/"));
-        assert!(!matches("https://app.example:443/cb", "https://app.example:8443/cb"));
-        assert!(matches("http://127.0.0.1/callback", "http://127.0.0.1:53123/callback"));
-        assert!(matches("http://localhost:3000/callback", "http://localhost:4000/callback"));
+        assert!(!matches(
+            "https://app.example/cb",
+            "https://app.example/cb/"
+        ));
+        assert!(!matches(
+            "https://app.example:443/cb",
+            "https://app.example:8443/cb"
+        ));
+        assert!(matches(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:53123/callback"
+        ));
+        assert!(matches(
+            "http://localhost:3000/callback",
+            "http://localhost:4000/callback"
+        ));
         assert!(matches("http://[::1]/cb", "http://[::1]:9999/cb"));
-        assert!(!matches("http://127.0.0.1/callback", "http://127.0.0.1:53123/other"));
-        assert!(!matches("http://127.0.0.1/callback", "http://localhost:53123/callback"));
-        assert!(!matches("http://127.0.0.1/callback", "http://127.0.0.1.evil.example/callback"));
+        assert!(!matches(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:53123/other"
+        ));
+        assert!(!matches(
+            "http://127.0.0.1/callback",
+            "http://localhost:53123/callback"
+        ));
+        assert!(!matches(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1.evil.example/callback"
+        ));
     }
 
     #[test]

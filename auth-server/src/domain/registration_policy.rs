@@ -88,13 +88,18 @@ const MAX_TEXT: usize = 256;
 const MAX_URI: usize = 2048;
 
 fn text(field: &str, value: Option<String>) -> Result<Option<String>, RegistrationError> {
-    match value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
+    match value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    {
         Some(v) if v.len() > MAX_TEXT => Err(RegistrationError::InvalidClientMetadata(format!(
             "{field} is longer than {MAX_TEXT} characters"
         ))),
-        Some(v) if v.chars().any(char::is_control) => Err(RegistrationError::InvalidClientMetadata(format!(
-            "{field} contains control characters"
-        ))),
+        Some(v) if v.chars().any(char::is_control) => {
+            Err(RegistrationError::InvalidClientMetadata(format!(
+                "{field} contains control characters"
+            )))
+        }
         other => Ok(other),
     }
 }
@@ -108,17 +113,24 @@ fn web_uri(field: &str, value: Option<String>) -> Result<Option<String>, Registr
             if ok {
                 Ok(Some(v))
             } else {
-                Err(RegistrationError::InvalidClientMetadata(format!("{field} must be an http(s) URL")))
+                Err(RegistrationError::InvalidClientMetadata(format!(
+                    "{field} must be an http(s) URL"
+                )))
             }
         }
     }
 }
 
 /// Validates a registration (or RFC 7592 update) request.
-pub fn validate(req: RegistrationRequest, max_redirect_uris: usize) -> Result<ClientMetadata, RegistrationError> {
+pub fn validate(
+    req: RegistrationRequest,
+    max_redirect_uris: usize,
+) -> Result<ClientMetadata, RegistrationError> {
     let invalid = |m: &str| RegistrationError::InvalidClientMetadata(m.to_string());
 
-    let grant_types = req.grant_types.unwrap_or_else(|| vec!["authorization_code".into()]);
+    let grant_types = req
+        .grant_types
+        .unwrap_or_else(|| vec!["authorization_code".into()]);
     if grant_types.is_empty() {
         return Err(invalid("grant_types must not be empty"));
     }
@@ -135,7 +147,9 @@ pub fn validate(req: RegistrationRequest, max_redirect_uris: usize) -> Result<Cl
     }
     let uses_code = grant_types.iter().any(|g| g == "authorization_code");
     if uses_code != response_types.iter().any(|r| r == "code") {
-        return Err(invalid("grant_types authorization_code and response_types code go together"));
+        return Err(invalid(
+            "grant_types authorization_code and response_types code go together",
+        ));
     }
 
     let method = req
@@ -166,9 +180,12 @@ pub fn validate(req: RegistrationRequest, max_redirect_uris: usize) -> Result<Cl
     }
     for uri in &redirect_uris {
         if uri.len() > MAX_URI {
-            return Err(RegistrationError::InvalidRedirectUri("redirect URI is too long".into()));
+            return Err(RegistrationError::InvalidRedirectUri(
+                "redirect URI is too long".into(),
+            ));
         }
-        redirect_uri::validate_registered(uri).map_err(|e| RegistrationError::InvalidRedirectUri(e.to_string()))?;
+        redirect_uri::validate_registered(uri)
+            .map_err(|e| RegistrationError::InvalidRedirectUri(e.to_string()))?;
     }
 
     // Accept `scope: ""`. Scopes we do not offer to users are dropped (RFC 7591 §2:
@@ -239,14 +256,28 @@ mod tests {
 
     #[test]
     fn rejects_bad_metadata() {
-        assert_eq!(validate(req(&[]), 10).unwrap_err().code(), "invalid_redirect_uri");
-        assert_eq!(validate(req(&["http://evil.example/cb"]), 10).unwrap_err().code(), "invalid_redirect_uri");
+        assert_eq!(
+            validate(req(&[]), 10).unwrap_err().code(),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            validate(req(&["http://evil.example/cb"]), 10)
+                .unwrap_err()
+                .code(),
+            "invalid_redirect_uri"
+        );
         let mut r = req(&["https://a/cb"]);
         r.grant_types = Some(vec!["implicit".into()]);
-        assert_eq!(validate(r, 10).unwrap_err().code(), "invalid_client_metadata");
+        assert_eq!(
+            validate(r, 10).unwrap_err().code(),
+            "invalid_client_metadata"
+        );
         let mut r = req(&["https://a/cb"]);
         r.token_endpoint_auth_method = Some("private_key_jwt".into());
-        assert_eq!(validate(r, 10).unwrap_err().code(), "invalid_client_metadata");
+        assert_eq!(
+            validate(r, 10).unwrap_err().code(),
+            "invalid_client_metadata"
+        );
         let mut r = req(&["https://a/cb"]);
         r.application_type = Some("desktop".into());
         assert!(validate(r, 10).is_err());

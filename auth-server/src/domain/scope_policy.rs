@@ -70,7 +70,12 @@ pub fn known_user_scopes() -> ScopeSet {
 
 /// Scopes only service clients (client_credentials) may hold.
 pub fn known_service_scopes() -> ScopeSet {
-    ScopeSet::from_iter([scopes::AUTH_ADMIN, scopes::AUTH_INTROSPECT, scopes::MCP_READ, scopes::MCP_ADMIN])
+    ScopeSet::from_iter([
+        scopes::AUTH_ADMIN,
+        scopes::AUTH_INTROSPECT,
+        scopes::MCP_READ,
+        scopes::MCP_ADMIN,
+    ])
 }
 
 /// All scopes advertised in metadata.
@@ -90,7 +95,8 @@ pub fn resolve_authorization_scope(
     defaults: &[String],
     client_scope: &ScopeSet,
 ) -> Result<ScopeSet, ScopeError> {
-    let parsed = ScopeSet::parse(requested.unwrap_or("")).map_err(|e| ScopeError::Malformed(e.to_string()))?;
+    let parsed = ScopeSet::parse(requested.unwrap_or(""))
+        .map_err(|e| ScopeError::Malformed(e.to_string()))?;
     let known = known_user_scopes();
     if let Some(unknown) = parsed.iter().find(|s| !known.contains_literal(s)) {
         return Err(ScopeError::Unknown(unknown.to_string()));
@@ -112,7 +118,10 @@ pub fn cut_to_role(scope: &ScopeSet, role: Role) -> ScopeSet {
 }
 
 /// A refresh request may narrow the granted scope, never widen it.
-pub fn narrow_on_refresh(requested: Option<&str>, granted: &ScopeSet) -> Result<ScopeSet, ScopeError> {
+pub fn narrow_on_refresh(
+    requested: Option<&str>,
+    granted: &ScopeSet,
+) -> Result<ScopeSet, ScopeError> {
     match requested.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(granted.clone()),
         Some(raw) => {
@@ -128,8 +137,12 @@ pub fn narrow_on_refresh(requested: Option<&str>, granted: &ScopeSet) -> Result<
 
 /// client_credentials: the requested scope must lie within the client's registered
 /// scope; no scope means all of it.
-pub fn resolve_client_credentials_scope(requested: Option<&str>, registered: &ScopeSet) -> Result<ScopeSet, ScopeError> {
-    let parsed = ScopeSet::parse(requested.unwrap_or("")).map_err(|e| ScopeError::Malformed(e.to_string()))?;
+pub fn resolve_client_credentials_scope(
+    requested: Option<&str>,
+    registered: &ScopeSet,
+) -> Result<ScopeSet, ScopeError> {
+    let parsed = ScopeSet::parse(requested.unwrap_or(""))
+        .map_err(|e| ScopeError::Malformed(e.to_string()))?;
     if parsed.is_empty() {
         return Ok(registered.clone());
     }
@@ -151,8 +164,14 @@ mod tests {
     #[test]
     fn defaults_apply_when_empty_and_unknown_is_an_error() {
         let defaults = vec!["mcp:read".to_string()];
-        assert_eq!(resolve_authorization_scope(None, &defaults, &ScopeSet::new()).unwrap(), set("mcp:read"));
-        assert_eq!(resolve_authorization_scope(Some(""), &defaults, &ScopeSet::new()).unwrap(), set("mcp:read"));
+        assert_eq!(
+            resolve_authorization_scope(None, &defaults, &ScopeSet::new()).unwrap(),
+            set("mcp:read")
+        );
+        assert_eq!(
+            resolve_authorization_scope(Some(""), &defaults, &ScopeSet::new()).unwrap(),
+            set("mcp:read")
+        );
         assert_eq!(
             resolve_authorization_scope(Some("mcp:read bogus"), &defaults, &ScopeSet::new()),
             Err(ScopeError::Unknown("bogus".into()))
@@ -165,14 +184,22 @@ mod tests {
 
     #[test]
     fn client_registration_cuts_silently() {
-        let got = resolve_authorization_scope(Some("mcp:read mcp:admin"), &[], &set("mcp:read openid")).unwrap();
+        let got =
+            resolve_authorization_scope(Some("mcp:read mcp:admin"), &[], &set("mcp:read openid"))
+                .unwrap();
         assert_eq!(got, set("mcp:read"));
     }
 
     #[test]
     fn roles_cut_admin_scope_for_users() {
-        assert_eq!(cut_to_role(&set("mcp:read mcp:admin openid"), Role::User), set("mcp:read openid"));
-        assert_eq!(cut_to_role(&set("mcp:read mcp:admin"), Role::Admin), set("mcp:admin mcp:read"));
+        assert_eq!(
+            cut_to_role(&set("mcp:read mcp:admin openid"), Role::User),
+            set("mcp:read openid")
+        );
+        assert_eq!(
+            cut_to_role(&set("mcp:read mcp:admin"), Role::Admin),
+            set("mcp:admin mcp:read")
+        );
         assert_eq!(Role::Admin.claim(), vec!["user", "admin"]);
     }
 
@@ -180,15 +207,24 @@ mod tests {
     fn refresh_narrows_never_widens() {
         let granted = set("mcp:read openid");
         assert_eq!(narrow_on_refresh(None, &granted).unwrap(), granted);
-        assert_eq!(narrow_on_refresh(Some("mcp:read"), &granted).unwrap(), set("mcp:read"));
-        assert_eq!(narrow_on_refresh(Some("mcp:read mcp:admin"), &granted), Err(ScopeError::Widening));
+        assert_eq!(
+            narrow_on_refresh(Some("mcp:read"), &granted).unwrap(),
+            set("mcp:read")
+        );
+        assert_eq!(
+            narrow_on_refresh(Some("mcp:read mcp:admin"), &granted),
+            Err(ScopeError::Widening)
+        );
     }
 
     #[test]
     fn client_credentials_within_registration() {
         let reg = set("auth:admin auth:introspect");
         assert_eq!(resolve_client_credentials_scope(None, &reg).unwrap(), reg);
-        assert_eq!(resolve_client_credentials_scope(Some("auth:admin"), &reg).unwrap(), set("auth:admin"));
+        assert_eq!(
+            resolve_client_credentials_scope(Some("auth:admin"), &reg).unwrap(),
+            set("auth:admin")
+        );
         assert!(resolve_client_credentials_scope(Some("mcp:admin"), &reg).is_err());
     }
 }

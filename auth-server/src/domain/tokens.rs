@@ -70,7 +70,11 @@ pub fn looks_like_jwt(token: &str) -> bool {
 
 /// Verifies one of our access tokens: `typ`, a known `kid`, the ES256 signature,
 /// `iss` and `exp`/`nbf` (30 s leeway). The audience is checked by the caller.
-pub fn verify_access_token(ring: &KeyRing, token: &str, issuer: &str) -> Result<AccessTokenClaims, TokenError> {
+pub fn verify_access_token(
+    ring: &KeyRing,
+    token: &str,
+    issuer: &str,
+) -> Result<AccessTokenClaims, TokenError> {
     if !looks_like_jwt(token) {
         return Err(TokenError::Invalid);
     }
@@ -88,7 +92,9 @@ pub fn verify_access_token(ring: &KeyRing, token: &str, issuer: &str) -> Result<
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
     match jsonwebtoken::decode::<AccessTokenClaims>(token, key, &validation) {
         Ok(data) => Ok(data.claims),
-        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
+        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+            Err(TokenError::Expired)
+        }
         Err(_) => Err(TokenError::Invalid),
     }
 }
@@ -128,10 +134,19 @@ mod tests {
         assert_eq!(header.kid.as_deref(), Some(ring.active.kid.as_str()));
         let got = verify_access_token(&ring, &token, "http://as").unwrap();
         assert_eq!(got.sub, "u1");
-        assert_eq!(verify_access_token(&ring, &token, "http://other"), Err(TokenError::Invalid));
+        assert_eq!(
+            verify_access_token(&ring, &token, "http://other"),
+            Err(TokenError::Invalid)
+        );
         let expired = mint_access_token(&ring, &claims(now - 120)).unwrap();
-        assert_eq!(verify_access_token(&ring, &expired, "http://as"), Err(TokenError::Expired));
-        assert_eq!(verify_access_token(&ring, "a.b.c", "http://as"), Err(TokenError::Invalid));
+        assert_eq!(
+            verify_access_token(&ring, &expired, "http://as"),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            verify_access_token(&ring, "a.b.c", "http://as"),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
@@ -155,6 +170,9 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(verify_access_token(&ring, &id, "http://as"), Err(TokenError::Invalid));
+        assert_eq!(
+            verify_access_token(&ring, &id, "http://as"),
+            Err(TokenError::Invalid)
+        );
     }
 }

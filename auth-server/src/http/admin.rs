@@ -13,7 +13,10 @@ use crate::error::{no_store, AppError, AppResult};
 use crate::http::bearer;
 use crate::state::AppState;
 
-async fn authorize_admin(req: &HttpRequest, state: &AppState) -> AppResult<shared::AccessTokenClaims> {
+async fn authorize_admin(
+    req: &HttpRequest,
+    state: &AppState,
+) -> AppResult<shared::AccessTokenClaims> {
     let token = bearer(req).ok_or_else(|| AppError::Bearer {
         status: StatusCode::UNAUTHORIZED,
         error: None,
@@ -22,7 +25,9 @@ async fn authorize_admin(req: &HttpRequest, state: &AppState) -> AppResult<share
     })?;
     let claims = state.verify_access_token(token).await?;
     if !shared::resource::audience_matches(&claims.aud, std::slice::from_ref(&state.issuer)) {
-        return Err(AppError::unauthorized("the token's audience is not this authorization server"));
+        return Err(AppError::unauthorized(
+            "the token's audience is not this authorization server",
+        ));
     }
     let scope = shared::ScopeSet::parse(&claims.scope).unwrap_or_default();
     if !scope.grants(scopes::AUTH_ADMIN) {
@@ -65,7 +70,11 @@ pub struct RevokeRequest {
     pub token_id_prefix: Option<String>,
 }
 
-pub async fn revoke_grant(req: HttpRequest, state: web::Data<AppState>, body: web::Json<RevokeRequest>) -> AppResult<HttpResponse> {
+pub async fn revoke_grant(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<RevokeRequest>,
+) -> AppResult<HttpResponse> {
     let admin = authorize_admin(&req, &state).await?;
     let body = body.into_inner();
     let now = now();
@@ -74,30 +83,44 @@ pub async fn revoke_grant(req: HttpRequest, state: web::Data<AppState>, body: we
         (Some(id), None) => grants.into_iter().find(|g| g.grant.id == id),
         (None, Some(prefix)) => {
             if prefix.len() < 6 {
-                return Err(AppError::invalid_request("token_id_prefix must have at least 6 characters"));
+                return Err(AppError::invalid_request(
+                    "token_id_prefix must have at least 6 characters",
+                ));
             }
             let mut matching: Vec<_> = grants
                 .into_iter()
                 .filter(|g| g.token_ids.iter().any(|t| t.starts_with(prefix)))
                 .collect();
             if matching.len() > 1 {
-                return Err(AppError::invalid_request("token_id_prefix matches more than one grant; use a longer prefix"));
+                return Err(AppError::invalid_request(
+                    "token_id_prefix matches more than one grant; use a longer prefix",
+                ));
             }
             matching.pop()
         }
-        _ => return Err(AppError::invalid_request("give exactly one of grant_id or token_id_prefix")),
+        _ => {
+            return Err(AppError::invalid_request(
+                "give exactly one of grant_id or token_id_prefix",
+            ))
+        }
     };
     let Some(target) = target else {
         return Err(AppError::NotFound("no active grant matches".into()));
     };
-    state.store.revoke_grant(&target.grant.id, now, true).await?;
+    state
+        .store
+        .revoke_grant(&target.grant.id, now, true)
+        .await?;
     state
         .audit(
             "revoke",
             Some(&target.username),
             Some(&target.grant.client_id),
             None,
-            &format!("admin API by {}; grant {}", admin.client_id, target.grant.id),
+            &format!(
+                "admin API by {}; grant {}",
+                admin.client_id, target.grant.id
+            ),
         )
         .await;
     Ok(ok(json!({
@@ -120,4 +143,3 @@ pub async fn user_stats(req: HttpRequest, state: web::Data<AppState>) -> AppResu
         .collect();
     Ok(ok(json!({ "users": users })))
 }
-

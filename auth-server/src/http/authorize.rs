@@ -111,7 +111,13 @@ fn finish(result: Result<HttpResponse, Failure>) -> AppResult<HttpResponse> {
 }
 
 /// Builds the redirect back to the client with `params`, plus `state` and `iss`.
-fn redirect_to(state: &AppState, redirect: &str, params: &[(&str, &str)], client_state: Option<&str>, status: StatusCode) -> HttpResponse {
+fn redirect_to(
+    state: &AppState,
+    redirect: &str,
+    params: &[(&str, &str)],
+    client_state: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
     let location = match url::Url::parse(redirect) {
         Ok(mut url) => {
             {
@@ -135,7 +141,14 @@ fn redirect_to(state: &AppState, redirect: &str, params: &[(&str, &str)], client
     b.finish()
 }
 
-fn error_redirect(state: &AppState, v_redirect: &str, client_state: Option<&str>, error: &str, description: &str, status: StatusCode) -> Failure {
+fn error_redirect(
+    state: &AppState,
+    v_redirect: &str,
+    client_state: Option<&str>,
+    error: &str,
+    description: &str,
+    status: StatusCode,
+) -> Failure {
     Failure::Redirect(redirect_to(
         state,
         v_redirect,
@@ -145,7 +158,11 @@ fn error_redirect(state: &AppState, v_redirect: &str, client_state: Option<&str>
     ))
 }
 
-async fn validate(state: &AppState, p: &AuthorizeParams, status: StatusCode) -> Result<Validated, Failure> {
+async fn validate(
+    state: &AppState,
+    p: &AuthorizeParams,
+    status: StatusCode,
+) -> Result<Validated, Failure> {
     let Some(client_id) = p.client_id.as_deref().filter(|c| !c.is_empty()) else {
         return Err(AppError::page("Invalid request", "The request has no client_id.").into());
     };
@@ -161,7 +178,9 @@ async fn validate(state: &AppState, p: &AuthorizeParams, status: StatusCode) -> 
         Err(AppError::Internal(e)) => return Err(AppError::Internal(e).into()),
         Err(e) => return Err(AppError::page("Application not available", e.to_string()).into()),
     };
-    let Some(redirect) = redirect_uri::resolve(&client.metadata.redirect_uris, p.redirect_uri.as_deref()) else {
+    let Some(redirect) =
+        redirect_uri::resolve(&client.metadata.redirect_uris, p.redirect_uri.as_deref())
+    else {
         return Err(AppError::page(
             "Invalid redirect",
             "The redirect address in this request is not registered for the application, so you cannot be sent back to it.",
@@ -170,28 +189,48 @@ async fn validate(state: &AppState, p: &AuthorizeParams, status: StatusCode) -> 
     };
     let redirect = redirect.to_string();
     let st = p.state.as_deref();
-    let fail = |error: &str, description: &str| error_redirect(state, &redirect, st, error, description, status);
+    let fail = |error: &str, description: &str| {
+        error_redirect(state, &redirect, st, error, description, status)
+    };
 
     if p.response_type.as_deref() != Some("code") {
-        return Err(fail("unsupported_response_type", "response_type must be code"));
+        return Err(fail(
+            "unsupported_response_type",
+            "response_type must be code",
+        ));
     }
     if let Some(mode) = p.response_mode.as_deref() {
         if mode != "query" {
-            return Err(fail("invalid_request", "only response_mode=query is supported"));
+            return Err(fail(
+                "invalid_request",
+                "only response_mode=query is supported",
+            ));
         }
     }
     if !client.allows_grant("authorization_code") {
-        return Err(fail("unauthorized_client", "the client is not registered for the authorization_code grant"));
+        return Err(fail(
+            "unauthorized_client",
+            "the client is not registered for the authorization_code grant",
+        ));
     }
-    let code_challenge = pkce::validate_challenge(p.code_challenge.as_deref(), p.code_challenge_method.as_deref())
-        .map_err(|e| fail("invalid_request", &e.to_string()))?;
+    let code_challenge = pkce::validate_challenge(
+        p.code_challenge.as_deref(),
+        p.code_challenge_method.as_deref(),
+    )
+    .map_err(|e| fail("invalid_request", &e.to_string()))?;
     let client_scope = ScopeSet::parse(&client.metadata.scope).unwrap_or_default();
-    let scope = scope_policy::resolve_authorization_scope(p.scope.as_deref(), &state.settings.oauth.default_scopes, &client_scope)
-        .map_err(|e: ScopeError| fail("invalid_scope", &e.to_string()))?;
+    let scope = scope_policy::resolve_authorization_scope(
+        p.scope.as_deref(),
+        &state.settings.oauth.default_scopes,
+        &client_scope,
+    )
+    .map_err(|e: ScopeError| fail("invalid_scope", &e.to_string()))?;
     let resource = state
         .resolve_resource(p.resource.as_deref())
         .map_err(|e| fail("invalid_target", &e))?;
-    if p.nonce.as_ref().is_some_and(|n| n.len() > 512) || p.state.as_ref().is_some_and(|s| s.len() > 2048) {
+    if p.nonce.as_ref().is_some_and(|n| n.len() > 512)
+        || p.state.as_ref().is_some_and(|s| s.len() > 2048)
+    {
         return Err(fail("invalid_request", "state or nonce is too long"));
     }
     Ok(Validated {
@@ -217,7 +256,12 @@ fn csrf_cookie(req: &HttpRequest) -> (String, bool) {
     }
 }
 
-fn build_cookie(state: &AppState, name: &'static str, value: String, max_age: i64) -> Cookie<'static> {
+fn build_cookie(
+    state: &AppState,
+    name: &'static str,
+    value: String,
+    max_age: i64,
+) -> Cookie<'static> {
     Cookie::build(name, value)
         .path("/")
         .http_only(true)
@@ -235,7 +279,11 @@ async fn session_user(state: &AppState, req: &HttpRequest) -> AppResult<Option<(
     let Some(sid) = state.verify_cookie("session", &raw) else {
         return Ok(None);
     };
-    let Some(session) = state.store.find_session(&shared::secret::sha256_b64url(&sid), now()).await? else {
+    let Some(session) = state
+        .store
+        .find_session(&shared::secret::sha256_b64url(&sid), now())
+        .await?
+    else {
         return Ok(None);
     };
     match state.store.find_user_by_id(&session.user_id).await? {
@@ -244,7 +292,15 @@ async fn session_user(state: &AppState, req: &HttpRequest) -> AppResult<Option<(
     }
 }
 
-fn render_login(state: &AppState, req: &HttpRequest, p: &AuthorizeParams, v: &Validated, username: &str, error: Option<&str>, status: StatusCode) -> HttpResponse {
+fn render_login(
+    state: &AppState,
+    req: &HttpRequest,
+    p: &AuthorizeParams,
+    v: &Validated,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
     let (csrf, fresh) = csrf_cookie(req);
     let token = state.csrf_token(&csrf);
     let hidden = p.hidden_fields();
@@ -267,13 +323,25 @@ fn render_login(state: &AppState, req: &HttpRequest, p: &AuthorizeParams, v: &Va
     pages::render(b, &page)
 }
 
-fn render_consent(state: &AppState, req: &HttpRequest, p: &AuthorizeParams, v: &Validated, user: &UserRecord, scope: &ScopeSet, extra_cookie: Option<Cookie<'static>>) -> HttpResponse {
+fn render_consent(
+    state: &AppState,
+    req: &HttpRequest,
+    p: &AuthorizeParams,
+    v: &Validated,
+    user: &UserRecord,
+    scope: &ScopeSet,
+    extra_cookie: Option<Cookie<'static>>,
+) -> HttpResponse {
     let (csrf, fresh) = csrf_cookie(req);
     let token = state.csrf_token(&csrf);
     let hidden = p.hidden_fields();
     let redirect_host = redirect_uri::display_host(&v.redirect_uri);
-    let client_host = (v.client.source == "cimd").then(|| redirect_uri::display_host(&v.client.client_id));
-    let scopes: Vec<(String, &'static str)> = scope.iter().map(|s| (s.to_string(), pages::describe_scope(s))).collect();
+    let client_host =
+        (v.client.source == "cimd").then(|| redirect_uri::display_host(&v.client.client_id));
+    let scopes: Vec<(String, &'static str)> = scope
+        .iter()
+        .map(|s| (s.to_string(), pages::describe_scope(s)))
+        .collect();
     let page = ConsentPage {
         css: pages::css(),
         action: "consent",
@@ -297,7 +365,15 @@ fn render_consent(state: &AppState, req: &HttpRequest, p: &AuthorizeParams, v: &
 }
 
 /// Issues a code and redirects to the client.
-async fn issue_code(state: &AppState, v: &Validated, user: &UserRecord, scope: &ScopeSet, auth_time: i64, status: StatusCode, extra_cookie: Option<Cookie<'static>>) -> AppResult<HttpResponse> {
+async fn issue_code(
+    state: &AppState,
+    v: &Validated,
+    user: &UserRecord,
+    scope: &ScopeSet,
+    auth_time: i64,
+    status: StatusCode,
+    extra_cookie: Option<Cookie<'static>>,
+) -> AppResult<HttpResponse> {
     let code = shared::secret::random_token(32);
     let now = now();
     if v.client.source == "cimd" {
@@ -321,7 +397,13 @@ async fn issue_code(state: &AppState, v: &Validated, user: &UserRecord, scope: &
             grant_id: None,
         })
         .await?;
-    let mut resp = redirect_to(state, &v.redirect_uri, &[("code", &code)], v.state.as_deref(), status);
+    let mut resp = redirect_to(
+        state,
+        &v.redirect_uri,
+        &[("code", &code)],
+        v.state.as_deref(),
+        status,
+    );
     if let Some(c) = extra_cookie {
         let _ = resp.add_cookie(&c);
     }
@@ -329,7 +411,16 @@ async fn issue_code(state: &AppState, v: &Validated, user: &UserRecord, scope: &
 }
 
 /// After authentication: skip consent if remembered, else show the consent page.
-async fn consent_step(state: &AppState, req: &HttpRequest, p: &AuthorizeParams, v: &Validated, user: &UserRecord, auth_time: i64, status: StatusCode, extra_cookie: Option<Cookie<'static>>) -> AppResult<HttpResponse> {
+async fn consent_step(
+    state: &AppState,
+    req: &HttpRequest,
+    p: &AuthorizeParams,
+    v: &Validated,
+    user: &UserRecord,
+    auth_time: i64,
+    status: StatusCode,
+    extra_cookie: Option<Cookie<'static>>,
+) -> AppResult<HttpResponse> {
     let role = Role::parse(&user.role).unwrap_or(Role::User);
     let scope = scope_policy::cut_to_role(&v.scope, role);
     let remembered = state
@@ -344,7 +435,10 @@ async fn consent_step(state: &AppState, req: &HttpRequest, p: &AuthorizeParams, 
         return Ok(redirect_to(
             state,
             &v.redirect_uri,
-            &[("error", "consent_required"), ("error_description", "consent is required")],
+            &[
+                ("error", "consent_required"),
+                ("error_description", "consent is required"),
+            ],
             v.state.as_deref(),
             status,
         ));
@@ -352,7 +446,11 @@ async fn consent_step(state: &AppState, req: &HttpRequest, p: &AuthorizeParams, 
     Ok(render_consent(state, req, p, v, user, &scope, extra_cookie))
 }
 
-pub async fn authorize(req: HttpRequest, state: web::Data<AppState>, query: web::Query<AuthorizeParams>) -> AppResult<HttpResponse> {
+pub async fn authorize(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<AuthorizeParams>,
+) -> AppResult<HttpResponse> {
     let p = query.into_inner();
     let result = async {
         let v = validate(&state, &p, StatusCode::FOUND).await?;
@@ -363,8 +461,25 @@ pub async fn authorize(req: HttpRequest, state: web::Data<AppState>, query: web:
             session_user(&state, &req).await?
         };
         match session {
-            Some((user, auth_time)) => Ok(consent_step(&state, &req, &p, &v, &user, auth_time, StatusCode::FOUND, None).await?),
-            None if prompt == "none" => Err(error_redirect(&state, &v.redirect_uri, v.state.as_deref(), "login_required", "the user is not signed in", StatusCode::FOUND)),
+            Some((user, auth_time)) => Ok(consent_step(
+                &state,
+                &req,
+                &p,
+                &v,
+                &user,
+                auth_time,
+                StatusCode::FOUND,
+                None,
+            )
+            .await?),
+            None if prompt == "none" => Err(error_redirect(
+                &state,
+                &v.redirect_uri,
+                v.state.as_deref(),
+                "login_required",
+                "the user is not signed in",
+                StatusCode::FOUND,
+            )),
             None => Ok(render_login(&state, &req, &p, &v, "", None, StatusCode::OK)),
         }
     }
@@ -380,9 +495,16 @@ fn csrf_failure() -> AppError {
     }
 }
 
-pub async fn login(req: HttpRequest, state: web::Data<AppState>, form: web::Form<LoginForm>) -> AppResult<HttpResponse> {
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<LoginForm>,
+) -> AppResult<HttpResponse> {
     let form = form.into_inner();
-    if !state.check_csrf(cookie_value(&req, CSRF_COOKIE).as_deref(), form.csrf_token.as_deref().unwrap_or("")) {
+    if !state.check_csrf(
+        cookie_value(&req, CSRF_COOKIE).as_deref(),
+        form.csrf_token.as_deref().unwrap_or(""),
+    ) {
         return Err(csrf_failure());
     }
     let p = form.params;
@@ -392,27 +514,63 @@ pub async fn login(req: HttpRequest, state: web::Data<AppState>, form: web::Form
         let password = form.password.unwrap_or_default();
         let ip = state.client_ip(&req);
         state.extensions.check_login(ip, &username)?;
-        if username.is_empty() || password.is_empty() || username.len() > 128 || password.len() > 1024 {
-            return Ok(render_login(&state, &req, &p, &v, &username, Some("Enter your username and password."), StatusCode::UNAUTHORIZED));
+        if username.is_empty()
+            || password.is_empty()
+            || username.len() > 128
+            || password.len() > 1024
+        {
+            return Ok(render_login(
+                &state,
+                &req,
+                &p,
+                &v,
+                &username,
+                Some("Enter your username and password."),
+                StatusCode::UNAUTHORIZED,
+            ));
         }
         let user = state.store.find_user_by_name(&username).await?;
         let hash = user
             .as_ref()
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| passwords::dummy_hash().to_string());
-        let ok = web::block(move || passwords::verify(&password, &hash)).await.map_err(AppError::from)?;
+        let ok = web::block(move || passwords::verify(&password, &hash))
+            .await
+            .map_err(AppError::from)?;
         let user = match user {
             Some(u) if ok && !u.disabled => u,
             _ => {
                 state.extensions.metric_login(false);
                 state
-                    .audit("login_failure", Some(&username), Some(&v.client.client_id), Some(ip.to_string()), "invalid credentials or disabled account")
+                    .audit(
+                        "login_failure",
+                        Some(&username),
+                        Some(&v.client.client_id),
+                        Some(ip.to_string()),
+                        "invalid credentials or disabled account",
+                    )
                     .await;
-                return Ok(render_login(&state, &req, &p, &v, &username, Some("Invalid username or password."), StatusCode::UNAUTHORIZED));
+                return Ok(render_login(
+                    &state,
+                    &req,
+                    &p,
+                    &v,
+                    &username,
+                    Some("Invalid username or password."),
+                    StatusCode::UNAUTHORIZED,
+                ));
             }
         };
         state.extensions.metric_login(true);
-        state.audit("login_success", Some(&user.username), Some(&v.client.client_id), Some(ip.to_string()), "").await;
+        state
+            .audit(
+                "login_success",
+                Some(&user.username),
+                Some(&v.client.client_id),
+                Some(ip.to_string()),
+                "",
+            )
+            .await;
         let sid = shared::secret::random_token(32);
         let now = now();
         let ttl = state.settings.server.session_ttl_secs;
@@ -425,23 +583,53 @@ pub async fn login(req: HttpRequest, state: web::Data<AppState>, form: web::Form
                 expires_at: now + ttl,
             })
             .await?;
-        let cookie = build_cookie(&state, SESSION_COOKIE, state.sign_cookie("session", &sid), ttl);
-        Ok(consent_step(&state, &req, &p, &v, &user, now, StatusCode::SEE_OTHER, Some(cookie)).await?)
+        let cookie = build_cookie(
+            &state,
+            SESSION_COOKIE,
+            state.sign_cookie("session", &sid),
+            ttl,
+        );
+        Ok(consent_step(
+            &state,
+            &req,
+            &p,
+            &v,
+            &user,
+            now,
+            StatusCode::SEE_OTHER,
+            Some(cookie),
+        )
+        .await?)
     }
     .await;
     finish(result)
 }
 
-pub async fn consent(req: HttpRequest, state: web::Data<AppState>, form: web::Form<ConsentForm>) -> AppResult<HttpResponse> {
+pub async fn consent(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<ConsentForm>,
+) -> AppResult<HttpResponse> {
     let form = form.into_inner();
-    if !state.check_csrf(cookie_value(&req, CSRF_COOKIE).as_deref(), form.csrf_token.as_deref().unwrap_or("")) {
+    if !state.check_csrf(
+        cookie_value(&req, CSRF_COOKIE).as_deref(),
+        form.csrf_token.as_deref().unwrap_or(""),
+    ) {
         return Err(csrf_failure());
     }
     let p = form.params;
     let result = async {
         let v = validate(&state, &p, StatusCode::SEE_OTHER).await?;
         let Some((user, auth_time)) = session_user(&state, &req).await? else {
-            return Ok(render_login(&state, &req, &p, &v, "", Some("Your session has expired. Sign in again."), StatusCode::UNAUTHORIZED));
+            return Ok(render_login(
+                &state,
+                &req,
+                &p,
+                &v,
+                "",
+                Some("Your session has expired. Sign in again."),
+                StatusCode::UNAUTHORIZED,
+            ));
         };
         let ip = state.client_ip(&req).to_string();
         match form.decision.as_deref() {
@@ -456,16 +644,56 @@ pub async fn consent(req: HttpRequest, state: web::Data<AppState>, form: web::Fo
                     .unwrap_or_default();
                 state
                     .store
-                    .save_consent(&user.id, &v.client.client_id, &remembered.union(&scope).to_string(), now())
+                    .save_consent(
+                        &user.id,
+                        &v.client.client_id,
+                        &remembered.union(&scope).to_string(),
+                        now(),
+                    )
                     .await?;
-                state.audit("consent", Some(&user.username), Some(&v.client.client_id), Some(ip), &format!("scope={scope}")).await;
-                Ok(issue_code(&state, &v, &user, &scope, auth_time, StatusCode::SEE_OTHER, None).await?)
+                state
+                    .audit(
+                        "consent",
+                        Some(&user.username),
+                        Some(&v.client.client_id),
+                        Some(ip),
+                        &format!("scope={scope}"),
+                    )
+                    .await;
+                Ok(issue_code(
+                    &state,
+                    &v,
+                    &user,
+                    &scope,
+                    auth_time,
+                    StatusCode::SEE_OTHER,
+                    None,
+                )
+                .await?)
             }
             Some("deny") => {
-                state.audit("consent_denied", Some(&user.username), Some(&v.client.client_id), Some(ip), "").await;
-                Err(error_redirect(&state, &v.redirect_uri, v.state.as_deref(), "access_denied", "the user denied the request", StatusCode::SEE_OTHER))
+                state
+                    .audit(
+                        "consent_denied",
+                        Some(&user.username),
+                        Some(&v.client.client_id),
+                        Some(ip),
+                        "",
+                    )
+                    .await;
+                Err(error_redirect(
+                    &state,
+                    &v.redirect_uri,
+                    v.state.as_deref(),
+                    "access_denied",
+                    "the user denied the request",
+                    StatusCode::SEE_OTHER,
+                ))
             }
-            _ => Err(Failure::Page(AppError::page("Invalid request", "Choose Allow or Deny."))),
+            _ => Err(Failure::Page(AppError::page(
+                "Invalid request",
+                "Choose Allow or Deny.",
+            ))),
         }
     }
     .await;

@@ -25,13 +25,22 @@ fn answer(body: Value) -> HttpResponse {
     b.json(body)
 }
 
-pub async fn introspect(req: HttpRequest, state: web::Data<AppState>, form: web::Form<IntrospectForm>) -> AppResult<HttpResponse> {
+pub async fn introspect(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<IntrospectForm>,
+) -> AppResult<HttpResponse> {
     let form = form.into_inner();
     let client = state
-        .authenticate_client(&req, form.client_id.as_deref(), form.client_secret.as_deref())
+        .authenticate_client(
+            &req,
+            form.client_id.as_deref(),
+            form.client_secret.as_deref(),
+        )
         .await?;
     let allowed = client.can_introspect
-        || shared::ScopeSet::parse(&client.metadata.scope).is_ok_and(|s| s.contains_literal(scopes::AUTH_INTROSPECT));
+        || shared::ScopeSet::parse(&client.metadata.scope)
+            .is_ok_and(|s| s.contains_literal(scopes::AUTH_INTROSPECT));
     if client.secret_hash.is_none() || !allowed {
         return Err(AppError::OAuth {
             status: StatusCode::FORBIDDEN,
@@ -68,7 +77,11 @@ pub async fn introspect(req: HttpRequest, state: web::Data<AppState>, form: web:
     }
 
     let now = now();
-    let Some(rec) = state.store.find_refresh(&shared::secret::sha256_b64url(token)).await? else {
+    let Some(rec) = state
+        .store
+        .find_refresh(&shared::secret::sha256_b64url(token))
+        .await?
+    else {
         return Ok(inactive());
     };
     if rec.rotated_at.is_some() || rec.expires_at <= now {

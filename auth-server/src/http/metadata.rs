@@ -16,16 +16,46 @@ pub fn document(state: &AppState) -> AuthorizationServerMetadata {
     let mut put = |k: &str, v: Value| {
         extra.insert(k.to_string(), v);
     };
-    put("authorization_response_iss_parameter_supported", json!(true));
+    put(
+        "authorization_response_iss_parameter_supported",
+        json!(true),
+    );
     put("client_id_metadata_document_supported", json!(true));
     put("response_modes_supported", json!(["query"]));
-    put("revocation_endpoint_auth_methods_supported", json!(["none", "client_secret_post", "client_secret_basic"]));
-    put("introspection_endpoint_auth_methods_supported", json!(["client_secret_post", "client_secret_basic"]));
+    put(
+        "revocation_endpoint_auth_methods_supported",
+        json!(["none", "client_secret_post", "client_secret_basic"]),
+    );
+    put(
+        "introspection_endpoint_auth_methods_supported",
+        json!(["client_secret_post", "client_secret_basic"]),
+    );
     put("subject_types_supported", json!(["public"]));
     put("id_token_signing_alg_values_supported", json!(["ES256"]));
-    put("token_endpoint_auth_signing_alg_values_supported", json!(["ES256"]));
-    put("claims_supported", json!(["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "preferred_username", "name", "email", "roles"]));
-    put("prompt_values_supported", json!(["none", "login", "consent"]));
+    put(
+        "token_endpoint_auth_signing_alg_values_supported",
+        json!(["ES256"]),
+    );
+    put(
+        "claims_supported",
+        json!([
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "preferred_username",
+            "name",
+            "email",
+            "roles"
+        ]),
+    );
+    put(
+        "prompt_values_supported",
+        json!(["none", "login", "consent"]),
+    );
     put("request_parameter_supported", json!(false));
     put("request_uri_parameter_supported", json!(false));
     put("protected_resources", json!(state.resources));
@@ -34,15 +64,27 @@ pub fn document(state: &AppState) -> AuthorizationServerMetadata {
         authorization_endpoint: Some(format!("{issuer}/authorize")),
         token_endpoint: Some(format!("{issuer}/token")),
         jwks_uri: Some(format!("{issuer}/jwks.json")),
-        registration_endpoint: state.settings.registration.enabled.then(|| format!("{issuer}/register")),
+        registration_endpoint: state
+            .settings
+            .registration
+            .enabled
+            .then(|| format!("{issuer}/register")),
         revocation_endpoint: Some(format!("{issuer}/revoke")),
         introspection_endpoint: Some(format!("{issuer}/introspect")),
         userinfo_endpoint: Some(format!("{issuer}/userinfo")),
         scopes_supported: scope_policy::supported_scopes(),
         response_types_supported: vec!["code".into()],
-        grant_types_supported: vec!["authorization_code".into(), "refresh_token".into(), "client_credentials".into()],
+        grant_types_supported: vec![
+            "authorization_code".into(),
+            "refresh_token".into(),
+            "client_credentials".into(),
+        ],
         code_challenge_methods_supported: vec!["S256".into()],
-        token_endpoint_auth_methods_supported: vec!["none".into(), "client_secret_post".into(), "client_secret_basic".into()],
+        token_endpoint_auth_methods_supported: vec![
+            "none".into(),
+            "client_secret_post".into(),
+            "client_secret_basic".into(),
+        ],
         extra,
     }
 }
@@ -64,12 +106,17 @@ pub async fn oauth_metadata(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `/.well-known/oauth-authorization-server/{issuer path}` and the OIDC equivalent.
-pub async fn path_inserted(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
+pub async fn path_inserted(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> AppResult<HttpResponse> {
     let tail = req.match_info().get("tail").unwrap_or("");
     let path = issuer_path(&state);
     if !path.is_empty() && format!("/{}", tail.trim_end_matches('/')) == path {
         Ok(serve(&state))
     } else {
-        Err(AppError::NotFound("no metadata for this issuer path".into()))
+        Err(AppError::NotFound(
+            "no metadata for this issuer path".into(),
+        ))
     }
 }

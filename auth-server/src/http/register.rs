@@ -20,31 +20,47 @@ fn client_json(state: &AppState, client: &ClientRecord) -> Value {
     let mut body = serde_json::to_value(&client.metadata).unwrap_or_else(|_| json!({}));
     body["client_id"] = json!(client.client_id);
     body["client_id_issued_at"] = json!(client.created_at);
-    body["registration_client_uri"] = json!(format!("{}/register/{}", state.issuer, client.client_id));
+    body["registration_client_uri"] =
+        json!(format!("{}/register/{}", state.issuer, client.client_id));
     if client.secret_hash.is_some() {
         body["client_secret_expires_at"] = json!(0);
     }
     body
 }
 
-fn parse(body: &web::Bytes) -> AppResult<RegistrationRequest> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| AppError::invalid_request("the body must be a JSON object"))?;
+fn parse(body: web::Json<Value>) -> AppResult<RegistrationRequest> {
+    let value = body.into_inner();
     if !value.is_object() {
         return Err(AppError::invalid_request("the body must be a JSON object"));
     }
-    serde_json::from_value(value).map_err(|e| AppError::oauth("invalid_client_metadata", format!("malformed client metadata: {e}")))
+    serde_json::from_value(value).map_err(|e| {
+        AppError::oauth(
+            "invalid_client_metadata",
+            format!("malformed client metadata: {e}"),
+        )
+    })
 }
 
-pub async fn register(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> AppResult<HttpResponse> {
+pub async fn register(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<Value>,
+) -> AppResult<HttpResponse> {
     if !state.settings.registration.enabled {
-        return Err(AppError::NotFound("dynamic client registration is disabled".into()));
+        return Err(AppError::NotFound(
+            "dynamic client registration is disabled".into(),
+        ));
     }
     let ip = state.client_ip(&req);
     state.extensions.check_register(ip)?;
-    let request = parse(&body)?;
-    let metadata = registration_policy::validate(request, state.settings.registration.max_redirect_uris).map_err(metadata_error)?;
+    let request = parse(body)?;
+    let metadata =
+        registration_policy::validate(request, state.settings.registration.max_redirect_uris)
+            .map_err(metadata_error)?;
     let client_id = shared::secret::random_token(16);
-    let secret = metadata.is_confidential().then(|| shared::secret::random_token(32));
+    let secret = metadata
+        .is_confidential()
+        .then(|| shared::secret::random_token(32));
     let registration_token = shared::secret::random_token(32);
     let now = now();
     let client = ClientRecord {
@@ -60,7 +76,13 @@ pub async fn register(req: HttpRequest, state: web::Data<AppState>, body: web::B
     };
     state.store.insert_client(&client).await?;
     state
-        .audit("register", None, Some(&client_id), Some(ip.to_string()), client.client_name.as_deref().unwrap_or(""))
+        .audit(
+            "register",
+            None,
+            Some(&client_id),
+            Some(ip.to_string()),
+            client.client_name.as_deref().unwrap_or(""),
+        )
         .await;
     let mut body = client_json(&state, &client);
     body["registration_access_token"] = json!(registration_token);
@@ -74,7 +96,11 @@ pub async fn register(req: HttpRequest, state: web::Data<AppState>, body: web::B
 
 /// Authenticates an RFC 7592 request. Unknown clients and bad tokens both get 401
 /// (RFC 7592 §2: never reveal whether the client exists).
-async fn managed_client(req: &HttpRequest, state: &AppState, client_id: &str) -> AppResult<ClientRecord> {
+async fn managed_client(
+    req: &HttpRequest,
+    state: &AppState,
+    client_id: &str,
+) -> AppResult<ClientRecord> {
     let token = bearer(req).ok_or_else(|| AppError::Bearer {
         status: StatusCode::UNAUTHORIZED,
         error: None,
@@ -85,51 +111,93 @@ async fn managed_client(req: &HttpRequest, state: &AppState, client_id: &str) ->
     let ok = client
         .as_ref()
         .and_then(|c| c.registration_token_hash.as_deref())
-        .is_some_and(|h| shared::secret::constant_time_eq(&shared::secret::sha256_b64url(token), h));
+        .is_some_and(|h| {
+            shared::secret::constant_time_eq(&shared::secret::sha256_b64url(token), h)
+        });
     match client {
         Some(c) if ok => Ok(c),
-        _ => Err(AppError::unauthorized("the registration access token is invalid")),
+        _ => Err(AppError::unauthorized(
+            "the registration access token is invalid",
+        )),
     }
 }
 
-pub async fn read(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> AppResult<HttpResponse> {
+pub async fn read(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
     let client = managed_client(&req, &state, &path).await?;
     let mut b = HttpResponse::Ok();
     no_store(&mut b);
     Ok(b.json(client_json(&state, &client)))
 }
 
-pub async fn update(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>, body: web::Bytes) -> AppResult<HttpResponse> {
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<Value>,
+) -> AppResult<HttpResponse> {
     let mut client = managed_client(&req, &state, &path).await?;
-    let request = parse(&body)?;
+    let request = parse(body)?;
     if request.client_id.as_deref() != Some(client.client_id.as_str()) {
-        return Err(AppError::invalid_request("client_id in the body must match the client being updated"));
+        return Err(AppError::invalid_request(
+            "client_id in the body must match the client being updated",
+        ));
     }
-    if let (Some(presented), Some(hash)) = (request.client_secret.as_deref(), client.secret_hash.as_deref()) {
+    if let (Some(presented), Some(hash)) = (
+        request.client_secret.as_deref(),
+        client.secret_hash.as_deref(),
+    ) {
         if !shared::secret::constant_time_eq(&shared::secret::sha256_b64url(presented), hash) {
             return Err(AppError::invalid_request("client_secret does not match"));
         }
     }
     let metadata: ClientMetadata =
-        registration_policy::validate(request, state.settings.registration.max_redirect_uris).map_err(metadata_error)?;
+        registration_policy::validate(request, state.settings.registration.max_redirect_uris)
+            .map_err(metadata_error)?;
     if metadata.is_confidential() != client.metadata.is_confidential() {
         return Err(AppError::oauth(
             "invalid_client_metadata",
             "token_endpoint_auth_method cannot switch between public and confidential; register a new client",
         ));
     }
-    state.store.update_client_metadata(&client.client_id, &metadata, now()).await?;
+    state
+        .store
+        .update_client_metadata(&client.client_id, &metadata, now())
+        .await?;
     client.client_name = metadata.client_name.clone();
     client.metadata = metadata;
-    state.audit("register_update", None, Some(&client.client_id), Some(state.client_ip(&req).to_string()), "").await;
+    state
+        .audit(
+            "register_update",
+            None,
+            Some(&client.client_id),
+            Some(state.client_ip(&req).to_string()),
+            "",
+        )
+        .await;
     let mut b = HttpResponse::Ok();
     no_store(&mut b);
     Ok(b.json(client_json(&state, &client)))
 }
 
-pub async fn delete(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> AppResult<HttpResponse> {
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
     let client = managed_client(&req, &state, &path).await?;
     state.store.delete_client(&client.client_id, now()).await?;
-    state.audit("register_delete", None, Some(&client.client_id), Some(state.client_ip(&req).to_string()), "").await;
+    state
+        .audit(
+            "register_delete",
+            None,
+            Some(&client.client_id),
+            Some(state.client_ip(&req).to_string()),
+            "",
+        )
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -11,7 +11,9 @@ use crate::domain::tokens::TokenResponse;
 use crate::domain::{now, pkce, redirect_uri};
 use crate::error::{no_store, AppError, AppResult};
 use crate::state::AppState;
-use crate::storage::{ClientRecord, CodeRedemption, GrantRecord, Issued, RefreshRecord, UserRecord};
+use crate::storage::{
+    ClientRecord, CodeRedemption, GrantRecord, Issued, RefreshRecord, UserRecord,
+};
 
 #[derive(Debug, Deserialize)]
 pub struct TokenForm {
@@ -32,7 +34,11 @@ fn respond(body: &TokenResponse) -> HttpResponse {
     b.json(body)
 }
 
-pub async fn token(req: HttpRequest, state: web::Data<AppState>, form: web::Form<TokenForm>) -> AppResult<HttpResponse> {
+pub async fn token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<TokenForm>,
+) -> AppResult<HttpResponse> {
     let form = form.into_inner();
     let ip = state.client_ip(&req);
     state.extensions.check_token_ip(ip)?;
@@ -40,11 +46,21 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>, form: web::Form
         .grant_type
         .clone()
         .ok_or_else(|| AppError::invalid_request("grant_type is required"))?;
-    if !matches!(grant_type.as_str(), "authorization_code" | "refresh_token" | "client_credentials") {
-        return Err(AppError::oauth("unsupported_grant_type", format!("grant_type {grant_type:?} is not supported")));
+    if !matches!(
+        grant_type.as_str(),
+        "authorization_code" | "refresh_token" | "client_credentials"
+    ) {
+        return Err(AppError::oauth(
+            "unsupported_grant_type",
+            format!("grant_type {grant_type:?} is not supported"),
+        ));
     }
     let client = state
-        .authenticate_client(&req, form.client_id.as_deref(), form.client_secret.as_deref())
+        .authenticate_client(
+            &req,
+            form.client_id.as_deref(),
+            form.client_secret.as_deref(),
+        )
         .await;
     let client = match client {
         Ok(c) => c,
@@ -65,7 +81,8 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>, form: web::Form
 
 fn wants_refresh(state: &AppState, client: &ClientRecord, scope: &ScopeSet) -> bool {
     scope.contains_literal(scopes::OFFLINE_ACCESS)
-        || (state.settings.oauth.refresh_for_refresh_grant_clients && client.allows_grant("refresh_token"))
+        || (state.settings.oauth.refresh_for_refresh_grant_clients
+            && client.allows_grant("refresh_token"))
 }
 
 fn new_refresh(state: &AppState, grant_id: &str, scope: &ScopeSet) -> (String, RefreshRecord) {
@@ -94,37 +111,67 @@ async fn active_user(state: &AppState, user_id: Option<&str>) -> AppResult<UserR
     }
 }
 
-async fn authorization_code(state: &AppState, client: &ClientRecord, form: TokenForm, ip: std::net::IpAddr) -> AppResult<TokenResponse> {
+async fn authorization_code(
+    state: &AppState,
+    client: &ClientRecord,
+    form: TokenForm,
+    ip: std::net::IpAddr,
+) -> AppResult<TokenResponse> {
     if !client.allows_grant("authorization_code") {
-        return Err(AppError::oauth("unauthorized_client", "the client may not use the authorization_code grant"));
+        return Err(AppError::oauth(
+            "unauthorized_client",
+            "the client may not use the authorization_code grant",
+        ));
     }
-    let code = form.code.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| AppError::invalid_request("code is required"))?;
+    let code = form
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| AppError::invalid_request("code is required"))?;
     let code_hash = shared::secret::sha256_b64url(code);
     let now = now();
     let record = match state.store.redeem_code(&code_hash, now).await? {
-        CodeRedemption::NotFound => return Err(AppError::invalid_grant("the authorization code is invalid")),
+        CodeRedemption::NotFound => {
+            return Err(AppError::invalid_grant("the authorization code is invalid"))
+        }
         CodeRedemption::Replayed(rec) => {
             if rec.client_id == client.client_id {
                 if let Some(grant_id) = &rec.grant_id {
                     state.store.revoke_grant(grant_id, now, false).await?;
                 }
                 state
-                    .audit("code_replay", None, Some(&client.client_id), Some(ip.to_string()), "authorization code reused; tokens it issued were revoked")
+                    .audit(
+                        "code_replay",
+                        None,
+                        Some(&client.client_id),
+                        Some(ip.to_string()),
+                        "authorization code reused; tokens it issued were revoked",
+                    )
                     .await;
             }
-            return Err(AppError::invalid_grant("the authorization code was already used"));
+            return Err(AppError::invalid_grant(
+                "the authorization code was already used",
+            ));
         }
         CodeRedemption::Fresh(rec) => rec,
     };
     if record.client_id != client.client_id {
-        return Err(AppError::invalid_grant("the authorization code was issued to another client"));
+        return Err(AppError::invalid_grant(
+            "the authorization code was issued to another client",
+        ));
     }
     if record.expires_at <= now {
-        return Err(AppError::invalid_grant("the authorization code has expired"));
+        return Err(AppError::invalid_grant(
+            "the authorization code has expired",
+        ));
     }
     match form.redirect_uri.as_deref() {
         Some(uri) if uri == record.redirect_uri => {}
-        Some(_) => return Err(AppError::invalid_grant("redirect_uri does not match the authorization request")),
+        Some(_) => {
+            return Err(AppError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ))
+        }
         None => {
             let only = redirect_uri::resolve(&client.metadata.redirect_uris, None);
             if only != Some(record.redirect_uri.as_str()) {
@@ -132,20 +179,39 @@ async fn authorization_code(state: &AppState, client: &ClientRecord, form: Token
             }
         }
     }
-    pkce::verify(form.code_verifier.as_deref(), &record.code_challenge).map_err(|e| AppError::invalid_grant(e.to_string()))?;
+    pkce::verify(form.code_verifier.as_deref(), &record.code_challenge)
+        .map_err(|e| AppError::invalid_grant(e.to_string()))?;
     if let Some(requested) = form.resource.as_deref().filter(|r| !r.is_empty()) {
-        let canonical = state.resolve_resource(Some(requested)).map_err(|e| AppError::oauth("invalid_target", e))?;
+        let canonical = state
+            .resolve_resource(Some(requested))
+            .map_err(|e| AppError::oauth("invalid_target", e))?;
         if canonical != record.resource {
-            return Err(AppError::oauth("invalid_target", "resource differs from the authorization request"));
+            return Err(AppError::oauth(
+                "invalid_target",
+                "resource differs from the authorization request",
+            ));
         }
     }
     let user = active_user(state, Some(&record.user_id)).await?;
     let scope = ScopeSet::parse(&record.scope).map_err(|e| AppError::Internal(e.to_string()))?;
     let grant_id = uuid::Uuid::new_v4().simple().to_string();
-    let (access_token, access) = state.mint_access(&client.client_id, Some(&user), &scope, &record.resource, Some(&grant_id))?;
-    let refresh = wants_refresh(state, client, &scope).then(|| new_refresh(state, &grant_id, &scope));
+    let (access_token, access) = state.mint_access(
+        &client.client_id,
+        Some(&user),
+        &scope,
+        &record.resource,
+        Some(&grant_id),
+    )?;
+    let refresh =
+        wants_refresh(state, client, &scope).then(|| new_refresh(state, &grant_id, &scope));
     let id_token = if scope.contains_literal(scopes::OPENID) {
-        Some(state.mint_id_token(&client.client_id, &user, &scope, record.auth_time, record.nonce.clone())?)
+        Some(state.mint_id_token(
+            &client.client_id,
+            &user,
+            &scope,
+            record.auth_time,
+            record.nonce.clone(),
+        )?)
     } else {
         None
     };
@@ -157,16 +223,28 @@ async fn authorization_code(state: &AppState, client: &ClientRecord, form: Token
         resource: record.resource.clone(),
         auth_time: record.auth_time,
         created_at: now,
-        expires_at: refresh.as_ref().map(|r| r.1.expires_at).unwrap_or(access.expires_at),
+        expires_at: refresh
+            .as_ref()
+            .map(|r| r.1.expires_at)
+            .unwrap_or(access.expires_at),
         revoked_at: None,
     };
     let issued = Issued {
         access,
         refresh: refresh.as_ref().map(|r| r.1.clone()),
     };
-    state.store.create_grant(&grant, &issued, Some(&code_hash)).await?;
     state
-        .audit("token_issued", Some(&user.username), Some(&client.client_id), Some(ip.to_string()), &format!("grant=authorization_code scope={scope}"))
+        .store
+        .create_grant(&grant, &issued, Some(&code_hash))
+        .await?;
+    state
+        .audit(
+            "token_issued",
+            Some(&user.username),
+            Some(&client.client_id),
+            Some(ip.to_string()),
+            &format!("grant=authorization_code scope={scope}"),
+        )
         .await;
     Ok(TokenResponse {
         access_token,
@@ -178,7 +256,12 @@ async fn authorization_code(state: &AppState, client: &ClientRecord, form: Token
     })
 }
 
-async fn refresh(state: &AppState, client: &ClientRecord, form: TokenForm, ip: std::net::IpAddr) -> AppResult<TokenResponse> {
+async fn refresh(
+    state: &AppState,
+    client: &ClientRecord,
+    form: TokenForm,
+    ip: std::net::IpAddr,
+) -> AppResult<TokenResponse> {
     let presented = form
         .refresh_token
         .as_deref()
@@ -193,10 +276,14 @@ async fn refresh(state: &AppState, client: &ClientRecord, form: TokenForm, ip: s
         return Err(AppError::invalid_grant("the refresh token is invalid"));
     };
     if grant.client_id != client.client_id {
-        return Err(AppError::invalid_grant("the refresh token was issued to another client"));
+        return Err(AppError::invalid_grant(
+            "the refresh token was issued to another client",
+        ));
     }
     if grant.revoked_at.is_some() || record.expires_at <= now {
-        return Err(AppError::invalid_grant("the refresh token is no longer valid"));
+        return Err(AppError::invalid_grant(
+            "the refresh token is no longer valid",
+        ));
     }
     let user = active_user(state, grant.user_id.as_deref()).await?;
     let mut in_grace = false;
@@ -206,24 +293,44 @@ async fn refresh(state: &AppState, client: &ClientRecord, form: TokenForm, ip: s
         } else {
             state.store.revoke_grant(&grant.id, now, false).await?;
             state
-                .audit("refresh_reuse", Some(&user.username), Some(&client.client_id), Some(ip.to_string()), "rotated refresh token reused; family revoked")
+                .audit(
+                    "refresh_reuse",
+                    Some(&user.username),
+                    Some(&client.client_id),
+                    Some(ip.to_string()),
+                    "rotated refresh token reused; family revoked",
+                )
                 .await;
-            return Err(AppError::invalid_grant("the refresh token was already used"));
+            return Err(AppError::invalid_grant(
+                "the refresh token was already used",
+            ));
         }
     }
-    let family_scope = ScopeSet::parse(&record.scope).map_err(|e| AppError::Internal(e.to_string()))?;
+    let family_scope =
+        ScopeSet::parse(&record.scope).map_err(|e| AppError::Internal(e.to_string()))?;
     let scope = scope_policy::narrow_on_refresh(form.scope.as_deref(), &family_scope)
         .map_err(|e| AppError::oauth("invalid_scope", e.to_string()))?;
     if let Some(requested) = form.resource.as_deref().filter(|r| !r.is_empty()) {
-        let canonical = state.resolve_resource(Some(requested)).map_err(|e| AppError::oauth("invalid_target", e))?;
+        let canonical = state
+            .resolve_resource(Some(requested))
+            .map_err(|e| AppError::oauth("invalid_target", e))?;
         if canonical != grant.resource {
-            return Err(AppError::oauth("invalid_target", "resource differs from the original grant"));
+            return Err(AppError::oauth(
+                "invalid_target",
+                "resource differs from the original grant",
+            ));
         }
     }
     let role = Role::parse(&user.role).unwrap_or(Role::User);
     let scope = scope_policy::cut_to_role(&scope, role);
     let family_scope = scope_policy::cut_to_role(&family_scope, role);
-    let (access_token, access) = state.mint_access(&client.client_id, Some(&user), &scope, &grant.resource, Some(&grant.id))?;
+    let (access_token, access) = state.mint_access(
+        &client.client_id,
+        Some(&user),
+        &scope,
+        &grant.resource,
+        Some(&grant.id),
+    )?;
     let (refresh_token, refresh_record) = new_refresh(state, &grant.id, &family_scope);
     let issued = Issued {
         access,
@@ -263,21 +370,38 @@ async fn refresh(state: &AppState, client: &ClientRecord, form: TokenForm, ip: s
     })
 }
 
-async fn client_credentials(state: &AppState, client: &ClientRecord, form: TokenForm, ip: std::net::IpAddr) -> AppResult<TokenResponse> {
+async fn client_credentials(
+    state: &AppState,
+    client: &ClientRecord,
+    form: TokenForm,
+    ip: std::net::IpAddr,
+) -> AppResult<TokenResponse> {
     if client.secret_hash.is_none() || !client.allows_grant("client_credentials") {
-        return Err(AppError::oauth("unauthorized_client", "the client may not use the client_credentials grant"));
+        return Err(AppError::oauth(
+            "unauthorized_client",
+            "the client may not use the client_credentials grant",
+        ));
     }
     let registered = ScopeSet::parse(&client.metadata.scope).unwrap_or_default();
     let scope = scope_policy::resolve_client_credentials_scope(form.scope.as_deref(), &registered)
         .map_err(|e| AppError::oauth("invalid_scope", e.to_string()))?;
     let audience = match form.resource.as_deref().filter(|r| !r.is_empty()) {
-        Some(r) => state.resolve_resource(Some(r)).map_err(|e| AppError::oauth("invalid_target", e))?,
+        Some(r) => state
+            .resolve_resource(Some(r))
+            .map_err(|e| AppError::oauth("invalid_target", e))?,
         None => state.issuer.clone(),
     };
-    let (access_token, access) = state.mint_access(&client.client_id, None, &scope, &audience, None)?;
+    let (access_token, access) =
+        state.mint_access(&client.client_id, None, &scope, &audience, None)?;
     state.store.insert_access_token(&access).await?;
     state
-        .audit("token_issued", None, Some(&client.client_id), Some(ip.to_string()), &format!("grant=client_credentials scope={scope}"))
+        .audit(
+            "token_issued",
+            None,
+            Some(&client.client_id),
+            Some(ip.to_string()),
+            &format!("grant=client_credentials scope={scope}"),
+        )
         .await;
     Ok(TokenResponse {
         access_token,

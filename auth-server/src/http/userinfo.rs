@@ -17,8 +17,15 @@ pub async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> AppResult
     })?;
     let claims = state.verify_access_token(token).await?;
     let scope = shared::ScopeSet::parse(&claims.scope).unwrap_or_default();
-    let Some(user) = state.store.find_user_by_id(&claims.sub).await?.filter(|u| !u.disabled) else {
-        return Err(AppError::unauthorized("the token does not belong to an active user"));
+    let Some(user) = state
+        .store
+        .find_user_by_id(&claims.sub)
+        .await?
+        .filter(|u| !u.disabled)
+    else {
+        return Err(AppError::unauthorized(
+            "the token does not belong to an active user",
+        ));
     };
     let mut body = json!({
         "sub": user.id,

@@ -188,7 +188,12 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;
     async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
-    async fn update_client_metadata(&self, client_id: &str, metadata: &ClientMetadata, now: i64) -> StoreResult<bool>;
+    async fn update_client_metadata(
+        &self,
+        client_id: &str,
+        metadata: &ClientMetadata,
+        now: i64,
+    ) -> StoreResult<bool>;
     /// Deletes the client and revokes everything it holds.
     async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool>;
 
@@ -204,13 +209,24 @@ pub trait Store: Send + Sync + 'static {
     async fn find_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<SessionRecord>>;
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
     async fn find_consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>>;
-    async fn save_consent(&self, user_id: &str, client_id: &str, scope: &str, now: i64) -> StoreResult<()>;
+    async fn save_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> StoreResult<()>;
 
     // codes and tokens
     async fn insert_code(&self, code: &AuthCodeRecord) -> StoreResult<()>;
     async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption>;
     /// Stores a new grant with its first tokens; links the code to it when given.
-    async fn create_grant(&self, grant: &GrantRecord, issued: &Issued, code_hash: Option<&str>) -> StoreResult<()>;
+    async fn create_grant(
+        &self,
+        grant: &GrantRecord,
+        issued: &Issued,
+        code_hash: Option<&str>,
+    ) -> StoreResult<()>;
     async fn find_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>>;
     async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>>;
     /// Marks `old_hash` rotated (only if it was not yet) and stores the new tokens, in
@@ -223,7 +239,12 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_access_token(&self, jti: &str, now: i64) -> StoreResult<bool>;
     /// Revokes a grant, its refresh family and its access tokens. With
     /// `forget_consent` the user's remembered consent for the client goes too.
-    async fn revoke_grant(&self, grant_id: &str, now: i64, forget_consent: bool) -> StoreResult<bool>;
+    async fn revoke_grant(
+        &self,
+        grant_id: &str,
+        now: i64,
+        forget_consent: bool,
+    ) -> StoreResult<bool>;
 
     // admin views
     async fn active_grants(&self, now: i64) -> StoreResult<Vec<GrantSummary>>;

@@ -45,8 +45,9 @@ impl SqlStore {
                 .unwrap_or("");
             if let Some(parent) = std::path::Path::new(path).parent() {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", parent.display())))?;
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Corrupt(format!("cannot create {}: {e}", parent.display()))
+                    })?;
                 }
             }
         }
@@ -56,7 +57,9 @@ impl SqlStore {
             .connect(url)
             .await?;
         if sqlite {
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
         }
         migrator().run(&pool).await?;
         Ok(SqlStore { pool, sqlite })
@@ -175,7 +178,10 @@ fn key(row: &AnyRow) -> StoreResult<StoredKey> {
 const INSERT_ACCESS: &str = "INSERT INTO access_tokens (jti, grant_id, client_id, user_id, scope, audience, issued_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)";
 const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, scope, created_at, expires_at, rotated_at) VALUES ($1, $2, $3, $4, $5, NULL)";
 
-async fn insert_issued(tx: &mut Transaction<'static, sqlx::Any>, issued: &Issued) -> StoreResult<()> {
+async fn insert_issued(
+    tx: &mut Transaction<'static, sqlx::Any>,
+    issued: &Issued,
+) -> StoreResult<()> {
     let a = &issued.access;
     sqlx::query(INSERT_ACCESS)
         .bind(&a.jti)
@@ -219,17 +225,20 @@ async fn revoke_grant_tx(
     let Some(row) = row else {
         return Ok(false);
     };
-    let changed = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(grant_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(grant_id)
-        .execute(&mut **tx)
-        .await?;
+    let changed =
+        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(grant_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    sqlx::query(
+        "UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(grant_id)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query("DELETE FROM refresh_tokens WHERE grant_id = $1")
         .bind(grant_id)
         .execute(&mut **tx)
@@ -301,23 +310,25 @@ impl Store for SqlStore {
     }
 
     async fn set_password(&self, username: &str, hash: &str, now: i64) -> StoreResult<bool> {
-        let res = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
-            .bind(hash)
-            .bind(now)
-            .bind(username)
-            .execute(&self.pool)
-            .await?;
+        let res =
+            sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
+                .bind(hash)
+                .bind(now)
+                .bind(username)
+                .execute(&self.pool)
+                .await?;
         Ok(res.rows_affected() > 0)
     }
 
     async fn set_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let res = sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3")
-            .bind(flag(disabled))
-            .bind(now)
-            .bind(username)
-            .execute(&mut *tx)
-            .await?;
+        let res =
+            sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3")
+                .bind(flag(disabled))
+                .bind(now)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
         if res.rows_affected() == 0 {
             return Ok(false);
         }
@@ -334,17 +345,20 @@ impl Store for SqlStore {
             for id in ids {
                 revoke_grant_tx(&mut tx, &id, now, false).await?;
             }
-            sqlx::query("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = $1)")
-                .bind(username)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = $1)",
+            )
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(true)
     }
 
     async fn upsert_client(&self, c: &ClientRecord) -> StoreResult<()> {
-        let metadata = serde_json::to_string(&c.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let metadata =
+            serde_json::to_string(&c.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO clients (client_id, client_name, secret_hash, metadata, source, registration_token_hash, can_introspect, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -366,7 +380,8 @@ impl Store for SqlStore {
     }
 
     async fn insert_client(&self, c: &ClientRecord) -> StoreResult<()> {
-        let metadata = serde_json::to_string(&c.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let metadata =
+            serde_json::to_string(&c.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let res = sqlx::query(
             "INSERT INTO clients (client_id, client_name, secret_hash, metadata, source, registration_token_hash, can_introspect, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (client_id) DO NOTHING",
@@ -407,8 +422,14 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn update_client_metadata(&self, client_id: &str, metadata: &ClientMetadata, now: i64) -> StoreResult<bool> {
-        let json = serde_json::to_string(metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    async fn update_client_metadata(
+        &self,
+        client_id: &str,
+        metadata: &ClientMetadata,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let json =
+            serde_json::to_string(metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let res = sqlx::query("UPDATE clients SET metadata = $1, client_name = $2, updated_at = $3 WHERE client_id = $4")
             .bind(json)
             .bind(&metadata.client_name)
@@ -421,21 +442,24 @@ impl Store for SqlStore {
 
     async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let ids: Vec<String> = sqlx::query("SELECT id FROM grants WHERE client_id = $1 AND revoked_at IS NULL")
-            .bind(client_id)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>("id"))
-            .collect::<Result<_, _>>()?;
+        let ids: Vec<String> =
+            sqlx::query("SELECT id FROM grants WHERE client_id = $1 AND revoked_at IS NULL")
+                .bind(client_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<Result<_, _>>()?;
         for id in ids {
             revoke_grant_tx(&mut tx, &id, now, false).await?;
         }
-        sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE access_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM auth_codes WHERE client_id = $1")
             .bind(client_id)
             .execute(&mut *tx)
@@ -483,10 +507,11 @@ impl Store for SqlStore {
 
     async fn insert_first_key(&self, k: &StoredKey) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM signing_keys WHERE retired_at IS NULL")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
+        let existing: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM signing_keys WHERE retired_at IS NULL")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
         if existing > 0 {
             return Ok(false);
         }
@@ -541,16 +566,24 @@ impl Store for SqlStore {
     }
 
     async fn find_consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
-        Ok(sqlx::query("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
-            .bind(user_id)
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.try_get::<String, _>("scope"))
-            .transpose()?)
+        Ok(
+            sqlx::query("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
+                .bind(user_id)
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get::<String, _>("scope"))
+                .transpose()?,
+        )
     }
 
-    async fn save_consent(&self, user_id: &str, client_id: &str, scope: &str, now: i64) -> StoreResult<()> {
+    async fn save_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO consents (user_id, client_id, scope, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, created_at = excluded.created_at",
@@ -599,11 +632,13 @@ impl Store for SqlStore {
         if used.is_some() {
             return Ok(CodeRedemption::Replayed(record));
         }
-        let res = sqlx::query("UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(code_hash)
-            .execute(&mut *tx)
-            .await?;
+        let res = sqlx::query(
+            "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         if res.rows_affected() == 1 {
             Ok(CodeRedemption::Fresh(record))
@@ -612,7 +647,12 @@ impl Store for SqlStore {
         }
     }
 
-    async fn create_grant(&self, g: &GrantRecord, issued: &Issued, code_hash: Option<&str>) -> StoreResult<()> {
+    async fn create_grant(
+        &self,
+        g: &GrantRecord,
+        issued: &Issued,
+        code_hash: Option<&str>,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO grants (id, user_id, client_id, scope, resource, auth_time, created_at, expires_at, revoked_at) \
@@ -708,15 +748,22 @@ impl Store for SqlStore {
     }
 
     async fn revoke_access_token(&self, jti: &str, now: i64) -> StoreResult<bool> {
-        let res = sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(jti)
-            .execute(&self.pool)
-            .await?;
+        let res = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(jti)
+        .execute(&self.pool)
+        .await?;
         Ok(res.rows_affected() > 0)
     }
 
-    async fn revoke_grant(&self, grant_id: &str, now: i64, forget_consent: bool) -> StoreResult<bool> {
+    async fn revoke_grant(
+        &self,
+        grant_id: &str,
+        now: i64,
+        forget_consent: bool,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let changed = revoke_grant_tx(&mut tx, grant_id, now, forget_consent).await?;
         tx.commit().await?;
@@ -738,7 +785,8 @@ impl Store for SqlStore {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        let mut by_grant: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+        let mut by_grant: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
         for t in &tokens {
             let gid: String = t.try_get("grant_id")?;
             by_grant.entry(gid).or_default().push(t.try_get("jti")?);

@@ -34,13 +34,25 @@ async fn client_credentials_and_admin_api() {
     let p = obtain_code(&app, &mut browser, client_id, &[], "demo", "demo123").await;
     let tokens = app.exchange(client_id, &p["code"]).await;
     let user_access = tokens["access_token"].as_str().unwrap();
-    let jti = decode_claims(user_access)["jti"].as_str().unwrap().to_string();
+    let jti = decode_claims(user_access)["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // No token / a user token / a token without auth:admin.
     let res = app.http.get(app.url("/admin/grants")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-    let res = app.http.get(app.url("/admin/grants")).bearer_auth(user_access).send().await.unwrap();
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    let res = app
+        .http
+        .get(app.url("/admin/grants"))
+        .bearer_auth(user_access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let introspect_only = app.client_credentials(Some("auth:introspect")).await;
     let res = app
@@ -51,9 +63,21 @@ async fn client_credentials_and_admin_api() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_scope"));
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("insufficient_scope"));
 
-    let grants: Value = app.http.get(app.url("/admin/grants")).bearer_auth(admin_token).send().await.unwrap().json().await.unwrap();
+    let grants: Value = app
+        .http
+        .get(app.url("/admin/grants"))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let list = grants["grants"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     let g = &list[0];
@@ -63,13 +87,34 @@ async fn client_credentials_and_admin_api() {
     assert_eq!(g["token_ids"], json!([jti]));
     assert!(!grants.to_string().contains(user_access));
 
-    let stats: Value = app.http.get(app.url("/admin/stats/users")).bearer_auth(admin_token).send().await.unwrap().json().await.unwrap();
-    let demo = stats["users"].as_array().unwrap().iter().find(|u| u["username"] == "demo").unwrap().clone();
+    let stats: Value = app
+        .http
+        .get(app.url("/admin/stats/users"))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let demo = stats["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "demo")
+        .unwrap()
+        .clone();
     assert_eq!(demo["active_grants"], 1);
     assert_eq!(demo["role"], "user");
 
     // Revoke by a too-short prefix, an unknown one, then a real one.
-    let revoke = |body: Value| app.http.post(app.url("/admin/grants/revoke")).bearer_auth(admin_token).json(&body).send();
+    let revoke = |body: Value| {
+        app.http
+            .post(app.url("/admin/grants/revoke"))
+            .bearer_auth(admin_token)
+            .json(&body)
+            .send()
+    };
     let res = revoke(json!({"token_id_prefix": "abc"})).await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let res = revoke(json!({"grant_id": "nope"})).await.unwrap();
@@ -81,11 +126,22 @@ async fn client_credentials_and_admin_api() {
     assert_eq!(body["revoked"][0]["token_ids"], json!([jti]));
 
     assert_eq!(app.introspect(user_access).await["active"], false);
-    let grants: Value = app.http.get(app.url("/admin/grants")).bearer_auth(admin_token).send().await.unwrap().json().await.unwrap();
+    let grants: Value = app
+        .http
+        .get(app.url("/admin/grants"))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(grants["grants"], json!([]));
 
     // Revocation forgets the consent: the consent page is back.
-    let (_, _, body) = browser.get(&app, &authorize_url(&app, client_id, &[])).await;
+    let (_, _, body) = browser
+        .get(&app, &authorize_url(&app, client_id, &[]))
+        .await;
     assert!(body.contains("value=\"approve\""));
 }
 
@@ -114,19 +170,33 @@ async fn only_authorized_clients_may_introspect() {
     let res = app
         .http
         .post(app.url("/introspect"))
-        .form(&[("token", token), ("client_id", client["client_id"].as_str().unwrap())])
+        .form(&[
+            ("token", token),
+            ("client_id", client["client_id"].as_str().unwrap()),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 
     // Garbage is inactive, not an error.
-    assert_eq!(app.introspect("not-a-token").await, json!({"active": false}));
+    assert_eq!(
+        app.introspect("not-a-token").await,
+        json!({"active": false})
+    );
     assert_eq!(app.introspect("a.b.c").await, json!({"active": false}));
 
     // health + metrics
     let res = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("auth_token_requests_total"));
 }

@@ -18,14 +18,16 @@ async fn document_server() -> String {
                 web::get().to(move || {
                     let id = id.clone();
                     async move {
-                        HttpResponse::Ok().insert_header(("cache-control", "max-age=60")).json(json!({
-                            "client_id": id,
-                            "client_name": "Metadata Client",
-                            "redirect_uris": [REDIRECT],
-                            "grant_types": ["authorization_code", "refresh_token"],
-                            "response_types": ["code"],
-                            "token_endpoint_auth_method": "none"
-                        }))
+                        HttpResponse::Ok()
+                            .insert_header(("cache-control", "max-age=60"))
+                            .json(json!({
+                                "client_id": id,
+                                "client_name": "Metadata Client",
+                                "redirect_uris": [REDIRECT],
+                                "grant_types": ["authorization_code", "refresh_token"],
+                                "response_types": ["code"],
+                                "token_endpoint_auth_method": "none"
+                            }))
                     }
                 }),
             )
@@ -54,19 +56,32 @@ async fn cimd_client_completes_the_flow() {
     let app = spawn_with(|s| s.cimd.allow_insecure_cimd_for_tests = true).await;
     let client_id = format!("{docs}/client.json");
     let mut browser = Browser::default();
-    let (status, _, body) = browser.get(&app, &authorize_url(&app, &client_id, &[])).await;
+    let (status, _, body) = browser
+        .get(&app, &authorize_url(&app, &client_id, &[]))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("Metadata Client"));
     let (_, _, consent) = submit_login(&app, &mut browser, &body, "demo", "demo123").await;
-    assert!(consent.contains("127.0.0.1:"), "the consent page shows the document's host");
+    assert!(
+        consent.contains("127.0.0.1:"),
+        "the consent page shows the document's host"
+    );
     let (status, headers, _) = submit_consent(&app, &mut browser, &consent, "approve").await;
     assert!(status.is_redirection());
     let code = location_params(&headers)["code"].clone();
     let tokens = app.exchange(&client_id, &code).await;
-    assert_eq!(decode_claims(tokens["access_token"].as_str().unwrap())["client_id"], client_id);
+    assert_eq!(
+        decode_claims(tokens["access_token"].as_str().unwrap())["client_id"],
+        client_id
+    );
 
     // A document whose client_id differs from its URL is refused with a page.
-    let (status, headers, body) = browser.get(&app, &authorize_url(&app, &format!("{docs}/mismatch.json"), &[])).await;
+    let (status, headers, body) = browser
+        .get(
+            &app,
+            &authorize_url(&app, &format!("{docs}/mismatch.json"), &[]),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(headers.get("location").is_none());
     assert!(body.contains("<html"));
@@ -77,7 +92,12 @@ async fn cimd_loopback_is_refused_without_the_test_switch() {
     let docs = document_server().await;
     let app = spawn_app().await;
     let mut browser = Browser::default();
-    let (status, headers, _) = browser.get(&app, &authorize_url(&app, &format!("{docs}/client.json"), &[])).await;
+    let (status, headers, _) = browser
+        .get(
+            &app,
+            &authorize_url(&app, &format!("{docs}/client.json"), &[]),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(headers.get("location").is_none());
 }

@@ -10,12 +10,31 @@ async fn full_flow_register_authorize_token_refresh_revoke_introspect() {
     let app = spawn_app().await;
 
     // Metadata
-    let meta: serde_json::Value = app.http.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
+    let meta: serde_json::Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(meta["issuer"], app.issuer());
-    assert_eq!(meta["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        meta["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
     assert_eq!(meta["client_id_metadata_document_supported"], true);
-    let oidc: serde_json::Value = app.http.get(app.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    let oidc: serde_json::Value = app
+        .http
+        .get(app.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(oidc["jwks_uri"].is_string());
     assert!(oidc["subject_types_supported"].is_array());
     assert!(oidc["id_token_signing_alg_values_supported"].is_array());
@@ -28,7 +47,14 @@ async fn full_flow_register_authorize_token_refresh_revoke_introspect() {
     // Authorize: login page first, with the client name and redirect host.
     let mut browser = Browser::default();
     let (status, headers, body) = browser
-        .get(&app, &authorize_url(&app, client_id, &[("scope", "mcp:read openid profile email offline_access")]))
+        .get(
+            &app,
+            &authorize_url(
+                &app,
+                client_id,
+                &[("scope", "mcp:read openid profile email offline_access")],
+            ),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Test Client"));
@@ -36,24 +62,39 @@ async fn full_flow_register_authorize_token_refresh_revoke_introspect() {
     assert!(body.contains("demo123"), "demo mode hints the demo users");
     assert_eq!(headers["x-frame-options"], "DENY");
     assert_eq!(headers["referrer-policy"], "no-referrer");
-    assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
     assert!(headers.get("access-control-allow-origin").is_none());
 
     // Wrong password shows the form again.
-    let (status, _, failed) = submit_login(&app, &mut browser, &body, "demo", "wrong-password").await;
+    let (status, _, failed) =
+        submit_login(&app, &mut browser, &body, "demo", "wrong-password").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(failed.contains("Invalid username or password"));
 
     // Login → consent page.
-    let (status, headers, consent) = submit_login(&app, &mut browser, &failed, "demo", "demo123").await;
+    let (status, headers, consent) =
+        submit_login(&app, &mut browser, &failed, "demo", "demo123").await;
     assert_eq!(status, StatusCode::OK);
-    let set_cookie: Vec<_> = headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
-    let session = set_cookie.iter().find(|c| c.starts_with("as_session=")).expect("session cookie");
+    let set_cookie: Vec<_> = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let session = set_cookie
+        .iter()
+        .find(|c| c.starts_with("as_session="))
+        .expect("session cookie");
     assert!(session.contains("HttpOnly"));
     assert!(session.contains("SameSite=Lax"));
     assert!(consent.contains("value=\"deny\""));
     assert!(consent.contains("mcp:read"));
-    assert!(!consent.contains("mcp:admin"), "a user cannot get mcp:admin");
+    assert!(
+        !consent.contains("mcp:admin"),
+        "a user cannot get mcp:admin"
+    );
 
     // Approve → redirect with code, state, iss.
     let (status, headers, _) = submit_consent(&app, &mut browser, &consent, "approve").await;
@@ -87,7 +128,16 @@ async fn full_flow_register_authorize_token_refresh_revoke_introspect() {
     }
 
     // Userinfo
-    let info: serde_json::Value = app.http.get(app.url("/userinfo")).bearer_auth(access).send().await.unwrap().json().await.unwrap();
+    let info: serde_json::Value = app
+        .http
+        .get(app.url("/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(info["preferred_username"], "demo");
     assert_eq!(info["email"], "demo@example.com");
 
@@ -108,7 +158,10 @@ async fn full_flow_register_authorize_token_refresh_revoke_introspect() {
     let refreshed: serde_json::Value = res.json().await.unwrap();
     let refresh2 = refreshed["refresh_token"].as_str().unwrap();
     assert_ne!(refresh2, refresh);
-    assert_eq!(decode_claims(refreshed["access_token"].as_str().unwrap())["aud"], RESOURCE);
+    assert_eq!(
+        decode_claims(refreshed["access_token"].as_str().unwrap())["aud"],
+        RESOURCE
+    );
 
     // Revoke the new refresh token: the whole grant goes.
     let res = app
@@ -119,13 +172,29 @@ async fn full_flow_register_authorize_token_refresh_revoke_introspect() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(app.introspect(refresh2).await, serde_json::json!({"active": false}));
-    assert_eq!(app.introspect(refreshed["access_token"].as_str().unwrap()).await["active"], false);
+    assert_eq!(
+        app.introspect(refresh2).await,
+        serde_json::json!({"active": false})
+    );
+    assert_eq!(
+        app.introspect(refreshed["access_token"].as_str().unwrap())
+            .await["active"],
+        false
+    );
     assert_eq!(app.introspect(access).await["active"], false);
-    assert_eq!(app.refresh(client_id, refresh2).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.refresh(client_id, refresh2).await.status(),
+        StatusCode::BAD_REQUEST
+    );
 
     // Revoking garbage is still 200 (RFC 7009).
-    let res = app.http.post(app.url("/revoke")).form(&[("token", "garbage"), ("client_id", client_id)]).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/revoke"))
+        .form(&[("token", "garbage"), ("client_id", client_id)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
 
@@ -139,18 +208,30 @@ async fn session_skips_login_and_consent_is_remembered_and_prompt_login_forces_p
     assert!(first.contains_key("code"));
 
     // Same browser, same scopes: straight redirect.
-    let (status, headers, _) = browser.get(&app, &authorize_url(&app, client_id, &[])).await;
+    let (status, headers, _) = browser
+        .get(&app, &authorize_url(&app, client_id, &[]))
+        .await;
     assert_eq!(status, StatusCode::FOUND);
     assert!(location_params(&headers).contains_key("code"));
 
     // More scopes: consent again, but no login.
-    let (status, _, body) = browser.get(&app, &authorize_url(&app, client_id, &[("scope", "mcp:read email")])).await;
+    let (status, _, body) = browser
+        .get(
+            &app,
+            &authorize_url(&app, client_id, &[("scope", "mcp:read email")]),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("value=\"approve\""));
     assert!(!body.contains("name=\"password\""));
 
     // prompt=login shows the login page despite the session.
-    let (status, _, body) = browser.get(&app, &authorize_url(&app, client_id, &[("prompt", "login")])).await;
+    let (status, _, body) = browser
+        .get(
+            &app,
+            &authorize_url(&app, client_id, &[("prompt", "login")]),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("name=\"password\""));
 
@@ -166,7 +247,12 @@ async fn deny_redirects_with_access_denied_and_admin_gets_admin_scope() {
     let client = app.register_public(&[REDIRECT]).await;
     let client_id = client["client_id"].as_str().unwrap();
     let mut browser = Browser::default();
-    let (_, _, body) = browser.get(&app, &authorize_url(&app, client_id, &[("scope", "mcp:admin")])).await;
+    let (_, _, body) = browser
+        .get(
+            &app,
+            &authorize_url(&app, client_id, &[("scope", "mcp:admin")]),
+        )
+        .await;
     let (_, _, consent) = submit_login(&app, &mut browser, &body, "admin", "admin123").await;
     assert!(consent.contains("mcp:admin"));
     let (status, headers, _) = submit_consent(&app, &mut browser, &consent, "deny").await;
@@ -176,7 +262,15 @@ async fn deny_redirects_with_access_denied_and_admin_gets_admin_scope() {
     assert_eq!(params["state"], "xyz-state");
     assert_eq!(params["iss"], app.issuer());
 
-    let params = obtain_code(&app, &mut browser, client_id, &[("scope", "mcp:admin")], "admin", "admin123").await;
+    let params = obtain_code(
+        &app,
+        &mut browser,
+        client_id,
+        &[("scope", "mcp:admin")],
+        "admin",
+        "admin123",
+    )
+    .await;
     let tokens = app.exchange(client_id, &params["code"]).await;
     let claims = decode_claims(tokens["access_token"].as_str().unwrap());
     assert_eq!(claims["scope"], "mcp:admin");
@@ -189,7 +283,9 @@ async fn csrf_token_is_required_on_forms() {
     let client = app.register_public(&[REDIRECT]).await;
     let client_id = client["client_id"].as_str().unwrap();
     let mut browser = Browser::default();
-    let (_, _, body) = browser.get(&app, &authorize_url(&app, client_id, &[])).await;
+    let (_, _, body) = browser
+        .get(&app, &authorize_url(&app, client_id, &[]))
+        .await;
     let (_, mut fields) = parse_form(&body);
     for f in fields.iter_mut() {
         if f.0 == "csrf_token" {

@@ -6,8 +6,8 @@ use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
-pub const VERIFIER: &str = "dBjftJeZ4CVP-mB0unHl7tZ2y9nZbqdM2ymlFyIpSgY";
-pub const CHALLENGE: &str = "E9Melhoofvw-DXSdTBwQ2MN4pH-G7iqoNJdmEIzBM-c";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 pub const RESOURCE: &str = "http://127.0.0.1:39999/mcp";
 pub const REDIRECT: &str = "http://localhost:6274/oauth/callback";
 
@@ -17,7 +17,6 @@ pub struct TestApp {
     pub db_path: PathBuf,
     pub settings: Settings,
     pub handle: actix_web::dev::ServerHandle,
-    pub app_state: actix_web::web::Data<auth_server::state::AppState>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -56,10 +55,11 @@ pub async fn start(mut settings: Settings) -> TestApp {
         settings.server.listen = format!("127.0.0.1:{port}");
         settings.server.issuer = format!("http://127.0.0.1:{port}");
     }
-    let app = Application::build(settings.clone()).await.expect("app builds");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("app builds");
     let base = format!("http://{}", app.local_addr());
     let handle = app.handle();
-    let app_state = app.state();
     let db_path = PathBuf::from(&settings.database.path);
     tokio::spawn(app.server());
     let http = reqwest::Client::builder()
@@ -72,7 +72,6 @@ pub async fn start(mut settings: Settings) -> TestApp {
         db_path,
         settings,
         handle,
-        app_state,
         _dir: None,
     }
 }
@@ -143,7 +142,12 @@ impl TestApp {
     }
 
     pub async fn token(&self, form: &[(&str, &str)]) -> Response {
-        self.http.post(self.url("/token")).form(form).send().await.unwrap()
+        self.http
+            .post(self.url("/token"))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Exchanges a code for tokens, asserting success.
@@ -185,7 +189,8 @@ impl Browser {
             let s = v.to_str().unwrap();
             let pair = s.split(';').next().unwrap();
             let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.insert(name.trim().to_string(), value.trim().to_string());
+            self.cookies
+                .insert(name.trim().to_string(), value.trim().to_string());
         }
     }
 
@@ -198,14 +203,25 @@ impl Browser {
     }
 
     pub async fn get(&mut self, app: &TestApp, url: &str) -> (StatusCode, HeaderMap, String) {
-        let res = app.http.get(url).header(COOKIE, self.cookie_header()).send().await.unwrap();
+        let res = app
+            .http
+            .get(url)
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
         let status = res.status();
         let headers = res.headers().clone();
         self.absorb(&headers);
         (status, headers, res.text().await.unwrap())
     }
 
-    pub async fn post_form(&mut self, app: &TestApp, path: &str, form: &[(String, String)]) -> (StatusCode, HeaderMap, String) {
+    pub async fn post_form(
+        &mut self,
+        app: &TestApp,
+        path: &str,
+        form: &[(String, String)],
+    ) -> (StatusCode, HeaderMap, String) {
         let res = app
             .http
             .post(app.url(path))
@@ -240,7 +256,11 @@ fn attr(tag: &str, name: &str) -> Option<String> {
 
 /// The single form of a page: its action and hidden fields.
 pub fn parse_form(html: &str) -> (String, Vec<(String, String)>) {
-    assert_eq!(html.matches("<form method=\"post\"").count(), 1, "exactly one form: {html}");
+    assert_eq!(
+        html.matches("<form method=\"post\"").count(),
+        1,
+        "exactly one form: {html}"
+    );
     let form_start = html.find("<form").unwrap();
     let form_tag_end = html[form_start..].find('>').unwrap() + form_start;
     let action = attr(&html[form_start..form_tag_end], "action").unwrap();
@@ -249,7 +269,10 @@ pub fn parse_form(html: &str) -> (String, Vec<(String, String)>) {
     while let Some(i) = rest.find("<input type=\"hidden\"") {
         let end = rest[i..].find('>').unwrap() + i;
         let tag = &rest[i..end];
-        fields.push((attr(tag, "name").unwrap(), attr(tag, "value").unwrap_or_default()));
+        fields.push((
+            attr(tag, "name").unwrap(),
+            attr(tag, "value").unwrap_or_default(),
+        ));
         rest = &rest[end..];
     }
     (action, fields)
@@ -275,12 +298,25 @@ pub fn authorize_url(app: &TestApp, client_id: &str, extra: &[(&str, &str)]) -> 
 
 /// Query parameters of a redirect `Location`.
 pub fn location_params(headers: &HeaderMap) -> BTreeMap<String, String> {
-    let loc = headers.get(LOCATION).expect("a Location header").to_str().unwrap();
-    url::Url::parse(loc).unwrap().query_pairs().into_owned().collect()
+    let loc = headers
+        .get(LOCATION)
+        .expect("a Location header")
+        .to_str()
+        .unwrap();
+    url::Url::parse(loc)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 pub fn location(headers: &HeaderMap) -> String {
-    headers.get(LOCATION).expect("a Location header").to_str().unwrap().to_string()
+    headers
+        .get(LOCATION)
+        .expect("a Location header")
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 fn relative(action: &str) -> String {
@@ -288,14 +324,25 @@ fn relative(action: &str) -> String {
 }
 
 /// Submits the login form on `html` with the given credentials.
-pub async fn submit_login(app: &TestApp, browser: &mut Browser, html: &str, user: &str, password: &str) -> (StatusCode, HeaderMap, String) {
+pub async fn submit_login(
+    app: &TestApp,
+    browser: &mut Browser,
+    html: &str,
+    user: &str,
+    password: &str,
+) -> (StatusCode, HeaderMap, String) {
     let (action, mut fields) = parse_form(html);
     fields.push(("username".into(), user.into()));
     fields.push(("password".into(), password.into()));
     browser.post_form(app, &relative(&action), &fields).await
 }
 
-pub async fn submit_consent(app: &TestApp, browser: &mut Browser, html: &str, decision: &str) -> (StatusCode, HeaderMap, String) {
+pub async fn submit_consent(
+    app: &TestApp,
+    browser: &mut Browser,
+    html: &str,
+    decision: &str,
+) -> (StatusCode, HeaderMap, String) {
     let (action, mut fields) = parse_form(html);
     assert!(html.contains("name=\"decision\" value=\"approve\""));
     fields.push(("decision".into(), decision.into()));
@@ -303,9 +350,19 @@ pub async fn submit_consent(app: &TestApp, browser: &mut Browser, html: &str, de
 }
 
 /// Runs authorize → login → consent (approve) and returns the redirect's params.
-pub async fn obtain_code(app: &TestApp, browser: &mut Browser, client_id: &str, extra: &[(&str, &str)], user: &str, password: &str) -> BTreeMap<String, String> {
-    let (status, headers, body) = browser.get(app, &authorize_url(app, client_id, extra)).await;
-    let (status, headers, body) = if status == StatusCode::OK && body.contains("name=\"password\"") {
+pub async fn obtain_code(
+    app: &TestApp,
+    browser: &mut Browser,
+    client_id: &str,
+    extra: &[(&str, &str)],
+    user: &str,
+    password: &str,
+) -> BTreeMap<String, String> {
+    let (status, headers, body) = browser
+        .get(app, &authorize_url(app, client_id, extra))
+        .await;
+    let (status, headers, body) = if status == StatusCode::OK && body.contains("name=\"password\"")
+    {
         submit_login(app, browser, &body, user, password).await
     } else {
         (status, headers, body)
@@ -316,20 +373,27 @@ pub async fn obtain_code(app: &TestApp, browser: &mut Browser, client_id: &str, 
     } else {
         (status, headers)
     };
-    assert!(status.is_redirection(), "expected a redirect, got {status}: {body}");
+    assert!(
+        status.is_redirection(),
+        "expected a redirect, got {status}: {body}"
+    );
     location_params(&headers)
 }
 
 pub fn decode_claims(jwt: &str) -> Value {
     use base64::Engine as _;
     let payload = jwt.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
 pub fn decode_header(jwt: &str) -> Value {
     use base64::Engine as _;
     let h = jwt.split('.').next().unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(h)
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }

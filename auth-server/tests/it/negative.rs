@@ -8,7 +8,9 @@ use crate::helpers::*;
 
 async fn setup() -> (TestApp, String, Browser) {
     let app = spawn_app().await;
-    let client = app.register_public(&[REDIRECT, "http://127.0.0.1/callback"]).await;
+    let client = app
+        .register_public(&[REDIRECT, "http://127.0.0.1/callback"])
+        .await;
     let id = client["client_id"].as_str().unwrap().to_string();
     (app, id, Browser::default())
 }
@@ -16,7 +18,10 @@ async fn setup() -> (TestApp, String, Browser) {
 async fn error_of(res: reqwest::Response) -> (StatusCode, String) {
     let status = res.status();
     let body: Value = res.json().await.unwrap();
-    (status, body["error"].as_str().unwrap_or_default().to_string())
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_string(),
+    )
 }
 
 #[tokio::test]
@@ -33,7 +38,8 @@ async fn pkce_is_mandatory_and_s256_only() {
     assert_eq!(p["iss"], app.issuer());
 
     // missing challenge → error redirect
-    let url = authorize_url(&app, &client_id, &[]).replace(&format!("code_challenge={CHALLENGE}&"), "");
+    let url =
+        authorize_url(&app, &client_id, &[]).replace(&format!("code_challenge={CHALLENGE}&"), "");
     let (status, headers, _) = browser.get(&app, &url).await;
     assert_eq!(status, StatusCode::FOUND);
     assert_eq!(location_params(&headers)["error"], "invalid_request");
@@ -50,12 +56,20 @@ async fn pkce_is_mandatory_and_s256_only() {
         ])
         .await;
     assert_eq!(res.headers()["cache-control"], "no-store");
-    assert_eq!(error_of(res).await, (StatusCode::BAD_REQUEST, "invalid_grant".into()));
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_grant".into())
+    );
 
     // missing verifier → invalid_grant
     let p = obtain_code(&app, &mut browser, &client_id, &[], "demo", "demo123").await;
     let res = app
-        .token(&[("grant_type", "authorization_code"), ("code", &p["code"]), ("redirect_uri", REDIRECT), ("client_id", &client_id)])
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &p["code"]),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+        ])
         .await;
     assert_eq!(error_of(res).await.1, "invalid_grant");
 }
@@ -76,9 +90,14 @@ async fn code_replay_fails_and_revokes_the_tokens_it_issued() {
             ("client_id", &client_id),
         ])
         .await;
-    assert_eq!(error_of(res).await, (StatusCode::BAD_REQUEST, "invalid_grant".into()));
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_grant".into())
+    );
     assert_eq!(app.introspect(access).await["active"], false);
-    let res = app.refresh(&client_id, tokens["refresh_token"].as_str().unwrap()).await;
+    let res = app
+        .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
+        .await;
     assert_eq!(error_of(res).await.1, "invalid_grant");
 }
 
@@ -100,7 +119,8 @@ async fn redirect_uri_rules_and_unknown_client_get_an_html_page_not_a_redirect()
 
     // RFC 8252 loopback rule: a port-less registered 127.0.0.1 URI accepts any port.
     let loopback = "http://127.0.0.1:53123/callback";
-    let url = authorize_url(&app, &client_id, &[]).replace(&urlencode(REDIRECT), &urlencode(loopback));
+    let url =
+        authorize_url(&app, &client_id, &[]).replace(&urlencode(REDIRECT), &urlencode(loopback));
     let (status, _, body) = browser.get(&app, &url).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("127.0.0.1:53123"));
@@ -111,7 +131,10 @@ async fn redirect_uri_rules_and_unknown_client_get_an_html_page_not_a_redirect()
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(headers.get("location").is_none());
     assert!(body.contains("Unknown application"));
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
 
     // XSS through client_id is escaped.
     let url = authorize_url(&app, "<script>alert(1)</script>", &[]);
@@ -139,7 +162,10 @@ fn urlencode(s: &str) -> String {
 #[tokio::test]
 async fn resource_must_be_configured_and_stays_bound() {
     let (app, client_id, mut browser) = setup().await;
-    let url = authorize_url(&app, &client_id, &[]).replace(&urlencode(RESOURCE), &urlencode("https://attacker.example/mcp"));
+    let url = authorize_url(&app, &client_id, &[]).replace(
+        &urlencode(RESOURCE),
+        &urlencode("https://attacker.example/mcp"),
+    );
     let (status, headers, _) = browser.get(&app, &url).await;
     assert_eq!(status, StatusCode::FOUND);
     assert_eq!(location_params(&headers)["error"], "invalid_target");
@@ -188,19 +214,44 @@ async fn confidential_client_secret_is_checked() {
         ("redirect_uri", REDIRECT),
         ("code_verifier", VERIFIER),
     ];
-    let res = app.http.post(app.url("/token")).basic_auth(client_id, Some("wrong")).form(&form).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/token"))
+        .basic_auth(client_id, Some("wrong"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
     assert_eq!(error_of(res).await.1, "invalid_client");
     // Without any secret
-    let res = app.http.post(app.url("/token")).form(&[form.as_slice(), &[("client_id", client_id)]].concat()).send().await.unwrap();
-    assert_eq!(error_of(res).await, (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+    let res = app
+        .http
+        .post(app.url("/token"))
+        .form(&[form.as_slice(), &[("client_id", client_id)]].concat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
 
     // The code was not consumed by failed client authentication; the right secret works (post).
     let res = app
         .http
         .post(app.url("/token"))
-        .form(&[form.as_slice(), &[("client_id", client_id), ("client_secret", secret)]].concat())
+        .form(
+            &[
+                form.as_slice(),
+                &[("client_id", client_id), ("client_secret", secret)],
+            ]
+            .concat(),
+        )
         .send()
         .await
         .unwrap();
@@ -211,7 +262,13 @@ async fn confidential_client_secret_is_checked() {
 async fn oversized_and_malformed_bodies_get_invalid_request_json() {
     let app = spawn_app().await;
     let big = "x".repeat(200 * 1024);
-    let res = app.http.post(app.url("/token")).form(&[("grant_type", big.as_str())]).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/token"))
+        .form(&[("grant_type", big.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_of(res).await.1, "invalid_request");
 
@@ -223,12 +280,30 @@ async fn oversized_and_malformed_bodies_get_invalid_request_json() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_of(res).await, (StatusCode::BAD_REQUEST, "invalid_request".into()));
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
 
-    let res = app.http.post(app.url("/token")).form(&[("grant_type", "a"), ("grant_type", "b")]).send().await.unwrap();
-    assert_eq!(error_of(res).await, (StatusCode::BAD_REQUEST, "invalid_request".into()));
+    let res = app
+        .http
+        .post(app.url("/token"))
+        .form(&[("grant_type", "a"), ("grant_type", "b")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
 
-    let res = app.http.post(app.url("/token")).form(&[("grant_type", "password")]).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/token"))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_of(res).await.1, "unsupported_grant_type");
 
     let res = app
@@ -239,7 +314,10 @@ async fn oversized_and_malformed_bodies_get_invalid_request_json() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_of(res).await, (StatusCode::BAD_REQUEST, "invalid_request".into()));
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
 
     let res = app
         .http
@@ -252,7 +330,13 @@ async fn oversized_and_malformed_bodies_get_invalid_request_json() {
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_of(res).await.1, "invalid_request");
 
-    let res = app.http.post(app.url("/introspect")).body("\u{0}\u{1}").send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/introspect"))
+        .body("\u{0}\u{1}")
+        .send()
+        .await
+        .unwrap();
     assert!(res.status().is_client_error());
 }
 
@@ -265,7 +349,9 @@ async fn login_rate_limit_answers_429_with_retry_after() {
     let client = app.register_public(&[REDIRECT]).await;
     let client_id = client["client_id"].as_str().unwrap();
     let mut browser = Browser::default();
-    let (_, _, body) = browser.get(&app, &authorize_url(&app, client_id, &[])).await;
+    let (_, _, body) = browser
+        .get(&app, &authorize_url(&app, client_id, &[]))
+        .await;
     let mut last = StatusCode::OK;
     let mut headers = reqwest::header::HeaderMap::new();
     for _ in 0..3 {
@@ -274,5 +360,12 @@ async fn login_rate_limit_answers_429_with_retry_after() {
         headers = h;
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
-    assert!(headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
 }

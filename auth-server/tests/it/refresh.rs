@@ -9,7 +9,15 @@ async fn tokens_for(app: &TestApp, scope: &str) -> (String, Value) {
     let client = app.register_public(&[REDIRECT]).await;
     let client_id = client["client_id"].as_str().unwrap().to_string();
     let mut browser = Browser::default();
-    let p = obtain_code(app, &mut browser, &client_id, &[("scope", scope)], "demo", "demo123").await;
+    let p = obtain_code(
+        app,
+        &mut browser,
+        &client_id,
+        &[("scope", scope)],
+        "demo",
+        "demo123",
+    )
+    .await;
     let tokens = app.exchange(&client_id, &p["code"]).await;
     (client_id, tokens)
 }
@@ -29,7 +37,10 @@ async fn reuse_after_grace_revokes_the_family() {
     let res = app.refresh(&client_id, r1).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_grant");
-    assert_eq!(app.refresh(&client_id, r2).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.refresh(&client_id, r2).await.status(),
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(app.introspect(a2).await["active"], false);
 }
 
@@ -44,8 +55,18 @@ async fn concurrent_duplicate_within_grace_window_is_harmless() {
     let a: Value = a.json().await.unwrap();
     let b: Value = b.json().await.unwrap();
     // Both successors keep working.
-    assert_eq!(app.refresh(&client_id, a["refresh_token"].as_str().unwrap()).await.status(), StatusCode::OK);
-    assert_eq!(app.refresh(&client_id, b["refresh_token"].as_str().unwrap()).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.refresh(&client_id, a["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.refresh(&client_id, b["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -55,18 +76,37 @@ async fn refresh_may_narrow_but_never_widen_and_keeps_the_audience() {
     let r1 = tokens["refresh_token"].as_str().unwrap();
 
     let res = app
-        .token(&[("grant_type", "refresh_token"), ("refresh_token", r1), ("client_id", &client_id), ("scope", "mcp:read email")])
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", r1),
+            ("client_id", &client_id),
+            ("scope", "mcp:read email"),
+        ])
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_scope");
 
     let res = app
-        .token(&[("grant_type", "refresh_token"), ("refresh_token", r1), ("client_id", &client_id), ("resource", "http://127.0.0.1:39998/other")])
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", r1),
+            ("client_id", &client_id),
+            ("resource", "http://127.0.0.1:39998/other"),
+        ])
         .await;
-    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_target");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_target"
+    );
 
     let res = app
-        .token(&[("grant_type", "refresh_token"), ("refresh_token", r1), ("client_id", &client_id), ("scope", "mcp:read"), ("resource", RESOURCE)])
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", r1),
+            ("client_id", &client_id),
+            ("scope", "mcp:read"),
+            ("resource", RESOURCE),
+        ])
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let narrowed: Value = res.json().await.unwrap();

@@ -6,7 +6,13 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 async fn register(app: &TestApp, body: Value) -> (StatusCode, Value) {
-    let res = app.http.post(app.url("/register")).json(&body).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let status = res.status();
     (status, res.json().await.unwrap())
 }
@@ -15,18 +21,40 @@ async fn register(app: &TestApp, body: Value) -> (StatusCode, Value) {
 async fn dcr_validates_metadata() {
     let app = spawn_app().await;
     let (s, b) = register(&app, json!({"redirect_uris": []})).await;
-    assert_eq!((s, b["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "invalid_redirect_uri"));
+    assert_eq!(
+        (s, b["error"].as_str().unwrap()),
+        (StatusCode::BAD_REQUEST, "invalid_redirect_uri")
+    );
     let (s, b) = register(&app, json!({"redirect_uris": ["http://evil.example/cb"]})).await;
-    assert_eq!((s, b["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "invalid_redirect_uri"));
+    assert_eq!(
+        (s, b["error"].as_str().unwrap()),
+        (StatusCode::BAD_REQUEST, "invalid_redirect_uri")
+    );
     let (_, b) = register(&app, json!({"redirect_uris": ["https://a.example/cb#x"]})).await;
     assert_eq!(b["error"], "invalid_redirect_uri");
-    let (_, b) = register(&app, json!({"redirect_uris": [REDIRECT], "grant_types": ["implicit"]})).await;
+    let (_, b) = register(
+        &app,
+        json!({"redirect_uris": [REDIRECT], "grant_types": ["implicit"]}),
+    )
+    .await;
     assert_eq!(b["error"], "invalid_client_metadata");
-    let (_, b) = register(&app, json!({"redirect_uris": [REDIRECT], "response_types": ["token"]})).await;
+    let (_, b) = register(
+        &app,
+        json!({"redirect_uris": [REDIRECT], "response_types": ["token"]}),
+    )
+    .await;
     assert_eq!(b["error"], "invalid_client_metadata");
-    let (_, b) = register(&app, json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt"})).await;
+    let (_, b) = register(
+        &app,
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt"}),
+    )
+    .await;
     assert_eq!(b["error"], "invalid_client_metadata");
-    let (_, b) = register(&app, json!({"redirect_uris": [REDIRECT], "application_type": "desktop"})).await;
+    let (_, b) = register(
+        &app,
+        json!({"redirect_uris": [REDIRECT], "application_type": "desktop"}),
+    )
+    .await;
     assert_eq!(b["error"], "invalid_client_metadata");
     let (_, b) = register(&app, json!({"redirect_uris": "not-a-list"})).await;
     assert_eq!(b["error"], "invalid_client_metadata");
@@ -54,7 +82,10 @@ async fn dcr_validates_metadata() {
     let b: Value = res.json().await.unwrap();
     assert!(b["client_id"].is_string());
     assert!(b.get("client_secret").is_none());
-    assert_eq!(b["redirect_uris"], json!(["http://localhost:6274/oauth/callback"]));
+    assert_eq!(
+        b["redirect_uris"],
+        json!(["http://localhost:6274/oauth/callback"])
+    );
     assert!(b["registration_access_token"].is_string());
 
     // CORS preflight on /token.
@@ -81,13 +112,31 @@ async fn rfc7592_read_update_delete() {
     let uri = reg["registration_client_uri"].as_str().unwrap();
     assert_eq!(uri, format!("{}/register/{client_id}", app.issuer()));
 
-    let res = app.http.get(app.url(&format!("/register/{client_id}"))).bearer_auth(rat).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.url(&format!("/register/{client_id}")))
+        .bearer_auth(rat)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.json::<Value>().await.unwrap()["client_name"], "Before");
 
-    let res = app.http.get(app.url(&format!("/register/{client_id}"))).bearer_auth("wrong").send().await.unwrap();
+    let res = app
+        .http
+        .get(app.url(&format!("/register/{client_id}")))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let res = app.http.get(app.url("/register/unknown")).bearer_auth(rat).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.url("/register/unknown"))
+        .bearer_auth(rat)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
     let res = app
@@ -113,10 +162,18 @@ async fn rfc7592_read_update_delete() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 
-    let res = app.http.delete(app.url(&format!("/register/{client_id}"))).bearer_auth(rat).send().await.unwrap();
+    let res = app
+        .http
+        .delete(app.url(&format!("/register/{client_id}")))
+        .bearer_auth(rat)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let mut browser = Browser::default();
-    let (status, _, body) = browser.get(&app, &authorize_url(&app, client_id, &[])).await;
+    let (status, _, body) = browser
+        .get(&app, &authorize_url(&app, client_id, &[]))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("Unknown application"));
 }

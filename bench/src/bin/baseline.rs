@@ -1,11 +1,18 @@
 //! `baseline`: the ceiling server of the benchmarks (see `bench/src/baseline.rs`).
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::await_holding_lock, clippy::todo)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::await_holding_lock,
+    clippy::todo
+)]
 
 use bench::baseline::{Baseline, Es256Verifier};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(about = "Bare actix-web JSON-RPC handler: the no-auth / ES256 ceiling for the benchmarks")]
+#[command(
+    about = "Bare actix-web JSON-RPC handler: the no-auth / ES256 ceiling for the benchmarks"
+)]
 struct Args {
     /// Address to bind (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:3900")]
@@ -28,13 +35,27 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let verifier = match &args.verify_es256 {
-        Some(source) => Some(Es256Verifier::load(source, args.issuer.as_deref(), args.audience.as_deref()).await?),
+        Some(source) => Some(
+            Es256Verifier::load(source, args.issuer.as_deref(), args.audience.as_deref()).await?,
+        ),
         None => None,
     };
-    let mode = if verifier.is_some() { "es256" } else { "no-auth" };
+    let mode = if verifier.is_some() {
+        "es256"
+    } else {
+        "no-auth"
+    };
     let app = Baseline::build(&args.listen, args.workers, verifier)?;
-    let host = args.listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
-    println!("listening on http://{host}:{} (baseline, {mode}, {} worker(s))", app.port(), args.workers.max(1));
+    let host = args
+        .listen
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or("127.0.0.1");
+    println!(
+        "listening on http://{host}:{} (baseline, {mode}, {} worker(s))",
+        app.port(),
+        args.workers.max(1)
+    );
     app.server().await?;
     Ok(())
 }

@@ -1164,3 +1164,116 @@ async fn startup_fails_clearly_when_the_as_is_unreachable() {
     };
     assert!(error.contains("security.allowed_hosts"), "{error}");
 }
+
+#[tokio::test]
+async fn malformed_bodies_and_batches_get_json_rpc_errors() {
+    let s = spawn().await;
+    let token = s.token("olga", "mcp:read");
+    let session = s.initialize(Some(&token)).await;
+
+    let r = s
+        .http
+        .post(s.mcp_url())
+        .bearer_auth(&token)
+        .header("Accept", "application/json, text/event-stream")
+        .header("Content-Type", "application/json")
+        .header("Mcp-Session-Id", &session)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32700);
+
+    // A batch hiding a forbidden call is still challenged; an allowed batch is refused
+    // clearly (rmcp, like MCP 2025-06-18, speaks single messages).
+    let forbidden = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "protected_data", "arguments": {"category": "admin"}}}
+    ]);
+    let r = s
+        .post(Some(&token), Some(&session), &forbidden)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(www_authenticate(r.headers()).contains("scope=\"mcp:admin mcp:read\""));
+    let allowed = json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}]);
+    let r = s
+        .post(Some(&token), Some(&session), &allowed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("batches"),
+        "{body}"
+    );
+
+    // rmcp's own transport errors arrive as JSON-RPC error objects too.
+    let r = s
+        .post(
+            Some(&token),
+            None,
+            &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["jsonrpc"], "2.0");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Session ID"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn expired_sessions_are_forgotten() {
+    let s = spawn_with(|settings, _| settings.transport.session_idle_secs = 1).await;
+    let token = s.token("pia", "mcp:read");
+    let session = s.initialize(Some(&token)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, _, _) = s.rpc(Some(&token), &session, 2, "tools/list", json!({})).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn introspection_mode_works_through_the_endpoint() {
+    let s = spawn_with(|settings, _| {
+        settings.auth.mode = mcp_server::auth::VerifierMode::Introspection;
+        settings.auth.client_id = crate::support::RS_CLIENT_ID.into();
+        settings.auth.client_secret = shared::Secret::new(crate::support::RS_CLIENT_SECRET);
+    })
+    .await;
+    let token = s.token("quinn", "mcp:read");
+    let session = s.initialize(Some(&token)).await;
+    let (status, _, body) = s.call_tool(Some(&token), &session, "auth_status", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"]["structuredContent"]["verification_mode"], "introspection");
+    assert_eq!(body["result"]["structuredContent"]["subject"], "quinn");
+    s.fake.revoke(&token);
+    let other = s.token("quinn", "mcp:read");
+    let r = s.post(Some(&other), None, &initialize_body()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn readiness_reports_missing_keys() {
+    let s = spawn_with(|_, fake| fake.set_down(true)).await;
+    let r = s.http.get(format!("{}/readyz", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ready"], false);
+    let r = s.http.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
