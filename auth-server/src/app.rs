@@ -9,7 +9,7 @@ use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
-use actix_web::middleware::{from_fn, Logger, Next};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context as _;
 use shared::metrics::{CounterVec, HistogramVec, Registry};
@@ -368,7 +368,7 @@ impl Application {
                 .app_data(app_state.clone())
                 .configure(|cfg| routes(cfg, &app_state))
                 .wrap(from_fn(track))
-                .wrap(Logger::new(shared::telemetry::ACCESS_LOG_FORMAT))
+                .wrap(shared::telemetry::access_logger())
                 .wrap(from_fn(shared::telemetry::request_id))
         })
         .tcp_nodelay(true)
@@ -427,7 +427,7 @@ fn spawn_maintenance(state: std::sync::Weak<AppState>) {
             if let Err(e) = state.reload_keys().await {
                 log::warn!("key reload failed: {e}");
             }
-            if rounds % 10 == 0 {
+            if rounds.is_multiple_of(10) {
                 match state.store.purge_expired(now()).await {
                     Ok(n) if n > 0 => log::info!("purged {n} expired rows"),
                     Ok(_) => {}
@@ -522,24 +522,43 @@ fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
         .into()
     }))
     .service(
-        web::resource("/.well-known/oauth-authorization-server")
-            .wrap(cors())
-            .route(web::get().to(http::metadata::oauth_metadata)),
-    )
-    .service(
         web::resource("/.well-known/oauth-authorization-server/{tail:.*}")
             .wrap(cors())
             .route(web::get().to(http::metadata::path_inserted)),
     )
     .service(
-        web::resource("/.well-known/openid-configuration")
+        web::resource("/.well-known/openid-configuration/{tail:.*}")
+            .wrap(cors())
+            .route(web::get().to(http::metadata::path_inserted)),
+    )
+    .configure(endpoints);
+    // With a pathed issuer (https://host/auth) the endpoints are also served under
+    // the path, so the advertised URLs work with or without a prefix-stripping proxy.
+    let path = issuer_path(&state.issuer);
+    if !path.is_empty() {
+        cfg.service(web::scope(&path).configure(endpoints));
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+/// The path of the issuer URL without a trailing slash ("" for a root issuer).
+pub(crate) fn issuer_path(issuer: &str) -> String {
+    url::Url::parse(issuer)
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default()
+}
+
+/// Every endpoint below the issuer (also the OIDC-appended well-known documents).
+fn endpoints(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/.well-known/oauth-authorization-server")
             .wrap(cors())
             .route(web::get().to(http::metadata::oauth_metadata)),
     )
     .service(
-        web::resource("/.well-known/openid-configuration/{tail:.*}")
+        web::resource("/.well-known/openid-configuration")
             .wrap(cors())
-            .route(web::get().to(http::metadata::path_inserted)),
+            .route(web::get().to(http::metadata::oauth_metadata)),
     )
     .service(web::resource("/authorize").route(web::get().to(http::authorize::authorize)))
     .service(web::resource("/login").route(web::post().to(http::authorize::login)))
@@ -582,8 +601,7 @@ fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
     .service(web::resource("/metrics").route(web::get().to(http::health::metrics)))
     .service(web::resource("/admin/grants").route(web::get().to(http::admin::list_grants)))
     .service(web::resource("/admin/grants/revoke").route(web::post().to(http::admin::revoke_grant)))
-    .service(web::resource("/admin/stats/users").route(web::get().to(http::admin::user_stats)))
-    .default_service(web::to(not_found));
+    .service(web::resource("/admin/stats/users").route(web::get().to(http::admin::user_stats)));
 }
 
 async fn not_found() -> HttpResponse {

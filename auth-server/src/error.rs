@@ -170,6 +170,7 @@ impl ResponseError for AppError {
                 b.json(json!({"error": "not_found", "error_description": what}))
             }
             AppError::RateLimited { retry_after_secs } => {
+                no_store(&mut b);
                 b.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
                 b.json(json!({"error": "rate_limited", "error_description": "too many requests, retry later"}))
             }

@@ -167,8 +167,9 @@ pub struct ClientConfig {
 }
 
 impl Settings {
-    pub fn load(file: Option<&Path>) -> Result<Self, shared::settings::SettingsError> {
-        shared::settings::load(file, "AUTH", LIST_KEYS)
+    /// Defaults, then `file` (TOML), then `AUTH__SECTION__KEY` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, String> {
+        shared::settings::load(file, "AUTH", LIST_KEYS).map_err(|e| e.to_string())
     }
 
     /// The issuer with no trailing slash (the form used everywhere).
@@ -222,13 +223,8 @@ impl Settings {
                 self.server.listen
             ));
         }
-        for proxy in &self.server.trusted_proxies {
-            if !is_ip_or_cidr(proxy) {
-                return Err(format!(
-                    "server.trusted_proxies: {proxy:?} is neither an IP address nor a CIDR range"
-                ));
-            }
-        }
+        crate::ratelimit::TrustedProxy::parse_list(&self.server.trusted_proxies)
+            .map_err(|e| format!("server.trusted_proxies: {e}"))?;
         if self.server.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
         }
@@ -312,23 +308,6 @@ impl Settings {
     }
 }
 
-fn is_ip_or_cidr(raw: &str) -> bool {
-    let (ip, prefix) = match raw.split_once('/') {
-        Some((ip, prefix)) => (ip, Some(prefix)),
-        None => (raw, None),
-    };
-    let Ok(ip) = ip.trim().parse::<std::net::IpAddr>() else {
-        return false;
-    };
-    match prefix {
-        None => true,
-        Some(p) => p
-            .trim()
-            .parse::<u8>()
-            .is_ok_and(|p| p <= if ip.is_ipv4() { 32 } else { 128 }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -337,6 +316,49 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn layers_defaults_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth.toml");
+        std::fs::write(
+            &file,
+            r#"
+[server]
+issuer = "https://auth.example.com"
+
+[oauth]
+access_token_ttl_secs = 300
+
+[[clients]]
+client_id = "rs"
+client_secret = "a-long-secret"
+grant_types = ["client_credentials"]
+scope = "auth:introspect"
+can_introspect = true
+"#,
+        )
+        .unwrap();
+        // Only this test sets AUTH__ variables.
+        std::env::set_var(
+            "AUTH__OAUTH__RESOURCES",
+            "https://a.example/mcp,https://b.example/mcp",
+        );
+        let s = Settings::load(Some(&file)).unwrap();
+        std::env::remove_var("AUTH__OAUTH__RESOURCES");
+        assert_eq!(s.server.issuer, "https://auth.example.com");
+        assert_eq!(s.server.listen, "127.0.0.1:3001");
+        assert_eq!(s.oauth.access_token_ttl_secs, 300);
+        assert_eq!(
+            s.oauth.resources,
+            vec!["https://a.example/mcp", "https://b.example/mcp"]
+        );
+        assert_eq!(s.clients.len(), 1);
+        assert_eq!(s.clients[0].client_secret.expose(), "a-long-secret");
+        assert!(s.rate_limit.enabled);
+        s.validate().unwrap();
+        assert!(Settings::load(Some(&dir.path().join("missing.toml"))).is_err());
     }
 
     #[test]
@@ -350,5 +372,8 @@ mod tests {
         let mut s = Settings::default();
         s.oauth.default_scopes = vec!["nope".into()];
         assert!(s.validate().unwrap_err().contains("default_scopes"));
+        let mut s = Settings::default();
+        s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "not-an-ip".into()];
+        assert!(s.validate().unwrap_err().contains("server.trusted_proxies"));
     }
 }

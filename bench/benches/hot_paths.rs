@@ -27,7 +27,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use mcp_server::auth::cache::{token_key, TokenCache};
 use mcp_server::auth::claims::ClaimRules;
-use mcp_server::auth::jwks::JwksVerifier;
+use mcp_server::auth::jwks::{JwksOptions, JwksVerifier};
 use mcp_server::auth::{Principal, TokenVerifier};
 use shared::{AccessTokenClaims, Audience, ScopeSet};
 
@@ -107,10 +107,13 @@ fn verifier(fx: &Fixture, cache_entries: usize) -> JwksVerifier {
         jwks_url,
         reqwest::Client::new(),
         ClaimRules::new(ISSUER, vec![RESOURCE.to_string()], 60),
-        vec![Algorithm::ES256],
-        Some("at+jwt".into()),
-        Duration::from_secs(30),
-        cache_entries,
+        JwksOptions {
+            algorithms: vec![Algorithm::ES256],
+            required_typ: Some("at+jwt".into()),
+            min_refetch_interval: Duration::from_secs(30),
+            refresh_interval: None,
+            cache_max_entries: cache_entries,
+        },
     );
     let n = fx.runtime.block_on(v.load_keys()).unwrap();
     assert_eq!(n, 1);

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -249,6 +250,7 @@ def run_wrk(url: str, script: str, env: dict, conns: int, duration: float, stop_
         "-s", str(LUA / script), url,
     ]
     full_env = dict(os.environ, BENCH_LUA_DIR=str(LUA), **env)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
     if stop_when is not None:
         end = time.monotonic() + duration + 5
@@ -262,6 +264,7 @@ def run_wrk(url: str, script: str, env: dict, conns: int, duration: float, stop_
     except subprocess.TimeoutExpired:
         proc.kill()
         stdout, stderr = proc.communicate()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     m = re.search(r"^BENCH_JSON (.*)$", stdout, re.M)
     if not m:
         raise BenchError(f"wrk failed ({proc.returncode}):\n{stdout[-1500:]}\n{stderr[-1500:]}")
@@ -269,6 +272,10 @@ def run_wrk(url: str, script: str, env: dict, conns: int, duration: float, stop_
     se = res["socket_errors"]
     res["errors"] = res["non2xx"] + res["rpc_errors"] + se["connect"] + se["read"] + se["write"] + se["timeout"]
     res["rps"] = res["requests"] / (res["duration_us"] / 1e6) if res["duration_us"] else 0.0
+    # CPU share of wrk itself (1.0 = its core was saturated: the load generator, not the
+    # server, would then be the limit).
+    wrk_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    res["wrk_cpu_util"] = wrk_cpu / (res["duration_us"] / 1e6) if res["duration_us"] else 0.0
     return res
 
 
@@ -292,6 +299,7 @@ def summarize(runs: list[dict]) -> dict:
         "p99_ms": statistics.median(r["latency_us"]["p99"] for r in runs) / 1000,
         "cpu_us_per_req": med("cpu_us_per_req"),
         "cpu_util": med("cpu_util"),
+        "wrk_cpu_util": med("wrk_cpu_util"),
         "requests": sum(r["requests"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
         "first_error": next((r["first_error"] for r in runs if r.get("first_error")), None),
@@ -394,12 +402,32 @@ def load_case(ctx: Ctx, key: str, label: str, proc: Proc, url: str, env: dict, c
         for i in range(a.runs):
             r = measured_load(proc, url, "rpc.lua", env, c, a.duration)
             log(f"  {key} c={c} run {i + 1}: {r['rps']:.0f} req/s p99 {r['latency_us']['p99'] / 1000:.2f} ms "
-                f"cpu {r['cpu_us_per_req']:.1f} us/req errors {r['errors']}")
+                f"cpu {r['cpu_us_per_req']:.1f} us/req (server {100 * r['cpu_util']:.0f} %, wrk {100 * r['wrk_cpu_util']:.0f} %) errors {r['errors']}")
             runs.append(r)
         per_c[str(c)] = summarize(runs)
     result = {"label": label, "note": note, "rss_idle_kib": rss_idle, "rss_after_kib": proc.rss_kib(), "conns": per_c}
     ctx.results["cases"][key] = result
+    if key in a.perf:
+        profile(ctx, key, proc, url, "rpc.lua", env, max(conns))
     return result
+
+
+def profile(ctx: Ctx, key: str, proc: Proc, url: str, script: str, env: dict, conns: int) -> None:
+    """An extra, unrecorded run under `perf record -e cpu-clock` (software clock: no
+    hardware counters in this VM); the flat profile goes to perf-KEY.txt."""
+    data = ctx.workdir / f"perf-{key}.data"
+    rec = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4000", "-p", str(proc.pid), "-o", str(data)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    try:
+        run_wrk(url, script, env, conns, ctx.args.duration)
+    finally:
+        rec.send_signal(signal.SIGINT)
+        rec.wait(timeout=60)
+    report = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "-F", "overhead,dso,sym", "--stdio",
+                             "--percent-limit", "0.3"], capture_output=True, text=True, timeout=300)
+    (ctx.workdir / f"perf-{key}.txt").write_text("\n".join(line.rstrip() for line in report.stdout.splitlines()) + "\n")
+    log(f"  perf profile of {key}: {ctx.workdir / f'perf-{key}.txt'}")
 
 
 def case_baseline(ctx: Ctx, conns: list[int], es256: bool) -> None:
@@ -421,6 +449,31 @@ def case_baseline(ctx: Ctx, conns: list[int], es256: bool) -> None:
         p.stop()
 
 
+def verification_histogram(metrics_url: str) -> dict | None:
+    """Cache evidence from mcp-server's /metrics: how many successful verifications
+    took under 10 µs (a cache hit) and in all."""
+    try:
+        status, _, text = http_request("GET", metrics_url)
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    buckets, count = {}, None
+    for line in text.splitlines():
+        if not line.startswith("mcp_server_token_verification_seconds") or 'outcome="valid"' not in line:
+            continue
+        value = float(line.rsplit(" ", 1)[1])
+        m = re.search(r'le="([^"]+)"', line)
+        if line.startswith("mcp_server_token_verification_seconds_bucket") and m:
+            buckets[m.group(1)] = value
+        elif line.startswith("mcp_server_token_verification_seconds_count"):
+            count = value
+    if not count:
+        return None
+    under_10us = next((v for k, v in buckets.items() if k != "+Inf" and abs(float(k) - 1e-5) < 1e-12), None)
+    return {"count": int(count), "under_10us": None if under_10us is None else int(under_10us), "buckets": buckets}
+
+
 def case_mcp(ctx: Ctx, key: str, label: str, conns: list[int], env: dict, stateless: bool = False, pool: int = 0,
              note: str = "", keep: bool = False) -> Proc | None:
     """One mcp-server configuration under load; with `keep` the server is left running
@@ -433,7 +486,12 @@ def case_mcp(ctx: Ctx, key: str, label: str, conns: list[int], env: dict, statel
         extra = {"Mcp-Method": "tools/call", "Mcp-Name": "hello_world"} if stateless else {}
         env_w, headers = rpc_env(tok["access_token"], session, CALL_BODY, extra=extra, tokens_file=tokens_file)
         check_one_call(ctx.mcp_url, headers, CALL_BODY)
-        load_case(ctx, key, label, p, ctx.mcp_url, env_w, conns, note)
+        result = load_case(ctx, key, label, p, ctx.mcp_url, env_w, conns, note)
+        hist = verification_histogram(f"http://127.0.0.1:{ctx.rs_port}/metrics")
+        if hist:
+            result["verification"] = hist
+            if hist["under_10us"] is not None:
+                log(f"  {key}: {hist['under_10us']:,} of {hist['count']:,} token verifications took < 10 µs (cache hits)")
     except BaseException:
         p.stop()
         raise
@@ -488,11 +546,12 @@ def long_run(ctx: Ctx, p: Proc, target: int, rps_hint: float) -> None:
     env, _ = rpc_env(tok["access_token"], session, CALL_BODY)
     samples = [{"requests": 0, "rss_kib": p.rss_kib()}]
     total, errors = 0, 0
-    first_chunk = max(1.0, round(100_000 / max(rps_hint, 1.0) * 1.05 + 0.5))
+    step = min(100_000, target)
     deadline = time.monotonic() + 600
     while total < target and time.monotonic() < deadline:
-        remaining = target - total
-        secs = first_chunk if total == 0 else max(1.0, min(10.0, round(remaining / max(rps_hint, 1.0) * 1.05 + 0.5)))
+        # Chunks of ~100k requests (sized from the last measured rate), RSS after each.
+        want = min(step, target - total)
+        secs = min(60.0, max(1.0, want / max(rps_hint, 1.0)))
         r = run_wrk(ctx.mcp_url, "rpc.lua", env, 64, secs)
         total += r["requests"]
         errors += r["errors"]
@@ -596,6 +655,32 @@ def auth_server_loads(ctx: Ctx) -> None:
     ctx.stop_auth()
 
 
+def micro(ctx: Ctx) -> None:
+    """criterion micro-benchmarks (bench/benches/hot_paths.rs), pinned to the server CPU."""
+    build = subprocess.run(["cargo", "bench", "-p", "bench", "--bench", "hot_paths", "--no-run"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    if build.returncode != 0:
+        raise BenchError(f"cargo bench --no-run failed:\n{build.stderr[-2000:]}")
+    out = subprocess.run(["taskset", "-c", SERVER_CPU, "cargo", "bench", "-p", "bench", "--bench", "hot_paths", "--",
+                          "--warm-up-time", "1", "--measurement-time", "3"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    (ctx.workdir / "criterion.txt").write_text(out.stdout + out.stderr)
+    if out.returncode != 0:
+        raise BenchError(f"cargo bench failed:\n{out.stderr[-2000:]}")
+    rows, name = [], None
+    for line in out.stdout.splitlines():
+        m = re.match(r"^(\S+/\S+)\s*(time:.*)?$", line.strip())
+        if m and not line.startswith(" "):
+            name = m.group(1)
+        t = re.search(r"time:\s+\[(\S+ \S+) (\S+ \S+) (\S+ \S+)\]", line)
+        if t and name:
+            rows.append({"name": name, "low": t.group(1), "median": t.group(2), "high": t.group(3)})
+            name = None
+    ctx.results["micro"] = rows
+    for r in rows:
+        log(f"  {r['name']}: {r['median']}")
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -684,17 +769,23 @@ def render(res: dict) -> str:
                  f"{m['wrk']}, node {m['node']}, fastmcp {m['fastmcp']}. Server on CPU {SERVER_CPU}, wrk (1 thread) on CPU {LOAD_CPU}; "
                  f"{a['runs']} × {a['duration']} s per point, medians.")
     lines.append("")
-    lines.append("| case | c | req/s | p50 ms | p99 ms | CPU µs/req | RSS idle → after (MiB) | errors |")
-    lines.append("|---|---:|---:|---:|---:|---:|---|---:|")
+    lines.append("| case | c | req/s | p50 ms | p99 ms | CPU µs/req | server / wrk CPU | RSS idle → after (MiB) | errors |")
+    lines.append("|---|---:|---:|---:|---:|---:|---|---|---:|")
+    pct = lambda s: f"{100 * s.get('cpu_util', 0):.0f} % / {100 * s.get('wrk_cpu_util', 0):.0f} %"  # noqa: E731
     for key, case in res["cases"].items():
         for c, s in case["conns"].items():
             lines.append(f"| {case['label']} | {c} | {fmt_int(s['rps'])} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
-                         f"{s['cpu_us_per_req']:.1f} | {mib(case['rss_idle_kib'])} → {mib(case['rss_after_kib'])} | {s['errors']} |")
+                         f"{s['cpu_us_per_req']:.1f} | {pct(s)} | {mib(case['rss_idle_kib'])} → {mib(case['rss_after_kib'])} | {s['errors']} |")
     for key, s in res["auth_server"].items():
         lines.append(f"| auth-server {s['label']} | 64 | {fmt_int(s['rps'])} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
-                     f"{s['cpu_us_per_req']:.1f} | {mib(s.get('rss_idle_kib'))} → {mib(s.get('rss_after_kib'))} | {s['errors']} |")
+                     f"{s['cpu_us_per_req']:.1f} | {pct(s)} | {mib(s.get('rss_idle_kib'))} → {mib(s.get('rss_after_kib'))} | {s['errors']} |")
     for key, f in res["failures"].items():
-        lines.append(f"| {key}: **not measured** ({f[:160]}) | | | | | | | |")
+        lines.append(f"| {key}: **not measured** ({f[:160]}) | | | | | | | | |")
+    ver = [(c["label"], c["verification"]) for c in res["cases"].values() if c.get("verification", {}).get("under_10us") is not None]
+    if ver:
+        lines.append("")
+        lines.append("Token verifications under 10 µs (cache hits), from mcp-server's `/metrics` histogram: " + "; ".join(
+            f"{label}: {v['under_10us']:,} of {v['count']:,} ({100 * v['under_10us'] / v['count']:.1f} %)" for label, v in ver) + ".")
     lr = res.get("long_run")
     if lr:
         lines.append("")
@@ -716,6 +807,14 @@ def render(res: dict) -> str:
         lines.append("")
         lines.append(f"`/token` codes were minted beforehand through `/authorize` (logged-in browser session, consent remembered) at "
                      f"{tok['authorize_rps']:,.0f}/s; codes per run: {tok['codes_per_run']}.")
+    if res.get("micro"):
+        lines.append("")
+        lines.append("Micro-benchmarks (criterion, `cargo bench -p bench --bench hot_paths`, CPU 0; estimate and 95 % interval):")
+        lines.append("")
+        lines.append("| function | time | interval |")
+        lines.append("|---|---:|---|")
+        for r in res["micro"]:
+            lines.append(f"| `{r['name']}` | {r['median']} | {r['low']} – {r['high']} |")
     lines.append("")
     lines.append("| ratio (same run) | measured | target | |")
     lines.append("|---|---:|---|---|")
@@ -738,7 +837,7 @@ def write_doc(doc: Path, table: str) -> None:
 
 
 ALL_CASES = ["baseline", "baseline_es256", "mcp_session", "mcp_stateless", "mcp_cold", "mcp_introspection",
-             "ts_sdk", "fastmcp", "long", "cold_start", "auth_server"]
+             "ts_sdk", "fastmcp", "long", "cold_start", "auth_server", "micro"]
 SMOKE_CASES = ["baseline", "mcp_session", "auth_server"]
 
 
@@ -756,6 +855,7 @@ def main() -> int:
     ap.add_argument("--cold-reps", type=int, help="cold-start repetitions (default 5)")
     ap.add_argument("--token-codes", type=int, help="max codes minted per /token run (default 60000, smoke 5000)")
     ap.add_argument("--mint-secs", type=float, help="max seconds of code minting per /token run (default 20, smoke 5)")
+    ap.add_argument("--perf", default="", help="comma-separated cases to profile with perf in an extra unrecorded run")
     ap.add_argument("--out", help="results directory (default bench/results/<stamp>)")
     ap.add_argument("--write-doc", help="replace the results section of this Markdown file (e.g. docs/benchmarks.md)")
     args = ap.parse_args()
@@ -769,6 +869,7 @@ def main() -> int:
     args.token_codes = args.token_codes or (5000 if smoke else 60000)
     args.mint_secs = args.mint_secs or (5.0 if smoke else 20.0)
     cases = args.cases.split(",") if args.cases else (SMOKE_CASES if smoke else ALL_CASES)
+    args.perf = [c for c in args.perf.split(",") if c]
     unknown = set(cases) - set(ALL_CASES)
     if unknown:
         ap.error(f"unknown cases: {sorted(unknown)}")
@@ -835,6 +936,9 @@ def main() -> int:
             attempt("cold_start", lambda: cold_start(ctx, args.cold_reps))
         if "auth_server" in cases:
             attempt("auth_server", lambda: auth_server_loads(ctx))
+        if "micro" in cases:
+            ctx.stop_auth()
+            attempt("micro", lambda: micro(ctx))
     finally:
         ctx.stop_auth()
 

@@ -128,7 +128,7 @@ impl Es256Verifier {
             .as_deref()
             .and_then(|kid| self.keys.get(kid))
             .or(self.single.as_ref())
-            .ok_or_else(|| jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
+            .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
         jsonwebtoken::decode::<AccessTokenClaims>(token, key, &self.validation).map(|d| d.claims)
     }
 }

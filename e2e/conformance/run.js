@@ -36,7 +36,7 @@ const cli = (dir) => {
 };
 
 /** Parses the suite's pretty summary: per-scenario check counts and the not-scored set. */
-export function parseSummary(text) {
+function parseSummary(text) {
   const scenarios = new Map();
   const notScored = new Map();
   let inNotScored = false;

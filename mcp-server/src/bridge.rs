@@ -25,6 +25,7 @@ use crate::error::{jsonrpc_error_body, ApiError};
 use crate::policy::{self, Decision};
 use crate::sessions::Binding;
 use crate::{security, AppState};
+use rmcp::transport::streamable_http_server::session::SessionManager as _;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
@@ -93,6 +94,14 @@ async fn authenticate(
         }),
         Presented::Token(token) => {
             let started = Instant::now();
+            // The cache hit hands out the shared Arc: no boxed future, no clone.
+            if let Some(principal) = state.verifier.cached(token) {
+                state
+                    .metrics
+                    .verify_latency
+                    .observe_duration(&["cached"], started.elapsed());
+                return Ok(Some(principal));
+            }
             let result = state.verifier.verify(token).await;
             let outcome = if result.is_ok() { "valid" } else { "invalid" };
             state
@@ -258,7 +267,10 @@ fn jsonrpc_code_for(status: StatusCode) -> i64 {
 /// rmcp's response as an actix response: headers copied, sized bodies sent whole,
 /// streams (SSE) forwarded chunk by chunk. rmcp's plain-text transport errors are
 /// wrapped in a JSON-RPC error object (same status).
-async fn to_actix_response(response: http::Response<BoxBody<Bytes, Infallible>>) -> HttpResponse {
+async fn to_actix_response(
+    response: http::Response<BoxBody<Bytes, Infallible>>,
+    token_expires_at: Option<i64>,
+) -> HttpResponse {
     let (parts, body) = response.into_parts();
     let status =
         StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -298,7 +310,17 @@ async fn to_actix_response(response: http::Response<BoxBody<Bytes, Infallible>>)
         }
         builder.body(bytes)
     } else {
-        builder.streaming(body.into_data_stream())
+        let stream = body.into_data_stream();
+        match token_expires_at {
+            // A stream opened with a token ends when the token does: the client must
+            // come back with a fresh one (every request re-verifies).
+            Some(exp) => {
+                let remaining = u64::try_from(exp - crate::auth::unix_now()).unwrap_or(0);
+                let deadline = tokio::time::sleep(std::time::Duration::from_secs(remaining));
+                builder.streaming(stream.take_until(deadline))
+            }
+            None => builder.streaming(stream),
+        }
     }
 }
 
@@ -421,7 +443,17 @@ async fn handle(
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
             {
-                state.sessions.record(id, principal.as_deref());
+                let evicted =
+                    state
+                        .sessions
+                        .record(id, principal.as_deref(), state.max_sessions_per_subject);
+                for old in evicted {
+                    let old: rmcp::transport::streamable_http_server::session::SessionId =
+                        old.into();
+                    if let Err(e) = state.session_manager.close_session(&old).await {
+                        log::warn!("closing an evicted session failed: {e}");
+                    }
+                }
                 state.metrics.sessions.set(&[], state.sessions.len() as f64);
             }
         }
@@ -434,7 +466,7 @@ async fn handle(
             }
         }
     }
-    Ok(to_actix_response(response).await)
+    Ok(to_actix_response(response, principal.as_ref().map(|p| p.expires_at)).await)
 }
 
 #[cfg(test)]

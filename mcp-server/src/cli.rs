@@ -10,9 +10,7 @@ use shared::Secret;
 
 use crate::settings::Settings;
 
-/// The demo client that `auth-server --demo` pre-registers for this server.
-pub const DEMO_CLIENT_ID: &str = "mcp-server";
-pub const DEMO_CLIENT_SECRET: &str = "demo-mcp-server-secret";
+pub use crate::settings::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,12 +79,7 @@ impl ServeArgs {
             settings.auth.issuer = issuer.clone();
         }
         if self.demo {
-            if self.client_id.is_none() {
-                settings.auth.client_id = DEMO_CLIENT_ID.into();
-            }
-            if self.client_secret.is_none() {
-                settings.auth.client_secret = Secret::new(DEMO_CLIENT_SECRET);
-            }
+            settings.apply_demo_defaults(&Secret::new(DEMO_CLIENT_SECRET));
         }
         if let Some(id) = &self.client_id {
             settings.auth.client_id = id.clone();

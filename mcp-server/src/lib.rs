@@ -40,7 +40,7 @@ use std::time::Duration;
 use actix_cors::Cors;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::header;
-use actix_web::middleware::{from_fn, Logger};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::{anyhow, bail, Context as _};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -67,6 +67,7 @@ pub struct AppState {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub stateless: bool,
+    pub max_sessions_per_subject: usize,
     pub sessions: SessionOwners,
     pub session_manager: Arc<LocalSessionManager>,
     pub mcp: StreamableHttpService<McpTools, LocalSessionManager>,
@@ -256,18 +257,24 @@ impl Application {
             0 => None,
             s => Some(Duration::from_secs(s)),
         };
+        let sse_retry = match settings.transport.sse_retry_ms {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        };
         let config = StreamableHttpServerConfig::default()
             // Never empty: an empty list would switch rmcp's Host check off.
             .with_allowed_hosts(allowed_hosts.clone())
             .with_legacy_session_mode(!stateless)
             .with_json_response(settings.transport.json_response)
             .with_max_request_body_bytes(settings.server.max_body_bytes)
-            .with_sse_keep_alive(keep_alive);
+            .with_sse_keep_alive(keep_alive)
+            .with_sse_retry(sse_retry);
         let cancel = config.cancellation_token.clone();
         let mut manager = LocalSessionManager::default();
         manager.session_config.keep_alive = Some(Duration::from_secs(
             settings.transport.session_idle_secs.max(1),
         ));
+        manager.session_config.sse_retry = sse_retry;
         let session_manager = Arc::new(manager);
         let mcp = StreamableHttpService::new(
             move || Ok(prototype.clone()),
@@ -294,6 +301,7 @@ impl Application {
             allowed_origins: allowed_origins.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             stateless,
+            max_sessions_per_subject: settings.transport.max_sessions_per_subject,
             sessions: SessionOwners::new(),
             session_manager,
             mcp,
@@ -318,7 +326,7 @@ impl Application {
                 .app_data(state.clone())
                 .wrap(from_fn(metrics::count_requests))
                 .wrap(from_fn(shared::telemetry::request_id))
-                .wrap(Logger::new(shared::telemetry::ACCESS_LOG_FORMAT))
+                .wrap(shared::telemetry::access_logger())
                 .route("/healthz", web::get().to(routes::healthz))
                 .route("/readyz", web::get().to(routes::readyz))
                 .route("/metrics", web::get().to(routes::metrics))

@@ -2,7 +2,7 @@
 //! session id is not authentication, so every request re-verifies its token and the
 //! bridge refuses another subject on a session it did not open.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::auth::Principal;
@@ -31,8 +31,42 @@ pub enum Binding {
 }
 
 #[derive(Debug, Default)]
+struct Inner {
+    /// Session id → owner and creation sequence number.
+    by_id: HashMap<String, (Owner, u64)>,
+    /// Subject → its sessions by sequence number (oldest first).
+    by_subject: HashMap<String, BTreeMap<u64, String>>,
+}
+
+impl Inner {
+    fn unindex(&mut self, owner: &Owner, seq: u64) {
+        if let Owner::Subject(subject) = owner {
+            if let Some(sessions) = self.by_subject.get_mut(subject) {
+                sessions.remove(&seq);
+                if sessions.is_empty() {
+                    self.by_subject.remove(subject);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, session_id: &str) {
+        if let Some((owner, seq)) = self.by_id.remove(session_id) {
+            self.unindex(&owner, seq);
+        }
+    }
+
+    fn index(&mut self, subject: &str, seq: u64, session_id: &str) {
+        self.by_subject
+            .entry(subject.to_string())
+            .or_default()
+            .insert(seq, session_id.to_string());
+    }
+}
+
+#[derive(Debug, Default)]
 pub struct SessionOwners {
-    inner: Mutex<HashMap<String, (Owner, u64)>>,
+    inner: Mutex<Inner>,
     counter: std::sync::atomic::AtomicU64,
 }
 
@@ -48,38 +82,69 @@ impl SessionOwners {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Owner, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records the owner of a freshly created session.
-    pub fn record(&self, session_id: &str, principal: Option<&Principal>) {
+    /// Records the owner of a freshly created session. Returns the sessions to close:
+    /// a subject keeps at most `per_subject` sessions, the oldest go first (clients
+    /// that never send DELETE cannot pile up sessions).
+    pub fn record(
+        &self,
+        session_id: &str,
+        principal: Option<&Principal>,
+        per_subject: usize,
+    ) -> Vec<String> {
         let seq = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut map = self.lock();
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map
+        let owner = owner_of(principal);
+        let mut inner = self.lock();
+        let mut evicted = Vec::new();
+        if inner.by_id.len() >= MAX_SESSIONS {
+            if let Some(oldest) = inner
+                .by_id
                 .iter()
                 .min_by_key(|(_, (_, s))| *s)
                 .map(|(k, _)| k.clone())
             {
-                map.remove(&oldest);
+                inner.remove(&oldest);
+                evicted.push(oldest);
             }
         }
-        map.insert(session_id.to_string(), (owner_of(principal), seq));
+        if let Owner::Subject(subject) = &owner {
+            inner.index(subject, seq, session_id);
+            let excess: Vec<String> = inner
+                .by_subject
+                .get(subject)
+                .map(|sessions| {
+                    let over = sessions.len().saturating_sub(per_subject.max(1));
+                    sessions.values().take(over).cloned().collect()
+                })
+                .unwrap_or_default();
+            for id in excess {
+                inner.remove(&id);
+                evicted.push(id);
+            }
+        }
+        inner.by_id.insert(session_id.to_string(), (owner, seq));
+        evicted
     }
 
     /// Whether `principal` may use `session_id`.
     pub fn check(&self, session_id: &str, principal: Option<&Principal>) -> Binding {
-        let mut map = self.lock();
-        let Some((owner, _)) = map.get_mut(session_id) else {
+        let mut inner = self.lock();
+        let Some((owner, seq)) = inner.by_id.get(session_id).cloned() else {
             return Binding::Unknown;
         };
-        match (&*owner, principal) {
+        match (&owner, principal) {
             (Owner::Anonymous, None) => Binding::Allowed,
             (Owner::Anonymous, Some(p)) => {
-                *owner = Owner::Subject(p.subject.clone());
+                inner.by_id.insert(
+                    session_id.to_string(),
+                    (Owner::Subject(p.subject.clone()), seq),
+                );
+                inner.index(&p.subject, seq, session_id);
                 Binding::Allowed
             }
             (Owner::Subject(_), None) => Binding::NeedsAuthentication,
@@ -94,11 +159,15 @@ impl SessionOwners {
 
     /// Keeps only the sessions for which `alive` is true (called with rmcp's live set).
     pub fn retain(&self, mut alive: impl FnMut(&str) -> bool) {
-        self.lock().retain(|k, _| alive(k));
+        let mut inner = self.lock();
+        let dead: Vec<String> = inner.by_id.keys().filter(|k| !alive(k)).cloned().collect();
+        for id in dead {
+            inner.remove(&id);
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -106,7 +175,7 @@ impl SessionOwners {
     }
 
     pub fn ids(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+        self.lock().by_id.keys().cloned().collect()
     }
 }
 
@@ -135,7 +204,7 @@ mod tests {
         let s = SessionOwners::new();
         let alice = principal("alice");
         let bob = principal("bob");
-        s.record("s1", Some(&alice));
+        assert!(s.record("s1", Some(&alice), 10).is_empty());
         assert_eq!(s.check("s1", Some(&alice)), Binding::Allowed);
         assert_eq!(s.check("s1", Some(&bob)), Binding::OtherSubject);
         assert_eq!(s.check("s1", None), Binding::NeedsAuthentication);
@@ -147,12 +216,33 @@ mod tests {
     #[test]
     fn anonymous_sessions_are_claimed_once() {
         let s = SessionOwners::new();
-        s.record("a", None);
+        s.record("a", None, 10);
         assert_eq!(s.check("a", None), Binding::Allowed);
         assert_eq!(s.check("a", Some(&principal("alice"))), Binding::Allowed);
         assert_eq!(s.check("a", Some(&principal("bob"))), Binding::OtherSubject);
         assert_eq!(s.check("a", None), Binding::NeedsAuthentication);
         s.retain(|_| false);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_subject_keeps_a_bounded_number_of_sessions() {
+        let s = SessionOwners::new();
+        let alice = principal("alice");
+        let bob = principal("bob");
+        assert!(s.record("a1", Some(&alice), 2).is_empty());
+        assert!(s.record("b1", Some(&bob), 2).is_empty());
+        assert!(s.record("a2", Some(&alice), 2).is_empty());
+        assert_eq!(s.record("a3", Some(&alice), 2), vec!["a1".to_string()]);
+        assert_eq!(s.check("a1", Some(&alice)), Binding::Unknown);
+        assert_eq!(s.check("a2", Some(&alice)), Binding::Allowed);
+        assert_eq!(s.check("b1", Some(&bob)), Binding::Allowed);
+        s.forget("a2");
+        assert!(s.record("a4", Some(&alice), 2).is_empty());
+        // A claimed anonymous session counts for its new owner.
+        s.record("anon", None, 2);
+        assert_eq!(s.check("anon", Some(&alice)), Binding::Allowed);
+        assert_eq!(s.record("a5", Some(&alice), 2).len(), 2);
+        assert_eq!(s.len(), 3);
     }
 }

@@ -16,13 +16,18 @@ pub const LIST_KEYS: &[&str] = &[
     "security.allowed_hosts",
     "security.allowed_origins",
     "auth.audiences",
+    "auth.algorithms",
 ];
+
+/// The confidential client that `auth-server --demo` pre-registers for this server.
+pub const DEMO_CLIENT_ID: &str = "mcp-server";
+pub const DEMO_CLIENT_SECRET: &str = "demo-mcp-server-secret";
 
 /// The default location of the demo records served by the `protected_data` tool.
 pub const DEFAULT_PROTECTED_DATA_FILE: &str = "config/protected-data.json";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
     pub auth: AuthSettings,
@@ -34,7 +39,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Socket address to bind (`127.0.0.1:3000`; port 0 picks a free port).
     pub listen: String,
@@ -66,7 +71,7 @@ impl Default for ServerSettings {
 /// loopback"; an explicitly empty list is refused at startup because it would disable the
 /// check.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SecuritySettings {
     /// Accepted `Host` values: `host` (any port) or `host:port`.
     pub allowed_hosts: Option<Vec<String>>,
@@ -75,7 +80,7 @@ pub struct SecuritySettings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TransportSettings {
     /// No legacy sessions: every request is served on its own (scale-out friendly;
     /// legacy clients then cannot receive server-to-client requests).
@@ -84,8 +89,13 @@ pub struct TransportSettings {
     pub json_response: bool,
     /// Idle time after which a legacy session is closed, in seconds.
     pub session_idle_secs: u64,
+    /// Legacy sessions one subject may hold; opening more closes its oldest.
+    pub max_sessions_per_subject: usize,
     /// SSE keep-alive comment interval in seconds (0 = none).
     pub sse_keep_alive_secs: u64,
+    /// `retry:` hint of the SSE priming events (SEP-1699), in milliseconds; 0 sends no
+    /// priming events (for old clients that choke on an empty `data:` line).
+    pub sse_retry_ms: u64,
 }
 
 impl Default for TransportSettings {
@@ -94,14 +104,16 @@ impl Default for TransportSettings {
             stateless: false,
             json_response: false,
             session_idle_secs: 300,
+            max_sessions_per_subject: 32,
             sse_keep_alive_secs: 15,
+            sse_retry_ms: 3000,
         }
     }
 }
 
 /// The auth-server's admin API, used by the `admin_panel` tool.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AdminApiSettings {
     /// `None` = auto: on when the AS answers `GET <base_url>/admin/grants` with a
     /// Bearer challenge (our auth-server does, external IdPs answer 404).
@@ -113,7 +125,7 @@ pub struct AdminApiSettings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DataSettings {
     /// JSON file with the demo records of the `protected_data` tool.
     pub protected_data_file: String,
@@ -128,7 +140,7 @@ impl Default for DataSettings {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct FixtureSettings {
     /// Serve the fixture tools/resources/prompts of the official conformance suite.
     pub conformance: bool,
@@ -138,6 +150,17 @@ impl Settings {
     /// Defaults, then `file`, then `MCP__...` env variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         shared::settings::load(file, ENV_PREFIX, LIST_KEYS).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Demo wiring (`--demo`): this server's own credentials become the demo client
+    /// `auth-server --demo` registers (`mcp-server` / `secret`), unless configured.
+    pub fn apply_demo_defaults(&mut self, secret: &shared::Secret) {
+        if self.auth.client_id.trim().is_empty() {
+            self.auth.client_id = DEMO_CLIENT_ID.into();
+        }
+        if self.auth.client_secret.is_empty() {
+            self.auth.client_secret = secret.clone();
+        }
     }
 
     /// Checks everything that can be checked without the network.
@@ -191,6 +214,9 @@ impl Settings {
         }
         if let Some(endpoint) = &self.admin_api.token_endpoint {
             url::Url::parse(endpoint).map_err(|e| format!("admin_api.token_endpoint: {e}"))?;
+        }
+        if self.transport.max_sessions_per_subject == 0 {
+            return Err("transport.max_sessions_per_subject must be at least 1".into());
         }
         if self.data.protected_data_file.trim().is_empty() {
             return Err("data.protected_data_file is empty".into());
@@ -263,6 +289,66 @@ mod tests {
         assert!(hosts.contains(&"127.0.0.1".to_string()));
         let origins = s.effective_allowed_origins("https://mcp.example.com/mcp");
         assert!(origins.contains(&"https://mcp.example.com".to_string()));
+    }
+
+    #[test]
+    fn toml_file_is_read_and_typos_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mcp.toml");
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"0.0.0.0:8080\"\nresource = \"https://mcp.example.com/mcp\"\n\n[security]\nallowed_hosts = [\"mcp.example.com\"]\n\n[auth]\nissuer = \"https://as.example.com\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path)).unwrap();
+        assert_eq!(s.server.listen, "0.0.0.0:8080");
+        assert_eq!(
+            s.security.allowed_hosts,
+            Some(vec!["mcp.example.com".to_string()])
+        );
+        assert_eq!(s.auth.issuer, "https://as.example.com");
+        s.validate().unwrap();
+
+        std::fs::write(&path, "[server]\nlisen = \"0.0.0.0:8080\"\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+
+        std::fs::write(&path, "[security]\nallowed_hosts = []\n").unwrap();
+        let s = Settings::load(Some(&path)).unwrap();
+        assert!(s.validate().unwrap_err().contains("security.allowed_hosts"));
+    }
+
+    #[test]
+    fn every_shipped_mcp_server_config_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let mut files = vec![root.join("mcp-server.toml")];
+        if let Ok(dir) = std::fs::read_dir(root.join("external-as")) {
+            files.extend(dir.flatten().map(|e| e.path()));
+        }
+        for file in files
+            .iter()
+            .filter(|f| f.exists() && f.extension().is_some_and(|e| e == "toml"))
+        {
+            let s =
+                Settings::load(Some(file)).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            // Presets with placeholders (`<tenant>`) only need to parse.
+            if !std::fs::read_to_string(file).unwrap().contains('<') {
+                s.validate()
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            }
+        }
+    }
+
+    #[test]
+    fn demo_defaults_do_not_override_configured_credentials() {
+        let mut s = Settings::default();
+        s.apply_demo_defaults(&shared::Secret::new("x"));
+        assert_eq!(s.auth.client_id, DEMO_CLIENT_ID);
+        assert_eq!(s.auth.client_secret.expose(), "x");
+        s.auth.client_id = "rs".into();
+        s.apply_demo_defaults(&shared::Secret::new("y"));
+        assert_eq!(s.auth.client_id, "rs");
+        assert_eq!(s.auth.client_secret.expose(), "x");
     }
 
     #[test]

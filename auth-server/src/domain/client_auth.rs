@@ -47,7 +47,7 @@ pub fn presented(
             // A Bearer header on /token is not client authentication.
             return from_form(form_client_id, form_secret);
         };
-        if form_secret.is_some() {
+        if form_secret.is_some_and(|s| !s.is_empty()) {
             return Err(ClientAuthError::Multiple);
         }
         let decoded = STANDARD
@@ -67,9 +67,10 @@ pub fn presented(
         if id.is_empty() {
             return Err(ClientAuthError::MalformedBasic);
         }
+        // Some libraries send `client_id:` for public clients: no secret.
         return Ok(Presented {
             client_id: id,
-            secret: Some(secret),
+            secret: Some(secret).filter(|s| !s.is_empty()),
             via_basic: true,
         });
     }
@@ -82,7 +83,7 @@ fn from_form(client_id: Option<&str>, secret: Option<&str>) -> Result<Presented,
         .ok_or(ClientAuthError::Missing)?;
     Ok(Presented {
         client_id: client_id.to_string(),
-        secret: secret.map(str::to_owned),
+        secret: secret.filter(|s| !s.is_empty()).map(str::to_owned),
         via_basic: false,
     })
 }
@@ -139,6 +140,10 @@ mod tests {
             Err(ClientAuthError::Failed)
         );
         assert_eq!(presented(None, None, None), Err(ClientAuthError::Missing));
+        // Empty secrets (public clients in some libraries) count as none.
+        assert_eq!(presented(None, Some("c"), Some("")).unwrap().secret, None);
+        let empty = format!("Basic {}", STANDARD.encode("c:"));
+        assert_eq!(presented(Some(&empty), None, None).unwrap().secret, None);
         assert_eq!(
             presented(Some("Basic !!!"), None, None),
             Err(ClientAuthError::MalformedBasic)

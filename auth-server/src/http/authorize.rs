@@ -48,6 +48,7 @@ impl AuthorizeParams {
             ("resource", &self.resource),
             ("nonce", &self.nonce),
             ("response_mode", &self.response_mode),
+            ("prompt", &self.prompt),
         ];
         fields
             .into_iter()
@@ -218,7 +219,14 @@ async fn validate(
         p.code_challenge_method.as_deref(),
     )
     .map_err(|e| fail("invalid_request", &e.to_string()))?;
-    let client_scope = ScopeSet::parse(&client.metadata.scope).unwrap_or_default();
+    // Only operator-configured clients are limited to their registered scope. A
+    // self-registered (DCR/CIMD) `scope` is a hint: MCP clients register with the
+    // scope of their first challenge and must still be able to step up later.
+    let client_scope = if client.source == "config" {
+        ScopeSet::parse(&client.metadata.scope).unwrap_or_default()
+    } else {
+        ScopeSet::new()
+    };
     let scope = scope_policy::resolve_authorization_scope(
         p.scope.as_deref(),
         &state.settings.oauth.default_scopes,
@@ -416,8 +424,7 @@ async fn consent_step(
     req: &HttpRequest,
     p: &AuthorizeParams,
     v: &Validated,
-    user: &UserRecord,
-    auth_time: i64,
+    (user, auth_time): (&UserRecord, i64),
     status: StatusCode,
     extra_cookie: Option<Cookie<'static>>,
 ) -> AppResult<HttpResponse> {
@@ -428,7 +435,11 @@ async fn consent_step(
         .find_consent(&user.id, &v.client.client_id)
         .await?
         .and_then(|s| ScopeSet::parse(&s).ok());
-    if remembered.is_some_and(|r| scope.is_subset_of(&r)) {
+    let force_consent = p
+        .prompt
+        .as_deref()
+        .is_some_and(|pr| pr.split(' ').any(|x| x == "consent"));
+    if !force_consent && remembered.is_some_and(|r| scope.is_subset_of(&r)) {
         return issue_code(state, v, user, &scope, auth_time, status, extra_cookie).await;
     }
     if p.prompt.as_deref() == Some("none") {
@@ -466,8 +477,7 @@ pub async fn authorize(
                 &req,
                 &p,
                 &v,
-                &user,
-                auth_time,
+                (&user, auth_time),
                 StatusCode::FOUND,
                 None,
             )
@@ -594,8 +604,7 @@ pub async fn login(
             &req,
             &p,
             &v,
-            &user,
-            now,
+            (&user, now),
             StatusCode::SEE_OTHER,
             Some(cookie),
         )

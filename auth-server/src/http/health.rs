@@ -7,8 +7,8 @@ use serde_json::json;
 use crate::state::AppState;
 
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.get_or_init_kv("healthcheck", "ok").await {
-        Ok(_) => HttpResponse::Ok()
+    match state.store.ping().await {
+        Ok(()) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(json!({"status": "ok"})),
         Err(e) => {

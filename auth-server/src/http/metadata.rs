@@ -89,12 +89,6 @@ pub fn document(state: &AppState) -> AuthorizationServerMetadata {
     }
 }
 
-fn issuer_path(state: &AppState) -> String {
-    url::Url::parse(&state.issuer)
-        .map(|u| u.path().trim_end_matches('/').to_string())
-        .unwrap_or_default()
-}
-
 fn serve(state: &AppState) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
@@ -111,7 +105,7 @@ pub async fn path_inserted(
     state: web::Data<AppState>,
 ) -> AppResult<HttpResponse> {
     let tail = req.match_info().get("tail").unwrap_or("");
-    let path = issuer_path(&state);
+    let path = crate::app::issuer_path(&state.issuer);
     if !path.is_empty() && format!("/{}", tail.trim_end_matches('/')) == path {
         Ok(serve(&state))
     } else {

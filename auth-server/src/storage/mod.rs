@@ -253,6 +253,8 @@ pub trait Store: Send + Sync + 'static {
     // audit, settings, maintenance
     async fn audit(&self, record: &AuditRecord) -> StoreResult<()>;
     async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+    /// A cheap query for health checks.
+    async fn ping(&self) -> StoreResult<()>;
     /// Returns the stored value for `key`, storing `init` first if there is none.
     async fn get_or_init_kv(&self, key: &str, init: &str) -> StoreResult<String>;
     /// Deletes expired codes, sessions and tokens; returns rows removed.

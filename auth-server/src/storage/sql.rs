@@ -12,7 +12,11 @@ use sqlx::{AnyPool, Row, SqlSafeStr, Transaction};
 use super::*;
 
 pub struct SqlStore {
-    pool: AnyPool,
+    /// Reads (several connections; WAL readers never block the writer).
+    read: AnyPool,
+    /// Writes. For SQLite a single connection, so that writers queue in the pool
+    /// instead of spinning on SQLITE_BUSY; for PostgreSQL the same pool as `read`.
+    write: AnyPool,
     sqlite: bool,
 }
 
@@ -24,6 +28,26 @@ fn migrator() -> Migrator {
         include_str!("../../migrations/0001_init.sql").into_sql_str(),
         false,
     )])
+}
+
+fn pool_options(sqlite: bool, max_connections: u32) -> AnyPoolOptions {
+    let options = AnyPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(std::time::Duration::from_secs(10));
+    if !sqlite {
+        return options;
+    }
+    // In WAL mode, NORMAL never corrupts the database; a power loss may lose the
+    // last transactions. Codes and tokens are short-lived, so we trade that for
+    // write throughput.
+    options.after_connect(|conn, _meta| {
+        Box::pin(async move {
+            sqlx::query("PRAGMA synchronous=NORMAL")
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+    })
 }
 
 fn flag(v: bool) -> i64 {
@@ -51,30 +75,38 @@ impl SqlStore {
                 }
             }
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(std::time::Duration::from_secs(10))
+        let write = pool_options(sqlite, if sqlite { 1 } else { max_connections })
             .connect(url)
             .await?;
         if sqlite {
             sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
+                .execute(&write)
                 .await?;
         }
-        migrator().run(&pool).await?;
-        Ok(SqlStore { pool, sqlite })
+        migrator().run(&write).await?;
+        let read = if sqlite {
+            pool_options(sqlite, max_connections).connect(url).await?
+        } else {
+            write.clone()
+        };
+        Ok(SqlStore {
+            read,
+            write,
+            sqlite,
+        })
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, sqlx::Any>> {
         Ok(if self.sqlite {
-            self.pool.begin_with("BEGIN IMMEDIATE").await?
+            self.write.begin_with("BEGIN IMMEDIATE").await?
         } else {
-            self.pool.begin().await?
+            self.write.begin().await?
         })
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.read.close().await;
+        self.write.close().await;
     }
 }
 
@@ -272,7 +304,7 @@ impl Store for SqlStore {
         .bind(&u.name)
         .bind(flag(u.disabled))
         .bind(u.created_at)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         if res.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("user {:?}", u.username)));
@@ -283,7 +315,7 @@ impl Store for SqlStore {
     async fn find_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         sqlx::query("SELECT * FROM users WHERE username = $1")
             .bind(username)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
             .as_ref()
             .map(user)
@@ -293,7 +325,7 @@ impl Store for SqlStore {
     async fn find_user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
         sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
             .as_ref()
             .map(user)
@@ -302,7 +334,7 @@ impl Store for SqlStore {
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
         sqlx::query("SELECT * FROM users ORDER BY username")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?
             .iter()
             .map(user)
@@ -315,7 +347,7 @@ impl Store for SqlStore {
                 .bind(hash)
                 .bind(now)
                 .bind(username)
-                .execute(&self.pool)
+                .execute(&self.write)
                 .await?;
         Ok(res.rows_affected() > 0)
     }
@@ -374,7 +406,7 @@ impl Store for SqlStore {
         .bind(flag(c.can_introspect))
         .bind(c.created_at)
         .bind(c.updated_at)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
@@ -395,7 +427,7 @@ impl Store for SqlStore {
         .bind(flag(c.can_introspect))
         .bind(c.created_at)
         .bind(c.updated_at)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         if res.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("client {:?}", c.client_id)));
@@ -406,7 +438,7 @@ impl Store for SqlStore {
     async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
         sqlx::query("SELECT * FROM clients WHERE client_id = $1")
             .bind(client_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
             .as_ref()
             .map(client)
@@ -415,7 +447,7 @@ impl Store for SqlStore {
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
         sqlx::query("SELECT * FROM clients ORDER BY created_at, client_id")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?
             .iter()
             .map(client)
@@ -435,7 +467,7 @@ impl Store for SqlStore {
             .bind(&metadata.client_name)
             .bind(now)
             .bind(client_id)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(res.rows_affected() > 0)
     }
@@ -478,7 +510,7 @@ impl Store for SqlStore {
 
     async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
         sqlx::query("SELECT * FROM signing_keys ORDER BY created_at")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?
             .iter()
             .map(key)
@@ -535,7 +567,7 @@ impl Store for SqlStore {
             .bind(&s.user_id)
             .bind(s.auth_time)
             .bind(s.expires_at)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -544,7 +576,7 @@ impl Store for SqlStore {
         let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = $1 AND expires_at > $2")
             .bind(id_hash)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         row.map(|r| {
             Ok(SessionRecord {
@@ -560,7 +592,7 @@ impl Store for SqlStore {
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -570,7 +602,7 @@ impl Store for SqlStore {
             sqlx::query("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
                 .bind(user_id)
                 .bind(client_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.read)
                 .await?
                 .map(|r| r.try_get::<String, _>("scope"))
                 .transpose()?,
@@ -592,7 +624,7 @@ impl Store for SqlStore {
         .bind(client_id)
         .bind(scope)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
@@ -613,7 +645,7 @@ impl Store for SqlStore {
         .bind(c.auth_time)
         .bind(c.created_at)
         .bind(c.expires_at)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
@@ -683,7 +715,7 @@ impl Store for SqlStore {
     async fn find_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
         sqlx::query("SELECT * FROM grants WHERE id = $1")
             .bind(grant_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
             .as_ref()
             .map(grant)
@@ -693,7 +725,7 @@ impl Store for SqlStore {
     async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>> {
         sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1")
             .bind(token_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
             .as_ref()
             .map(refresh)
@@ -732,7 +764,7 @@ impl Store for SqlStore {
             .bind(&a.audience)
             .bind(a.issued_at)
             .bind(a.expires_at)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -740,7 +772,7 @@ impl Store for SqlStore {
     async fn find_access_token(&self, jti: &str) -> StoreResult<Option<AccessTokenRecord>> {
         sqlx::query("SELECT * FROM access_tokens WHERE jti = $1")
             .bind(jti)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
             .as_ref()
             .map(access)
@@ -753,7 +785,7 @@ impl Store for SqlStore {
         )
         .bind(now)
         .bind(jti)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(res.rows_affected() > 0)
     }
@@ -777,13 +809,13 @@ impl Store for SqlStore {
              WHERE g.revoked_at IS NULL AND g.expires_at > $1 ORDER BY g.created_at, g.id",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         let tokens = sqlx::query(
             "SELECT jti, grant_id FROM access_tokens WHERE grant_id IS NOT NULL AND revoked_at IS NULL AND expires_at > $1 ORDER BY issued_at",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         let mut by_grant: std::collections::HashMap<String, Vec<String>> =
             std::collections::HashMap::new();
@@ -811,7 +843,7 @@ impl Store for SqlStore {
              FROM users u ORDER BY u.username",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?
         .iter()
         .map(|r| {
@@ -834,7 +866,7 @@ impl Store for SqlStore {
             .bind(&a.client_id)
             .bind(&a.ip)
             .bind(&a.detail)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -842,7 +874,7 @@ impl Store for SqlStore {
     async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditRecord>> {
         sqlx::query("SELECT * FROM audit_log ORDER BY at_ms DESC LIMIT $1")
             .bind(limit.clamp(1, 10_000))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?
             .iter()
             .map(|r| {
@@ -858,15 +890,20 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
     async fn get_or_init_kv(&self, k: &str, init: &str) -> StoreResult<String> {
         sqlx::query("INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(k)
             .bind(init)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(sqlx::query("SELECT value FROM kv WHERE key = $1")
             .bind(k)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.write)
             .await?
             .try_get("value")?)
     }

@@ -214,6 +214,21 @@ async fn session_skips_login_and_consent_is_remembered_and_prompt_login_forces_p
     assert_eq!(status, StatusCode::FOUND);
     assert!(location_params(&headers).contains_key("code"));
 
+    // prompt=consent asks again; prompt=none in a fresh browser says login_required.
+    let (status, _, body) = browser
+        .get(
+            &app,
+            &authorize_url(&app, client_id, &[("prompt", "consent")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("value=\"approve\""));
+    let (status, headers, _) = Browser::default()
+        .get(&app, &authorize_url(&app, client_id, &[("prompt", "none")]))
+        .await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(location_params(&headers)["error"], "login_required");
+
     // More scopes: consent again, but no login.
     let (status, _, body) = browser
         .get(
@@ -244,7 +259,21 @@ async fn session_skips_login_and_consent_is_remembered_and_prompt_login_forces_p
 #[tokio::test]
 async fn deny_redirects_with_access_denied_and_admin_gets_admin_scope() {
     let app = spawn_app().await;
-    let client = app.register_public(&[REDIRECT]).await;
+    // Registered with the scope of its first challenge; a later step-up still works.
+    let res = app
+        .http
+        .post(app.url("/register"))
+        .json(&serde_json::json!({
+            "client_name": "Stepper",
+            "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": "mcp:read"
+        }))
+        .send()
+        .await
+        .unwrap();
+    let client: serde_json::Value = res.json().await.unwrap();
     let client_id = client["client_id"].as_str().unwrap();
     let mut browser = Browser::default();
     let (_, _, body) = browser

@@ -4,6 +4,7 @@
 
 mod admin;
 mod cimd;
+mod config_clients;
 mod flow;
 mod helpers;
 mod negative;

@@ -6,7 +6,7 @@
 //! working; `Unavailable` only when there is no key at all.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -117,6 +117,8 @@ pub fn parse_jwks(doc: &serde_json::Value) -> Vec<Arc<CachedKey>> {
 #[derive(Default)]
 struct KeySet {
     keys: Vec<Arc<CachedKey>>,
+    /// When these keys were fetched (`None`: never).
+    loaded_at: Option<Instant>,
 }
 
 enum Lookup {
@@ -192,7 +194,21 @@ fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, VerifyEr
     serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)
 }
 
-pub struct JwksVerifier {
+/// Tuning of a [`JwksVerifier`] (from the settings).
+#[derive(Debug, Clone)]
+pub struct JwksOptions {
+    /// Accepted header algorithms (never `none`/`HS*`, see `claims::check_alg`).
+    pub algorithms: Vec<Algorithm>,
+    pub required_typ: Option<String>,
+    /// An unknown kid refetches the JWKS at most once per this interval.
+    pub min_refetch_interval: Duration,
+    /// Keys older than this are refreshed in the background (so a key the AS
+    /// withdrew stops being trusted); `None` = only on unknown kids.
+    pub refresh_interval: Option<Duration>,
+    pub cache_max_entries: usize,
+}
+
+struct Inner {
     jwks_uri: String,
     http: reqwest::Client,
     keys: RwLock<Arc<KeySet>>,
@@ -200,56 +216,35 @@ pub struct JwksVerifier {
     generation: AtomicU64,
     /// Time of the last refetch attempt triggered by an unknown kid (single-flight lock).
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
-    min_refetch_interval: Duration,
-    algorithms: Vec<Algorithm>,
-    required_typ: Option<String>,
+    /// Time of the last background refresh attempt.
+    last_background: Mutex<Option<Instant>>,
+    options: JwksOptions,
     rules: ClaimRules,
     cache: TokenCache,
 }
 
-impl JwksVerifier {
-    /// A verifier with no keys yet; call [`load_keys`](Self::load_keys).
-    pub fn new(
-        jwks_uri: String,
-        http: reqwest::Client,
-        rules: ClaimRules,
-        algorithms: Vec<Algorithm>,
-        required_typ: Option<String>,
-        min_refetch_interval: Duration,
-        cache_max_entries: usize,
-    ) -> Self {
-        JwksVerifier {
-            jwks_uri,
-            http,
-            keys: RwLock::new(Arc::new(KeySet::default())),
-            generation: AtomicU64::new(0),
-            last_refetch: tokio::sync::Mutex::new(None),
-            min_refetch_interval,
-            algorithms,
-            required_typ,
-            rules,
-            cache: TokenCache::new(cache_max_entries),
-        }
-    }
+/// Verifies JWT access tokens locally with the AS's published keys.
+pub struct JwksVerifier {
+    inner: Arc<Inner>,
+}
 
-    pub fn jwks_uri(&self) -> &str {
-        &self.jwks_uri
-    }
-
+impl Inner {
     fn key_set(&self) -> Arc<KeySet> {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Fetches the JWKS and replaces the cached keys; on failure the old keys stay.
-    /// Returns the number of usable keys loaded.
-    pub async fn load_keys(&self) -> Result<usize, String> {
+    async fn load_keys(&self) -> Result<usize, String> {
         let doc: serde_json::Value = get_json(&self.http, &self.jwks_uri).await?;
         let keys = parse_jwks(&doc);
         if keys.is_empty() {
             return Err("the JWKS holds no usable signing key".into());
         }
         let count = keys.len();
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(KeySet { keys });
+        let set = KeySet {
+            keys,
+            loaded_at: Some(Instant::now()),
+        };
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(count)
     }
@@ -261,7 +256,7 @@ impl JwksVerifier {
         if self.generation.load(Ordering::SeqCst) != seen_generation {
             return true; // someone refetched while we waited
         }
-        if last.is_some_and(|t| t.elapsed() < self.min_refetch_interval) {
+        if last.is_some_and(|t| t.elapsed() < self.options.min_refetch_interval) {
             return false;
         }
         *last = Some(Instant::now());
@@ -280,13 +275,54 @@ impl JwksVerifier {
         }
     }
 
+    /// Starts a background reload when the keys are older than the refresh interval
+    /// (at most one attempt per max(min refetch interval, 1 s)). Never delays the caller.
+    fn maybe_refresh_in_background(self: &Arc<Self>, set: &KeySet) {
+        let (Some(interval), Some(loaded_at)) = (self.options.refresh_interval, set.loaded_at)
+        else {
+            return;
+        };
+        if loaded_at.elapsed() < interval {
+            return;
+        }
+        {
+            let mut last = self
+                .last_background
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let spacing = self
+                .options
+                .min_refetch_interval
+                .max(Duration::from_secs(1));
+            if last.is_some_and(|t| t.elapsed() < spacing) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let inner = Arc::clone(self);
+        runtime.spawn(async move {
+            match inner.load_keys().await {
+                Ok(n) => log::debug!("refreshed {n} signing key(s) from {}", inner.jwks_uri),
+                Err(e) => log::warn!(
+                    "cannot refresh signing keys from {} (keeping the cached ones): {e}",
+                    inner.jwks_uri
+                ),
+            }
+        });
+    }
+
     async fn candidates(
-        &self,
+        self: &Arc<Self>,
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<Vec<Arc<CachedKey>>, VerifyError> {
         let generation = self.generation.load(Ordering::SeqCst);
-        match self.key_set().lookup(kid, alg) {
+        let set = self.key_set();
+        self.maybe_refresh_in_background(&set);
+        match set.lookup(kid, alg) {
             Lookup::Found(keys) => return Ok(keys),
             Lookup::Mismatch => return Err(VerifyError::DisallowedAlgorithm),
             Lookup::Missing => {}
@@ -309,15 +345,19 @@ impl JwksVerifier {
     }
 
     /// The full check of a token not in the cache.
-    async fn verify_uncached(&self, token: &str, now: i64) -> Result<Principal, VerifyError> {
+    async fn verify_uncached(
+        self: &Arc<Self>,
+        token: &str,
+        now: i64,
+    ) -> Result<Principal, VerifyError> {
         let parts = split(token)?;
         let header: JoseHeader = decode_part(parts.header)?;
-        let alg = check_alg(&header.alg, &self.algorithms)?;
+        let alg = check_alg(&header.alg, &self.options.algorithms)?;
         if header.crit.is_some() {
             // We understand no critical header extension (RFC 7515 §4.1.11).
             return Err(VerifyError::Malformed);
         }
-        check_typ(header.typ.as_deref(), self.required_typ.as_deref())?;
+        check_typ(header.typ.as_deref(), self.options.required_typ.as_deref())?;
         let keys = self.candidates(header.kid.as_deref(), alg).await?;
         let signed = keys.iter().any(|k| {
             matches!(
@@ -338,6 +378,41 @@ impl JwksVerifier {
     }
 }
 
+impl JwksVerifier {
+    /// A verifier with no keys yet; call [`load_keys`](Self::load_keys).
+    pub fn new(
+        jwks_uri: String,
+        http: reqwest::Client,
+        rules: ClaimRules,
+        options: JwksOptions,
+    ) -> Self {
+        let cache = TokenCache::new(options.cache_max_entries);
+        JwksVerifier {
+            inner: Arc::new(Inner {
+                jwks_uri,
+                http,
+                keys: RwLock::new(Arc::new(KeySet::default())),
+                generation: AtomicU64::new(0),
+                last_refetch: tokio::sync::Mutex::new(None),
+                last_background: Mutex::new(None),
+                options,
+                rules,
+                cache,
+            }),
+        }
+    }
+
+    pub fn jwks_uri(&self) -> &str {
+        &self.inner.jwks_uri
+    }
+
+    /// Fetches the JWKS and replaces the cached keys; on failure the old keys stay.
+    /// Returns the number of usable keys loaded.
+    pub async fn load_keys(&self) -> Result<usize, String> {
+        self.inner.load_keys().await
+    }
+}
+
 impl TokenVerifier for JwksVerifier {
     fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Principal, VerifyError>> {
         Box::pin(async move {
@@ -346,14 +421,14 @@ impl TokenVerifier for JwksVerifier {
             }
             let key = token_key(token);
             let now = unix_now();
-            if let Some(hit) = self.cache.get(&key, now) {
+            if let Some(hit) = self.inner.cache.get(&key, now) {
                 return Ok((*hit).clone());
             }
-            let principal = self.verify_uncached(token, now).await?;
-            let shared = Arc::new(principal);
-            self.cache
-                .admit(key, shared.clone(), shared.expires_at, now)?;
-            Ok(Arc::unwrap_or_clone(shared))
+            let principal = Arc::new(self.inner.verify_uncached(token, now).await?);
+            self.inner
+                .cache
+                .admit(key, principal.clone(), principal.expires_at, now)?;
+            Ok(Arc::unwrap_or_clone(principal))
         })
     }
 
@@ -361,7 +436,7 @@ impl TokenVerifier for JwksVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return None;
         }
-        self.cache.get(&token_key(token), unix_now())
+        self.inner.cache.get(&token_key(token), unix_now())
     }
 
     fn mode(&self) -> &'static str {
@@ -369,7 +444,8 @@ impl TokenVerifier for JwksVerifier {
     }
 
     fn key_ids(&self) -> Vec<String> {
-        self.key_set()
+        self.inner
+            .key_set()
             .keys
             .iter()
             .filter_map(|k| k.kid.clone())
@@ -377,11 +453,11 @@ impl TokenVerifier for JwksVerifier {
     }
 
     fn is_ready(&self) -> bool {
-        !self.key_set().keys.is_empty()
+        !self.inner.key_set().keys.is_empty()
     }
 
     fn deny_token_id(&self, token_id: &str, expires_at: i64) {
-        self.cache.deny(token_id, expires_at, unix_now());
+        self.inner.cache.deny(token_id, expires_at, unix_now());
     }
 }
 

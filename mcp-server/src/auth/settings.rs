@@ -55,6 +55,9 @@ pub struct AuthSettings {
     pub leeway_secs: u64,
     /// An unknown `kid` triggers at most one JWKS refetch per this interval.
     pub jwks_min_refetch_interval_secs: u64,
+    /// Keys older than this are reloaded in the background on the next uncached
+    /// token, so a key the AS withdrew stops being trusted. 0: only on unknown kids.
+    pub jwks_refresh_interval_secs: u64,
     /// Introspection endpoint override; otherwise from the AS metadata.
     pub introspection_endpoint: Option<String>,
     /// The RS's own client credentials (introspection, admin API).
@@ -85,6 +88,7 @@ impl Default for AuthSettings {
             required_typ: None,
             leeway_secs: 60,
             jwks_min_refetch_interval_secs: 30,
+            jwks_refresh_interval_secs: 900,
             introspection_endpoint: None,
             client_id: String::new(),
             client_secret: Secret::default(),
@@ -195,6 +199,7 @@ mod tests {
         assert_eq!(s.mode, VerifierMode::Jwks);
         assert_eq!(s.leeway_secs, 60);
         assert_eq!(s.jwks_min_refetch_interval_secs, 30);
+        assert_eq!(s.jwks_refresh_interval_secs, 900);
         assert_eq!(s.token_cache_max_entries, 10_000);
         assert_eq!(s.introspection_cache_max_ttl_secs, 300);
         assert_eq!(s.algorithms, vec!["ES256", "RS256", "EdDSA"]);

@@ -9,7 +9,7 @@ use shared::metadata::AuthorizationServerMetadata;
 use super::claims::ClaimRules;
 use super::discovery::{candidate_urls, discover, discover_with_retries};
 use super::introspection::IntrospectionVerifier;
-use super::jwks::JwksVerifier;
+use super::jwks::{JwksOptions, JwksVerifier};
 use super::settings::{AuthSettings, VerifierMode};
 use super::TokenVerifier;
 
@@ -98,15 +98,17 @@ pub async fn build_verifier(
             let algorithms = settings
                 .parsed_algorithms()
                 .map_err(AuthSetupError::Invalid)?;
-            let verifier = JwksVerifier::new(
-                jwks_uri,
-                http,
-                rules,
+            let options = JwksOptions {
                 algorithms,
-                settings.required_typ.clone(),
-                Duration::from_secs(settings.jwks_min_refetch_interval_secs),
-                settings.token_cache_max_entries,
-            );
+                required_typ: settings.required_typ.clone(),
+                min_refetch_interval: Duration::from_secs(settings.jwks_min_refetch_interval_secs),
+                refresh_interval: match settings.jwks_refresh_interval_secs {
+                    0 => None,
+                    secs => Some(Duration::from_secs(secs)),
+                },
+                cache_max_entries: settings.token_cache_max_entries,
+            };
+            let verifier = JwksVerifier::new(jwks_uri, http, rules, options);
             let mut attempt = 0;
             loop {
                 match verifier.load_keys().await {

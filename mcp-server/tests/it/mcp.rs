@@ -1243,7 +1243,9 @@ async fn expired_sessions_are_forgotten() {
     let token = s.token("pia", "mcp:read");
     let session = s.initialize(Some(&token)).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (status, _, _) = s.rpc(Some(&token), &session, 2, "tools/list", json!({})).await;
+    let (status, _, _) = s
+        .rpc(Some(&token), &session, 2, "tools/list", json!({}))
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -1257,23 +1259,104 @@ async fn introspection_mode_works_through_the_endpoint() {
     .await;
     let token = s.token("quinn", "mcp:read");
     let session = s.initialize(Some(&token)).await;
-    let (status, _, body) = s.call_tool(Some(&token), &session, "auth_status", json!({})).await;
+    let (status, _, body) = s
+        .call_tool(Some(&token), &session, "auth_status", json!({}))
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(body["result"]["structuredContent"]["verification_mode"], "introspection");
+    assert_eq!(
+        body["result"]["structuredContent"]["verification_mode"],
+        "introspection"
+    );
     assert_eq!(body["result"]["structuredContent"]["subject"], "quinn");
-    s.fake.revoke(&token);
-    let other = s.token("quinn", "mcp:read");
-    let r = s.post(Some(&other), None, &initialize_body()).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    // An opaque token the AS does not know is inactive: 401 invalid_token.
+    let r = s
+        .post(Some("opaque-unknown-token"), None, &initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(www_authenticate(r.headers()).contains("error=\"invalid_token\""));
 }
 
 #[tokio::test]
 async fn readiness_reports_missing_keys() {
     let s = spawn_with(|_, fake| fake.set_down(true)).await;
-    let r = s.http.get(format!("{}/readyz", s.base)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/readyz", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["ready"], false);
-    let r = s.http.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn priming_events_can_be_switched_off() {
+    let s = spawn_with(|settings, _| settings.transport.sse_retry_ms = 0).await;
+    let token = s.token("rita", "mcp:read");
+    let r = s
+        .post(Some(&token), None, &initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("retry:"), "{text}");
+    assert_eq!(sse_messages(&text).len(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn an_event_stream_ends_when_its_token_expires() {
+    let s = spawn().await;
+    let token = s.token("sam", "mcp:read");
+    let session = s.initialize(Some(&token)).await;
+    let mut claims = s.fake.claims("sam", "mcp:read", &s.resource);
+    claims["exp"] = json!(now() + 2);
+    let short = s.fake.mint(claims);
+    let response = s
+        .http
+        .get(s.mcp_url())
+        .bearer_auth(&short)
+        .header("Accept", "text/event-stream")
+        .header("Mcp-Session-Id", &session)
+        .header("MCP-Protocol-Version", LEGACY_VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(8), response.text())
+        .await
+        .expect("the stream must end at the token's expiry");
+    assert!(body.unwrap().contains("retry:"));
+}
+
+#[tokio::test]
+async fn a_subject_cannot_pile_up_sessions() {
+    let s = spawn_with(|settings, _| settings.transport.max_sessions_per_subject = 1).await;
+    let token = s.token("tom", "mcp:read");
+    let first = s.initialize(Some(&token)).await;
+    let other = s.token("uma", "mcp:read");
+    let others = s.initialize(Some(&other)).await;
+    let second = s.initialize(Some(&token)).await;
+    let (status, _, _) = s
+        .rpc(Some(&token), &first, 2, "tools/list", json!({}))
+        .await;
+    assert_eq!(status, 404, "the oldest session of the subject was closed");
+    let (status, _, _) = s
+        .rpc(Some(&token), &second, 2, "tools/list", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = s
+        .rpc(Some(&other), &others, 2, "tools/list", json!({}))
+        .await;
+    assert_eq!(status, 200);
 }

@@ -673,3 +673,83 @@ async fn introspection_cache_ttl_and_credentials() {
     .await;
     assert!(explicit.verify(&token).await.is_ok());
 }
+
+#[tokio::test]
+async fn stale_keys_are_refreshed_in_the_background() {
+    let fake = FakeAs::start().await;
+    let settings = AuthSettings {
+        jwks_refresh_interval_secs: 1,
+        ..jwks_settings(&fake)
+    };
+    let verifier = build(settings).await;
+    let old_kid = fake.kid();
+    let old_a = fake.token("alice", "mcp:read", RESOURCE);
+    let old_b = fake.token("bob", "mcp:read", RESOURCE);
+    fake.rotate_key();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    // The keys are stale: this request is still answered with the cached key, and it
+    // starts a reload without waiting for it.
+    assert!(verifier.verify(&old_a).await.is_ok());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while verifier.key_ids() == vec![old_kid.clone()] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background refresh did not happen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(verifier.key_ids(), vec![fake.kid()]);
+    assert_eq!(fake.jwks_hits(), 2);
+    // The withdrawn key is no longer trusted for tokens not seen before.
+    assert_eq!(
+        verifier.verify(&old_b).await.unwrap_err(),
+        VerifyError::UnknownKey
+    );
+    assert!(verifier
+        .verify(&fake.token("carol", "mcp:read", RESOURCE))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn discovery_falls_back_to_openid_configuration() {
+    let fake = FakeAs::start().await;
+    fake.set_oidc_only(true);
+    let built = build_verifier(&jwks_settings(&fake), RESOURCE, reqwest::Client::new())
+        .await
+        .unwrap();
+    let metadata = built.metadata.expect("metadata from OIDC discovery");
+    assert_eq!(metadata.issuer, fake.issuer());
+    assert_eq!(metadata.jwks_uri.as_deref(), Some(fake.jwks_uri().as_str()));
+    assert!(built
+        .verifier
+        .verify(&fake.token("alice", "mcp:read", RESOURCE))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn eddsa_tokens_verify_and_the_allow_list_applies() {
+    let fake = FakeAs::start().await;
+    let claims = fake.claims("alice", "mcp:read", RESOURCE);
+    let eddsa = fake.mint_eddsa(claims.clone());
+    let verifier = build(jwks_settings(&fake)).await;
+    assert_eq!(
+        verifier.key_ids().len(),
+        2,
+        "ES256 and Ed25519 keys published"
+    );
+    assert_eq!(verifier.verify(&eddsa).await.unwrap().subject, "alice");
+
+    let es256_only = build(AuthSettings {
+        algorithms: vec!["ES256".into()],
+        ..jwks_settings(&fake)
+    })
+    .await;
+    assert_eq!(
+        es256_only.verify(&eddsa).await.unwrap_err(),
+        VerifyError::DisallowedAlgorithm
+    );
+    assert!(es256_only.verify(&fake.mint(claims)).await.is_ok());
+}

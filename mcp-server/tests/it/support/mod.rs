@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -60,10 +62,42 @@ impl SigningKey {
     }
 }
 
+/// An Ed25519 key (published next to the primary ES256 key once created).
+struct EdKey {
+    kid: String,
+    encoding: EncodingKey,
+    jwk: Value,
+}
+
+impl EdKey {
+    fn generate() -> Self {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("generate Ed25519 key");
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("parse Ed25519 key");
+        let kid = shared::secret::random_token(12);
+        let jwk = json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+            "kid": kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        });
+        EdKey {
+            kid,
+            encoding: EncodingKey::from_ed_der(pkcs8.as_ref()),
+            jwk,
+        }
+    }
+}
+
 struct FakeState {
     issuer: String,
     key: Mutex<Arc<SigningKey>>,
+    ed_key: Mutex<Option<Arc<EdKey>>>,
     down: AtomicBool,
+    /// Serve the metadata only at the OIDC discovery path (like Auth0 or Entra).
+    oidc_only: AtomicBool,
     jwks_hits: AtomicUsize,
     introspection_hits: AtomicUsize,
     /// Introspection answers by token value (minted tokens, overrides, revocations).
@@ -103,7 +137,9 @@ impl FakeAs {
         let state = Arc::new(FakeState {
             issuer,
             key: Mutex::new(Arc::new(SigningKey::generate())),
+            ed_key: Mutex::new(None),
             down: AtomicBool::new(false),
+            oidc_only: AtomicBool::new(false),
             jwks_hits: AtomicUsize::new(0),
             introspection_hits: AtomicUsize::new(0),
             answers: Mutex::new(HashMap::new()),
@@ -115,6 +151,10 @@ impl FakeAs {
                 .route(
                     "/.well-known/oauth-authorization-server",
                     web::get().to(metadata),
+                )
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(openid_configuration),
                 )
                 .route("/jwks.json", web::get().to(jwks))
                 .route("/introspect", web::post().to(introspect))
@@ -235,6 +275,24 @@ impl FakeAs {
         .expect("sign HS256")
     }
 
+    /// Signs with an Ed25519 key (`alg: EdDSA`, `typ: at+jwt`), created and published
+    /// in the JWKS on first use (so a verifier built before sees an unknown kid).
+    pub fn mint_eddsa(&self, claims: Value) -> String {
+        let key = self
+            .state
+            .ed_key
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| Arc::new(EdKey::generate()))
+            .clone();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(shared::claims::ACCESS_TOKEN_TYP.to_string());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).expect("sign EdDSA");
+        self.register(&token, &claims);
+        token
+    }
+
     /// Generates a new key (new kid); the old key is no longer published.
     pub fn rotate_key(&self) {
         *self.state.key.lock().unwrap() = Arc::new(SigningKey::generate());
@@ -243,6 +301,12 @@ impl FakeAs {
     /// When down, `/jwks.json` and `/introspect` answer 503 (metadata still answers).
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Metadata only at `/.well-known/openid-configuration` (the RFC 8414 path
+    /// answers 404), as Auth0 and Entra do. Default: RFC 8414 only.
+    pub fn set_oidc_only(&self, oidc_only: bool) {
+        self.state.oidc_only.store(oidc_only, Ordering::SeqCst);
     }
 
     pub fn jwks_hits(&self) -> usize {
@@ -290,6 +354,20 @@ impl FakeAs {
 }
 
 async fn metadata(state: web::Data<FakeState>) -> HttpResponse {
+    if state.oidc_only.load(Ordering::SeqCst) {
+        return HttpResponse::NotFound().finish();
+    }
+    metadata_document(&state)
+}
+
+async fn openid_configuration(state: web::Data<FakeState>) -> HttpResponse {
+    if !state.oidc_only.load(Ordering::SeqCst) {
+        return HttpResponse::NotFound().finish();
+    }
+    metadata_document(&state)
+}
+
+fn metadata_document(state: &FakeState) -> HttpResponse {
     let iss = &state.issuer;
     HttpResponse::Ok().json(json!({
         "issuer": iss,
@@ -312,8 +390,11 @@ async fn jwks(state: web::Data<FakeState>) -> HttpResponse {
     if state.down.load(Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().finish();
     }
-    let jwk = state.key.lock().unwrap().jwk.clone();
-    HttpResponse::Ok().json(json!({ "keys": [jwk] }))
+    let mut keys = vec![state.key.lock().unwrap().jwk.clone()];
+    if let Some(ed) = state.ed_key.lock().unwrap().as_ref() {
+        keys.push(ed.jwk.clone());
+    }
+    HttpResponse::Ok().json(json!({ "keys": keys }))
 }
 
 fn basic_auth_ok(req: &HttpRequest) -> bool {
