@@ -20,9 +20,12 @@ fn optional(path: &str) -> Option<&Path> {
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init_logging("info,actix_web::middleware::logger=warn");
 
-    let mut auth_settings: auth_server::settings::Settings =
-        shared::settings::load(optional(AUTH_CONFIG), "AUTH", auth_server::settings::LIST_KEYS)
-            .context("loading the auth-server configuration")?;
+    let mut auth_settings: auth_server::settings::Settings = shared::settings::load(
+        optional(AUTH_CONFIG),
+        "AUTH",
+        auth_server::settings::LIST_KEYS,
+    )
+    .context("loading the auth-server configuration")?;
     auth_settings.demo.enabled = true;
     let auth_app = auth_server::Application::build(auth_settings.clone())
         .await
