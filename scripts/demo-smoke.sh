@@ -26,4 +26,4 @@ for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
 if kill -0 "$pid" 2>/dev/null; then echo "demo did not stop on Ctrl-C"; kill -9 "$pid"; exit 1; fi
 trap - EXIT
 rm -rf "$data_dir"
-echo "demo smoke: 1 passed, 0 failed"
+echo "demo-smoke: 1 passed, 0 failed"

@@ -27,3 +27,7 @@ if [ ! -d e2e/node_modules/@modelcontextprotocol/sdk ]; then
   (cd e2e && npm ci --no-audit --no-fund)
 fi
 (cd e2e && MCP_E2E_BIN_DIR="$target_dir/debug" npm test)
+
+echo "== interoperability: MCP conformance suite (0.1.16 + 0.2.0-alpha) and a FastMCP resource server"
+# The node-oidc-provider tests already ran above as part of e2e/tests.
+INTEROP_ONLY=conformance,python MCP_E2E_BIN_DIR="$target_dir/debug" bash e2e/run-interop.sh

@@ -117,20 +117,39 @@ impl Extensions {
         })
     }
 
+    /// Before a login attempt: every attempt counts against the client IP; the
+    /// per-username budget is only checked here (it is charged by
+    /// [`Self::charge_failed_login`]), so successful logins never lock a user out.
     pub fn check_login(&self, ip: std::net::IpAddr, username: &str) -> AppResult<()> {
-        self.check(Bucket::LoginIp, &ip.to_string())?;
+        self.check(Bucket::LoginIp, &crate::ratelimit::ip_key(ip))?;
         if !username.is_empty() {
-            self.check(Bucket::LoginUser, &username.to_lowercase())?;
+            self.limiter
+                .peek(Bucket::LoginUser, &username.to_lowercase())
+                .map_err(|r| {
+                    self.rate_limited.inc(&[Bucket::LoginUser.as_str()]);
+                    rate_limited(r)
+                })?;
         }
         Ok(())
     }
 
+    /// After a failed login: counts against the username's budget.
+    pub fn charge_failed_login(&self, username: &str) {
+        if !username.is_empty() {
+            // A refusal here only means the budget is already spent; the next
+            // attempt is refused by `check_login`.
+            let _ = self
+                .limiter
+                .check(Bucket::LoginUser, &username.to_lowercase());
+        }
+    }
+
     pub fn check_register(&self, ip: std::net::IpAddr) -> AppResult<()> {
-        self.check(Bucket::RegisterIp, &ip.to_string())
+        self.check(Bucket::RegisterIp, &crate::ratelimit::ip_key(ip))
     }
 
     pub fn check_token_ip(&self, ip: std::net::IpAddr) -> AppResult<()> {
-        self.check(Bucket::TokenIp, &ip.to_string())
+        self.check(Bucket::TokenIp, &crate::ratelimit::ip_key(ip))
     }
 
     pub fn check_token_client(&self, client_id: &str) -> AppResult<()> {
@@ -187,6 +206,45 @@ fn cimd_client(doc: ClientMetadataDocument) -> crate::storage::ClientRecord {
     )
 }
 
+/// The demo accounts with their published passwords.
+const DEMO_USERS: [(&str, &str, Role, &str); 3] = [
+    ("inspector", "inspector123", Role::Admin, "MCP Inspector"),
+    ("admin", "admin123", Role::Admin, "Admin User"),
+    ("demo", "demo123", Role::User, "Demo User"),
+];
+
+/// Server start without demo mode on a database that once ran with `--demo`: the
+/// demo client's secret and the demo passwords are public, so the client is removed
+/// and demo accounts that still have their published password are disabled.
+pub async fn retire_demo_leftovers(store: &dyn Store) -> anyhow::Result<()> {
+    if let Some(client) = store.find_client("mcp-server").await? {
+        if client.source == "demo" {
+            store.delete_client(&client.client_id, now()).await?;
+            log::warn!(
+                "demo mode is off: removed the demo client mcp-server (its secret is public); configure a client in [[clients]] instead"
+            );
+        }
+    }
+    for (username, password, _, _) in DEMO_USERS {
+        let Some(user) = store.find_user_by_name(username).await? else {
+            continue;
+        };
+        if user.disabled {
+            continue;
+        }
+        let hash = user.password_hash.clone();
+        let still_public =
+            tokio::task::spawn_blocking(move || passwords::verify(password, &hash)).await?;
+        if still_public {
+            store.set_disabled(username, true, now()).await?;
+            log::warn!(
+                "demo mode is off: disabled the account {username}, which still has its published demo password (set a new one with `auth-server user passwd {username}`, then `auth-server user enable {username}`)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Creates the first signing key, configured clients and (with `demo.enabled`) the
 /// demo users and mcp-server's client. Idempotent.
 pub async fn bootstrap(settings: &Settings, store: &dyn Store) -> anyhow::Result<()> {
@@ -205,11 +263,7 @@ pub async fn bootstrap(settings: &Settings, store: &dyn Store) -> anyhow::Result
         store.upsert_client(&configured_client(c)).await?;
     }
     if settings.demo.enabled {
-        for (username, password, role, name) in [
-            ("inspector", "inspector123", Role::Admin, "MCP Inspector"),
-            ("admin", "admin123", Role::Admin, "Admin User"),
-            ("demo", "demo123", Role::User, "Demo User"),
-        ] {
+        for (username, password, role, name) in DEMO_USERS {
             if store.find_user_by_name(username).await?.is_some() {
                 continue;
             }
@@ -339,6 +393,9 @@ impl Application {
             .with_context(|| format!("opening the database {}", settings.database_url()))?;
         let store: Arc<dyn Store> = Arc::new(store);
         bootstrap(&settings, store.as_ref()).await?;
+        if !settings.demo.enabled {
+            retire_demo_leftovers(store.as_ref()).await?;
+        }
         let ring = keys::KeyRing::from_stored(
             &store.list_keys().await?,
             now(),
@@ -368,8 +425,10 @@ impl Application {
                 .app_data(app_state.clone())
                 .configure(|cfg| routes(cfg, &app_state))
                 .wrap(from_fn(track))
-                .wrap(shared::telemetry::access_logger())
+                // The request-id middleware sits inside the access logger so the
+                // logger sees the `x-request-id` response header it sets.
                 .wrap(from_fn(shared::telemetry::request_id))
+                .wrap(shared::telemetry::access_logger())
         })
         .tcp_nodelay(true)
         .disable_signals()
@@ -510,7 +569,15 @@ fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
                     JsonPayloadError::Overflow { .. }
                         | JsonPayloadError::OverflowKnownLength { .. }
                 );
-                body_error(overflow, "invalid JSON")
+                match &err {
+                    // The parser's message (position, "expected a JSON object",
+                    // "duplicate member") helps a client developer; it never echoes
+                    // more than a member name.
+                    JsonPayloadError::Deserialize(e) => {
+                        body_error(false, &format!("invalid JSON ({e})"))
+                    }
+                    _ => body_error(overflow, "invalid JSON"),
+                }
             }),
     )
     .app_data(web::PayloadConfig::new(limit))
@@ -522,21 +589,21 @@ fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
         .into()
     }))
     .service(
-        web::resource("/.well-known/oauth-authorization-server/{tail:.*}")
+        api_resource("/.well-known/oauth-authorization-server/{tail:.*}")
             .wrap(cors())
             .route(web::get().to(http::metadata::path_inserted)),
     )
     .service(
-        web::resource("/.well-known/openid-configuration/{tail:.*}")
+        api_resource("/.well-known/openid-configuration/{tail:.*}")
             .wrap(cors())
             .route(web::get().to(http::metadata::path_inserted)),
     )
-    .configure(endpoints);
+    .configure(|c| endpoints(c, limit));
     // With a pathed issuer (https://host/auth) the endpoints are also served under
     // the path, so the advertised URLs work with or without a prefix-stripping proxy.
     let path = issuer_path(&state.issuer);
     if !path.is_empty() {
-        cfg.service(web::scope(&path).configure(endpoints));
+        cfg.service(web::scope(&path).configure(|c| endpoints(c, limit)));
     }
     cfg.default_service(web::to(not_found));
 }
@@ -548,63 +615,156 @@ pub(crate) fn issuer_path(issuer: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The form extractor of the browser endpoints (`/login`, `/consent`): a bad body
+/// gets the HTML error page, like every other failure a user sees there.
+fn page_form_config(limit: usize) -> web::FormConfig {
+    web::FormConfig::default()
+        .limit(limit)
+        .error_handler(|err, _| {
+            let status = if matches!(err, actix_web::error::UrlencodedError::Overflow { .. }) {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            AppError::Page {
+                status,
+                title: "Invalid request".into(),
+                message: "This form could not be read. Go back to the application and start signing in again.".into(),
+            }
+            .into()
+        })
+}
+
 /// Every endpoint below the issuer (also the OIDC-appended well-known documents).
-fn endpoints(cfg: &mut web::ServiceConfig) {
+fn endpoints(cfg: &mut web::ServiceConfig, limit: usize) {
     cfg.service(
-        web::resource("/.well-known/oauth-authorization-server")
+        api_resource("/.well-known/oauth-authorization-server")
             .wrap(cors())
             .route(web::get().to(http::metadata::oauth_metadata)),
     )
     .service(
-        web::resource("/.well-known/openid-configuration")
+        api_resource("/.well-known/openid-configuration")
             .wrap(cors())
             .route(web::get().to(http::metadata::oauth_metadata)),
     )
-    .service(web::resource("/authorize").route(web::get().to(http::authorize::authorize)))
-    .service(web::resource("/login").route(web::post().to(http::authorize::login)))
-    .service(web::resource("/consent").route(web::post().to(http::authorize::consent)))
+    .service(page_resource("/authorize").route(web::get().to(http::authorize::authorize)))
     .service(
-        web::resource("/token")
+        page_resource("/login")
+            .app_data(page_form_config(limit))
+            .route(web::post().to(http::authorize::login)),
+    )
+    .service(
+        page_resource("/consent")
+            .app_data(page_form_config(limit))
+            .route(web::post().to(http::authorize::consent)),
+    )
+    .service(
+        api_resource("/token")
             .wrap(cors())
             .route(web::post().to(http::token::token)),
     )
     .service(
-        web::resource("/register")
+        api_resource("/register")
             .wrap(cors())
             .route(web::post().to(http::register::register)),
     )
     .service(
-        web::resource("/register/{client_id}")
+        api_resource("/register/{client_id}")
             .wrap(cors())
             .route(web::get().to(http::register::read))
             .route(web::put().to(http::register::update))
             .route(web::delete().to(http::register::delete)),
     )
     .service(
-        web::resource("/revoke")
+        api_resource("/revoke")
             .wrap(cors())
             .route(web::post().to(http::revoke::revoke)),
     )
-    .service(web::resource("/introspect").route(web::post().to(http::introspect::introspect)))
+    .service(api_resource("/introspect").route(web::post().to(http::introspect::introspect)))
     .service(
-        web::resource("/userinfo")
+        api_resource("/userinfo")
             .wrap(cors())
             .route(web::get().to(http::userinfo::userinfo))
             .route(web::post().to(http::userinfo::userinfo)),
     )
     .service(
-        web::resource("/jwks.json")
+        api_resource("/jwks.json")
             .wrap(cors())
             .route(web::get().to(http::jwks::jwks)),
     )
-    .service(web::resource("/healthz").route(web::get().to(http::health::healthz)))
-    .service(web::resource("/metrics").route(web::get().to(http::health::metrics)))
-    .service(web::resource("/admin/grants").route(web::get().to(http::admin::list_grants)))
-    .service(web::resource("/admin/grants/revoke").route(web::post().to(http::admin::revoke_grant)))
-    .service(web::resource("/admin/stats/users").route(web::get().to(http::admin::user_stats)));
+    .service(api_resource("/healthz").route(web::get().to(http::health::healthz)))
+    .service(api_resource("/metrics").route(web::get().to(http::health::metrics)))
+    .service(api_resource("/admin/grants").route(web::get().to(http::admin::list_grants)))
+    .service(api_resource("/admin/grants/revoke").route(web::post().to(http::admin::revoke_grant)))
+    .service(api_resource("/admin/stats/users").route(web::get().to(http::admin::user_stats)));
+}
+
+/// A JSON API resource: other methods get a 405 OAuth-style JSON error.
+fn api_resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async {
+        Err::<HttpResponse, _>(AppError::OAuth {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            error: "invalid_request",
+            description: "this HTTP method is not allowed on this endpoint".into(),
+        })
+    }))
+}
+
+/// A browser resource: other methods get a 405 HTML error page.
+fn page_resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async {
+        Err::<HttpResponse, _>(AppError::Page {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            title: "Invalid request".into(),
+            message: "This page cannot be opened this way. Go back to the application and start signing in again.".into(),
+        })
+    }))
 }
 
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound()
         .json(serde_json::json!({"error": "not_found", "error_description": "no such endpoint"}))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64() {
+        let mut settings = Settings::default();
+        settings.rate_limit.register_per_ip_per_minute = 1;
+        settings.cimd.enabled = false;
+        let ext = Extensions::new(&settings).unwrap();
+        let a: std::net::IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(ext.check_register(a).is_ok());
+        // Rotating addresses inside the same /64 does not buy a new budget.
+        assert!(matches!(
+            ext.check_register(b),
+            Err(AppError::RateLimited { .. })
+        ));
+        assert!(ext.check_register(other).is_ok());
+    }
+
+    #[test]
+    fn successful_logins_do_not_spend_the_username_budget() {
+        let mut settings = Settings::default();
+        settings.rate_limit.login_per_user_per_minute = 2;
+        settings.cimd.enabled = false;
+        let ext = Extensions::new(&settings).unwrap();
+        let ip: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..10 {
+            assert!(ext.check_login(ip, "alice").is_ok());
+        }
+        ext.charge_failed_login("Alice");
+        ext.charge_failed_login("alice");
+        assert!(matches!(
+            ext.check_login(ip, "ALICE"),
+            Err(AppError::RateLimited { .. })
+        ));
+        assert!(ext.check_login(ip, "bob").is_ok());
+    }
 }

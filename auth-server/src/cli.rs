@@ -49,7 +49,8 @@ pub enum Command {
     Keys(KeysCommand),
     /// Show the newest audit events.
     Audit {
-        #[arg(long, default_value_t = 50)]
+        /// How many events to show (1..=10000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
     },
 }
@@ -206,14 +207,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&settings).await?;
             match cmd {
                 ClientCommand::List => {
-                    println!("{:<44} {:<8} {:<12} NAME", "CLIENT_ID", "SOURCE", "AUTH");
+                    println!("{:<44} {:<8} {:<20} NAME", "CLIENT_ID", "SOURCE", "AUTH");
                     for c in store.list_clients().await? {
                         println!(
-                            "{:<44} {:<8} {:<12} {}",
-                            c.client_id,
+                            "{:<44} {:<8} {:<20} {}",
+                            printable(&c.client_id),
                             c.source,
-                            c.metadata.token_endpoint_auth_method,
-                            c.client_name.as_deref().unwrap_or("-")
+                            printable(&c.metadata.token_endpoint_auth_method),
+                            printable(c.client_name.as_deref().unwrap_or("-"))
                         );
                     }
                 }
@@ -238,8 +239,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         println!(
                             "{:<34} {:<16} {:<24} {:<26} {}",
                             g.grant.id,
-                            g.username,
-                            g.client_name.as_deref().unwrap_or(&g.grant.client_id),
+                            printable(&g.username),
+                            printable(g.client_name.as_deref().unwrap_or(&g.grant.client_id)),
                             g.grant.scope,
                             when(g.grant.expires_at)
                         );
@@ -283,10 +284,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "{} {:<16} user={} client={} ip={} {}",
                     when(a.at_ms / 1000),
                     a.event,
-                    a.username.as_deref().unwrap_or("-"),
-                    a.client_id.as_deref().unwrap_or("-"),
+                    printable(a.username.as_deref().unwrap_or("-")),
+                    printable(a.client_id.as_deref().unwrap_or("-")),
                     a.ip.as_deref().unwrap_or("-"),
-                    a.detail
+                    printable(&a.detail)
                 );
             }
             Ok(())
@@ -346,7 +347,7 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
             for u in store.list_users().await? {
                 println!(
                     "{:<24} {:<6} {:<9} {}",
-                    u.username,
+                    printable(&u.username),
                     u.role,
                     if u.disabled { "disabled" } else { "active" },
                     u.email.as_deref().unwrap_or("-")
@@ -414,5 +415,51 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Text that came from the network (usernames typed into the login form, client
+/// names from registrations) with control characters escaped, so that printing it
+/// cannot inject terminal escape sequences or fake lines.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn network_text_is_printed_without_control_characters() {
+        assert_eq!(printable("alice"), "alice");
+        assert_eq!(printable("é ü 名前"), "é ü 名前");
+        let hostile = "x\u{1b}]0;pwned\u{7}\nfake 2026 login_success";
+        let shown = printable(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("\\u{1b}"));
+        assert!(shown.contains("\\n"));
+    }
+
+    #[test]
+    fn audit_limit_is_validated() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        assert!(parse(&["auth-server", "audit", "--limit", "0"]).is_err());
+        assert!(parse(&["auth-server", "audit", "--limit", "10001"]).is_err());
+        match parse(&["auth-server", "audit", "--limit", "5"])
+            .unwrap()
+            .command
+        {
+            Command::Audit { limit } => assert_eq!(limit, 5),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

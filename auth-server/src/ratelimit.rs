@@ -28,7 +28,8 @@ pub struct RateLimitSettings {
     pub enabled: bool,
     /// Login attempts (POSTs of the login form) per client IP.
     pub login_per_ip_per_minute: u32,
-    /// Login attempts per username, whatever the IP.
+    /// Failed login attempts per username, whatever the IP (successful logins are
+    /// not counted, so a test suite or a shared demo account is never locked out).
     pub login_per_user_per_minute: u32,
     /// Dynamic client registrations per client IP.
     pub register_per_ip_per_minute: u32,
@@ -197,6 +198,31 @@ impl RateLimiter {
         self.check_at(bucket, key, now)
     }
 
+    /// Whether `key` would be allowed in `bucket` right now, without counting a request:
+    /// for limits that are charged only after the outcome is known (failed logins).
+    pub fn peek(&self, bucket: Bucket, key: &str) -> Result<(), RetryAfter> {
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.peek_at(bucket, key, now)
+    }
+
+    fn peek_at(&self, bucket: Bucket, key: &str, now: u64) -> Result<(), RetryAfter> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let Some(state) = self.buckets.get(bucket.index()) else {
+            return Ok(());
+        };
+        let Some(rate) = state.rate else {
+            return Ok(());
+        };
+        let shard_idx = (self.hasher.hash_one(key) as usize) % SHARDS;
+        let Some(shard) = state.shards.get(shard_idx) else {
+            return Ok(());
+        };
+        let tat = lock(shard).get(key).copied().unwrap_or(now).max(now);
+        refusal(tat, rate, now)
+    }
+
     /// Number of keys currently remembered (all buckets).
     pub fn tracked_keys(&self) -> usize {
         self.buckets
@@ -224,12 +250,7 @@ impl RateLimiter {
         };
         let mut map = lock(shard);
         let tat = map.get(key).copied().unwrap_or(now).max(now);
-        let allow_at = tat.saturating_sub(rate.tolerance);
-        if now < allow_at {
-            let wait = Duration::from_nanos(allow_at - now);
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            return Err(RetryAfter(secs.max(1)));
-        }
+        refusal(tat, rate, now)?;
         let new_tat = tat.saturating_add(rate.interval);
         if let Some(slot) = map.get_mut(key) {
             *slot = new_tat;
@@ -250,6 +271,17 @@ impl RateLimiter {
         }
         Ok(())
     }
+}
+
+/// GCRA: refuse when the theoretical arrival time runs more than the burst tolerance ahead.
+fn refusal(tat: u64, rate: Rate, now: u64) -> Result<(), RetryAfter> {
+    let allow_at = tat.saturating_sub(rate.tolerance);
+    if now < allow_at {
+        let wait = Duration::from_nanos(allow_at - now);
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(RetryAfter(secs.max(1)));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -508,6 +540,22 @@ mod tests {
             assert!(rl.check_at(Bucket::TokenClient, "c", SEC).is_err());
         }
         assert!(rl.check_at(Bucket::TokenClient, "c", 60 * SEC).is_ok());
+    }
+
+    #[test]
+    fn peek_does_not_charge() {
+        let rl = limiter(|s| s.login_per_user_per_minute = 2);
+        for _ in 0..100 {
+            assert_eq!(rl.peek_at(Bucket::LoginUser, "alice", 0), Ok(()));
+        }
+        assert!(rl.check_at(Bucket::LoginUser, "alice", 0).is_ok());
+        assert!(rl.check_at(Bucket::LoginUser, "alice", 0).is_ok());
+        assert_eq!(
+            rl.peek_at(Bucket::LoginUser, "alice", 0),
+            Err(RetryAfter(30))
+        );
+        assert_eq!(rl.peek_at(Bucket::LoginUser, "bob", 0), Ok(()));
+        assert_eq!(rl.peek_at(Bucket::LoginUser, "alice", 30 * SEC), Ok(()));
     }
 
     #[test]

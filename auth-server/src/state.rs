@@ -135,8 +135,7 @@ impl AppState {
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let basic =
-            authorization.is_some_and(|a| a.len() > 6 && a[..6].eq_ignore_ascii_case("basic "));
+        let basic = authorization.is_some_and(|a| client_auth::basic_credentials(a).is_some());
         let presented = client_auth::presented(authorization, form_client_id, form_secret)
             .map_err(|e| match e {
                 ClientAuthError::Missing => {

@@ -107,7 +107,7 @@ function judge(result) {
     if (!s.ok) requiredFailures.push(name);
   }
   const broken = scenarios.size === 0 || result.code !== 0;
-  return { ...result, scenarios: scenarios.size, passed, failed, requiredFailures, notScoredFailures, ok: !broken && requiredFailures.length === 0 };
+  return { ...result, scenarios: scenarios.size, notScored: notScored.size, passed, failed, requiredFailures, notScoredFailures, ok: !broken && requiredFailures.length === 0 };
 }
 
 const wanted = (key) => !only || only.includes(key);
@@ -186,8 +186,9 @@ console.log('\n== MCP conformance results (scored checks; logs in ' + path.relat
 for (const r of results) {
   passed += r.passed; failed += r.failed; ok &&= r.ok;
   const status = r.ok ? 'PASS' : 'FAIL';
-  console.log(`${status}  ${r.label}: ${r.scenarios} scenarios, ${r.passed}/${r.passed + r.failed} checks ok, exit ${r.code}, ${r.seconds}s`);
+  console.log(`${status}  ${r.label}: ${r.scenarios - (r.notScored ?? 0)} scored scenarios, ${r.passed}/${r.passed + r.failed} checks ok, exit ${r.code}, ${r.seconds}s`);
   for (const f of r.requiredFailures) console.log(`      required failure: ${f}`);
+  if (r.notScored) console.log(`      + ${r.notScored} not-scored scenarios run (extensions, pending): ${r.notScoredFailures.length} failing`);
   for (const f of r.notScoredFailures) console.log(`      not scored, failing: ${f}`);
   if (!r.ok && r.requiredFailures.length === 0 && r.logFile) console.log(`      see ${r.logFile}`);
 }

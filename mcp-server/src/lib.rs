@@ -24,6 +24,7 @@ pub mod caller;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod fixtures;
 pub mod metrics;
 pub mod policy;
 pub mod routes;
@@ -58,6 +59,29 @@ use crate::tools::{McpTools, ToolContext};
 
 pub use crate::caller::Caller;
 
+/// The rmcp service behind the MCP endpoint: the normal tools, or the conformance
+/// fixture pack when `fixtures.conformance` is on (tests only, never the demo).
+pub enum McpService {
+    Tools(StreamableHttpService<McpTools, LocalSessionManager>),
+    Conformance(StreamableHttpService<fixtures::ConformanceServer, LocalSessionManager>),
+}
+
+impl McpService {
+    pub async fn handle<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        match self {
+            McpService::Tools(service) => service.handle(request).await,
+            McpService::Conformance(service) => service.handle(request).await,
+        }
+    }
+}
+
 /// State shared by every worker.
 pub struct AppState {
     pub verifier: Arc<dyn TokenVerifier>,
@@ -65,12 +89,18 @@ pub struct AppState {
     pub allow_anonymous: bool,
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
+    /// The same lists, parsed once (checked on every request without allocating).
+    pub host_allow: security::HostAllowList,
+    pub origin_allow: Arc<security::OriginAllowList>,
     pub max_body_bytes: usize,
     pub stateless: bool,
+    /// Names of the tools this server serves: the scope policy only challenges calls
+    /// of tools that exist (a hidden `admin_panel` must not trigger a step-up).
+    pub served_tools: Vec<String>,
     pub max_sessions_per_subject: usize,
     pub sessions: SessionOwners,
     pub session_manager: Arc<LocalSessionManager>,
-    pub mcp: StreamableHttpService<McpTools, LocalSessionManager>,
+    pub mcp: McpService,
     pub metrics: Metrics,
     pub prm: ProtectedResourceMetadata,
     pub last_prune: AtomicU64,
@@ -117,12 +147,10 @@ fn well_known_cors() -> Cors {
         .max_age(86_400)
 }
 
-fn mcp_cors(allowed_origins: Vec<String>) -> Cors {
+fn mcp_cors(allowed_origins: Arc<security::OriginAllowList>) -> Cors {
     Cors::default()
         .allowed_origin_fn(move |origin, _| {
-            origin
-                .to_str()
-                .is_ok_and(|o| security::origin_allowed(o, &allowed_origins))
+            origin.to_str().is_ok_and(|o| allowed_origins.allows(o))
         })
         .allowed_methods(["GET", "POST", "DELETE", "OPTIONS"])
         .allowed_headers([
@@ -276,11 +304,29 @@ impl Application {
         ));
         manager.session_config.sse_retry = sse_retry;
         let session_manager = Arc::new(manager);
-        let mcp = StreamableHttpService::new(
-            move || Ok(prototype.clone()),
-            session_manager.clone(),
-            config,
-        );
+        let (mcp, tool_names) = if settings.fixtures.conformance {
+            log::warn!(
+                "fixtures.conformance is on: serving the conformance fixture pack instead of the normal tools (test use only)"
+            );
+            let names = fixtures::conformance::TOOL_NAMES
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            // One handler per MCP session; process-wide fixture state is shared inside.
+            let service = StreamableHttpService::new(
+                || Ok(fixtures::ConformanceServer::new()),
+                session_manager.clone(),
+                config,
+            );
+            (McpService::Conformance(service), names)
+        } else {
+            let service = StreamableHttpService::new(
+                move || Ok(prototype.clone()),
+                session_manager.clone(),
+                config,
+            );
+            (McpService::Tools(service), tool_names)
+        };
 
         let prm = ProtectedResourceMetadata {
             resource: resource.clone(),
@@ -291,16 +337,20 @@ impl Application {
             ..Default::default()
         };
 
+        let origin_allow = Arc::new(security::OriginAllowList::new(&allowed_origins));
         let state = web::Data::new(AppState {
             verifier,
             challenge: ChallengeContext {
                 resource_metadata: resource_metadata_url.into(),
             },
             allow_anonymous: settings.auth.allow_anonymous,
+            host_allow: security::HostAllowList::new(&allowed_hosts),
+            origin_allow: origin_allow.clone(),
             allowed_hosts,
-            allowed_origins: allowed_origins.clone(),
+            allowed_origins,
             max_body_bytes: settings.server.max_body_bytes,
             stateless,
+            served_tools: tool_names.clone(),
             max_sessions_per_subject: settings.transport.max_sessions_per_subject,
             sessions: SessionOwners::new(),
             session_manager,
@@ -333,7 +383,7 @@ impl Application {
                 .service(well_known.default_service(web::to(routes::not_found)))
                 .service(
                     web::resource(path.as_str())
-                        .wrap(mcp_cors(allowed_origins.clone()))
+                        .wrap(mcp_cors(origin_allow.clone()))
                         .to(bridge::mcp_endpoint),
                 )
                 .default_service(web::to(routes::not_found))

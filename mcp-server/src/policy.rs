@@ -30,23 +30,29 @@ pub fn tool_scope(tool: &str) -> Option<&'static str> {
     }
 }
 
+/// The only argument the policy looks at: `category` (when it is a string).
+pub fn category_argument(arguments: Option<&Map<String, Value>>) -> Option<&str> {
+    arguments
+        .and_then(|a| a.get("category"))
+        .and_then(Value::as_str)
+}
+
+/// The scopes a call needs as static names (at most two; no allocation, this runs on
+/// every `tools/call`).
+fn needed_scopes(tool: &str, category: Option<&str>) -> [Option<&'static str>; 2] {
+    let admin_category =
+        tool == PROTECTED_DATA && category.is_some_and(|c| c.trim().eq_ignore_ascii_case("admin"));
+    [tool_scope(tool), admin_category.then_some(MCP_ADMIN)]
+}
+
 /// Every scope a particular call needs, arguments included (`protected_data` with
 /// `category: "admin"` needs `mcp:admin`).
 pub fn required_scopes(tool: &str, arguments: Option<&Map<String, Value>>) -> ScopeSet {
-    let mut needed = ScopeSet::new();
-    if let Some(scope) = tool_scope(tool) {
-        needed.insert(scope);
-    }
-    if tool == PROTECTED_DATA {
-        let category = arguments
-            .and_then(|a| a.get("category"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if category.trim().eq_ignore_ascii_case("admin") {
-            needed.insert(MCP_ADMIN);
-        }
-    }
-    needed
+    ScopeSet::from_iter(
+        needed_scopes(tool, category_argument(arguments))
+            .into_iter()
+            .flatten(),
+    )
 }
 
 /// What the caller gets for a tool call.
@@ -71,13 +77,26 @@ pub fn decide(
     arguments: Option<&Map<String, Value>>,
     granted: Option<&ScopeSet>,
 ) -> Decision {
-    let needed = required_scopes(tool, arguments);
-    if needed.is_empty() {
+    decide_call(tool, category_argument(arguments), granted)
+}
+
+/// [`decide`] with the `category` argument already extracted (the bridge reads it
+/// straight from the request body).
+pub fn decide_call(tool: &str, category: Option<&str>, granted: Option<&ScopeSet>) -> Decision {
+    let static_needed = needed_scopes(tool, category);
+    let mut needed_iter = static_needed.iter().flatten();
+    let allowed = match granted {
+        _ if needed_iter.clone().next().is_none() => true,
+        Some(granted) => needed_iter.all(|scope| granted.grants(scope)),
+        None => false,
+    };
+    if allowed {
         return Decision::Allow;
     }
+    // Refusals only: build the sets for the challenge.
+    let needed = ScopeSet::from_iter(static_needed.into_iter().flatten());
     match granted {
         None => Decision::Unauthenticated { scope: needed },
-        Some(granted) if granted.grants_all(&needed) => Decision::Allow,
         Some(granted) => Decision::InsufficientScope {
             scope: needed.union(granted),
             needed,

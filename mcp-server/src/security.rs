@@ -76,22 +76,87 @@ fn parse_allowed_host(raw: &str) -> Option<Authority> {
     })
 }
 
-/// Whether a `Host` header value is on the allow-list. Entries without a port accept
-/// any port; `host:port` entries only that port.
-pub fn host_allowed(host_header: &str, allowed: &[String]) -> bool {
-    let Some(host) = parse_authority(host_header) else {
-        return false;
+/// Splits a `Host` header value into host (brackets removed) and port without
+/// allocating; `None` for anything that is not `host`, `host:port`, `[v6]` or
+/// `[v6]:port` (userinfo, paths, spaces, empty parts).
+fn split_host_header(raw: &str) -> Option<(&str, Option<u16>)> {
+    let raw = raw.trim();
+    let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        if v6.is_empty()
+            || !v6
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        (v6, after)
+    } else {
+        let end = raw.find(':').unwrap_or(raw.len());
+        let (host, after) = raw.split_at(end);
+        let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+        if host.is_empty() || !host.bytes().all(valid) {
+            return None;
+        }
+        (host, after)
     };
-    allowed
-        .iter()
-        .filter_map(|a| parse_allowed_host(a))
-        .any(|a| {
-            a.host == host.host
+    let port = match port {
+        "" => None,
+        p => {
+            let digits = p.strip_prefix(':')?;
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(digits.parse::<u16>().ok()?)
+        }
+    };
+    Some((host, port))
+}
+
+/// Whether a configured `allowed_hosts` entry is usable: `host`, `host:port`,
+/// `[v6]:port` or a bare IPv6 address (not a URL: `https://x` would never match).
+pub fn is_valid_host_entry(raw: &str) -> bool {
+    let raw = raw.trim();
+    raw.parse::<std::net::Ipv6Addr>().is_ok() || split_host_header(raw).is_some()
+}
+
+/// The `Host` allow-list, parsed once at startup: checking a request allocates
+/// nothing (it runs on every MCP request).
+#[derive(Debug, Clone, Default)]
+pub struct HostAllowList {
+    entries: Vec<Authority>,
+}
+
+impl HostAllowList {
+    pub fn new(allowed: &[String]) -> Self {
+        HostAllowList {
+            entries: allowed
+                .iter()
+                .filter_map(|a| parse_allowed_host(a))
+                .collect(),
+        }
+    }
+
+    /// Whether a `Host` header value is allowed. Entries without a port accept any
+    /// port; `host:port` entries only that port.
+    pub fn allows(&self, host_header: &str) -> bool {
+        let Some((host, port)) = split_host_header(host_header) else {
+            return false;
+        };
+        self.entries.iter().any(|a| {
+            a.host.eq_ignore_ascii_case(host)
                 && match a.port {
-                    Some(p) => host.port == Some(p),
+                    Some(p) => port == Some(p),
                     None => true,
                 }
         })
+    }
+}
+
+/// Whether a `Host` header value is on the allow-list (parses the list each time;
+/// the server uses a [`HostAllowList`] built once).
+pub fn host_allowed(host_header: &str, allowed: &[String]) -> bool {
+    HostAllowList::new(allowed).allows(host_header)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,16 +234,42 @@ pub fn is_valid_origin_pattern(raw: &str) -> bool {
     parse_origin_pattern(raw).is_some()
 }
 
-/// Whether an `Origin` header value matches the allow-list (RFC 6454 tuple comparison,
-/// default ports made explicit, `:*` for any port).
+/// The `Origin` allow-list, parsed once at startup.
+#[derive(Debug, Clone, Default)]
+pub struct OriginAllowList {
+    patterns: Vec<(Origin, PortPattern)>,
+}
+
+impl OriginAllowList {
+    pub fn new(allowed: &[String]) -> Self {
+        OriginAllowList {
+            patterns: allowed
+                .iter()
+                .filter_map(|a| parse_origin_pattern(a))
+                .collect(),
+        }
+    }
+
+    /// Whether an `Origin` header value matches (RFC 6454 tuple comparison, default
+    /// ports made explicit, `:*` for any port).
+    pub fn allows(&self, origin_header: &str) -> bool {
+        match parse_origin(origin_header) {
+            Some(origin) => origin_matches(&origin, &self.patterns),
+            None => false,
+        }
+    }
+}
+
+/// Whether an `Origin` header value matches the allow-list (parses the list each
+/// time; the server uses an [`OriginAllowList`] built once).
 pub fn origin_allowed(origin_header: &str, allowed: &[String]) -> bool {
-    let Some(origin) = parse_origin(origin_header) else {
-        return false;
-    };
-    allowed
+    OriginAllowList::new(allowed).allows(origin_header)
+}
+
+fn origin_matches(origin: &Origin, patterns: &[(Origin, PortPattern)]) -> bool {
+    patterns
         .iter()
-        .filter_map(|a| parse_origin_pattern(a))
-        .any(|(pattern, port)| match (&pattern, &origin) {
+        .any(|(pattern, port)| match (pattern, origin) {
             (Origin::Null, Origin::Null) => true,
             (
                 Origin::Tuple {
@@ -223,6 +314,41 @@ mod tests {
         assert!(!host_allowed("localhost.evil.example.com", &allowed));
         assert!(!host_allowed("user@localhost", &allowed));
         assert!(!host_allowed("", &allowed));
+    }
+
+    #[test]
+    fn host_header_parsing_refuses_odd_shapes() {
+        let list = HostAllowList::new(&list(&["localhost", "127.0.0.1:3000", "::1"]));
+        for ok in [
+            "localhost",
+            "LocalHost:80",
+            " localhost:65535 ",
+            "127.0.0.1:3000",
+            "[::1]",
+            "[::1]:1",
+        ] {
+            assert!(list.allows(ok), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:3001",
+            "localhost:",
+            "localhost:x",
+            "localhost:65536",
+            "localhost:80:80",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "[]",
+            "local host",
+            "localhost/x",
+            "user@localhost",
+            "localhost#",
+            ":80",
+            "evil.example.com",
+        ] {
+            assert!(!list.allows(bad), "{bad}");
+        }
     }
 
     #[test]

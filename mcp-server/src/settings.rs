@@ -191,8 +191,16 @@ impl Settings {
         }
         self.auth.validate()?;
         if let Some(hosts) = &self.security.allowed_hosts {
-            if clean_list(hosts).is_empty() {
+            let hosts = clean_list(hosts);
+            if hosts.is_empty() {
                 return Err("security.allowed_hosts is an empty list, which would disable Host validation (DNS-rebinding protection). Remove the key to use the defaults (the resource URL's host and loopback) or list the host names".into());
+            }
+            for host in &hosts {
+                if !crate::security::is_valid_host_entry(host) {
+                    return Err(format!(
+                        "security.allowed_hosts: {host:?} is not a host name; use \"mcp.example.com\" (any port) or \"mcp.example.com:8443\", without scheme or path"
+                    ));
+                }
             }
         }
         if let Some(origins) = &self.security.allowed_origins {
@@ -265,6 +273,20 @@ mod tests {
         assert!(s.validate().unwrap_err().contains("allowed_hosts"));
         s.security.allowed_hosts = Some(vec![" ".into()]);
         assert!(s.validate().is_err());
+        // A URL where a host name belongs would never match any request.
+        s.security.allowed_hosts = Some(vec!["https://mcp.example.com".into()]);
+        let err = s.validate().unwrap_err();
+        assert!(err.contains("not a host name"), "{err}");
+        s.security.allowed_hosts = Some(vec!["mcp.example.com/mcp".into()]);
+        assert!(s.validate().is_err());
+        s.security.allowed_hosts = Some(vec![
+            "mcp.example.com".into(),
+            "mcp.example.com:8443".into(),
+            "::1".into(),
+            "[::1]:3000".into(),
+            "127.0.0.1".into(),
+        ]);
+        s.validate().unwrap();
         s.security.allowed_hosts = None;
         s.security.allowed_origins = Some(vec![]);
         assert!(s.validate().unwrap_err().contains("allowed_origins"));

@@ -373,7 +373,13 @@ impl ServerHandler for McpTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = Caller::from_request_context(&context);
-        match policy::decide(&request.name, request.arguments.as_ref(), caller.scopes()) {
+        // A tool that is not served is "not found" for everybody (no scope hint).
+        let decision = if self.router.has_route(&request.name) {
+            policy::decide(&request.name, request.arguments.as_ref(), caller.scopes())
+        } else {
+            policy::Decision::Allow
+        };
+        match decision {
             policy::Decision::Allow => {}
             policy::Decision::Unauthenticated { scope }
             | policy::Decision::InsufficientScope { needed: scope, .. } => {

@@ -32,6 +32,13 @@ fn percent_decode(raw: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The credentials part of an `Authorization: Basic ...` header (the scheme is
+/// case-insensitive, RFC 9110 §11.1).
+pub fn basic_credentials(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("basic").then_some(rest)
+}
+
 /// Reads `Authorization: Basic` (RFC 6749 §2.3.1: form-encoded id and secret) and
 /// the form's `client_id` / `client_secret`.
 pub fn presented(
@@ -40,10 +47,7 @@ pub fn presented(
     form_secret: Option<&str>,
 ) -> Result<Presented, ClientAuthError> {
     if let Some(header) = authorization {
-        let Some(encoded) = header
-            .strip_prefix("Basic ")
-            .or_else(|| header.strip_prefix("basic "))
-        else {
+        let Some(encoded) = basic_credentials(header) else {
             // A Bearer header on /token is not client authentication.
             return from_form(form_client_id, form_secret);
         };
@@ -148,6 +152,22 @@ mod tests {
             presented(Some("Basic !!!"), None, None),
             Err(ClientAuthError::MalformedBasic)
         );
+    }
+
+    #[test]
+    fn basic_scheme_is_case_insensitive() {
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            let header = format!("{scheme} {}", STANDARD.encode("c:s"));
+            let p = presented(Some(&header), None, None).unwrap();
+            assert_eq!(
+                (p.client_id.as_str(), p.secret.as_deref()),
+                ("c", Some("s"))
+            );
+            assert!(basic_credentials(&header).is_some());
+        }
+        assert_eq!(basic_credentials("Bearer x"), None);
+        assert_eq!(basic_credentials("Basic"), None);
+        assert_eq!(basic_credentials("é"), None);
     }
 
     #[test]

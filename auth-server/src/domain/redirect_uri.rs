@@ -85,11 +85,31 @@ pub fn matches(registered: &str, requested: &str) -> bool {
     if !is_loopback_host(reg_host) || !reg_host.eq_ignore_ascii_case(req_host) {
         return false;
     }
-    reg.path() == req.path()
-        && reg.query() == req.query()
+    // Only the port may differ. The requested URI must already be in canonical
+    // form (no dot segments, no upper-case host, no userinfo, no fragment), and with
+    // the registered port put back it must equal the registered URI exactly.
+    if !is_canonical(requested, &req) {
+        return false;
+    }
+    let mut with_registered_port = req.clone();
+    if with_registered_port.set_port(reg.port()).is_err() {
+        return false;
+    }
+    with_registered_port.as_str() == reg.as_str()
         && req.fragment().is_none()
         && req.username().is_empty()
         && req.password().is_none()
+}
+
+/// Whether `raw` is byte-identical to its parsed form (allowing only the `/` the
+/// parser adds to an empty path).
+fn is_canonical(raw: &str, parsed: &url::Url) -> bool {
+    let normal = parsed.as_str();
+    raw == normal
+        || (parsed.path() == "/"
+            && normal.len() == raw.len() + 1
+            && normal.starts_with(raw)
+            && normal.ends_with('/'))
 }
 
 /// Finds the registered URI the request may use. With no `redirect_uri` in the
@@ -168,6 +188,42 @@ mod tests {
         assert!(!matches(
             "http://127.0.0.1/callback",
             "http://127.0.0.1.evil.example/callback"
+        ));
+    }
+
+    #[test]
+    fn loopback_rule_varies_only_the_port() {
+        let reg = "http://127.0.0.1/callback";
+        // Dot segments, encodings, case, query or userinfo differences are not "the
+        // same URI on another port".
+        for bad in [
+            "http://127.0.0.1:5555/x/../callback",
+            "http://127.0.0.1:5555/./callback",
+            "http://127.0.0.1:5555/%63allback",
+            "http://127.0.0.1:5555/callback?x=1",
+            "http://127.0.0.1:5555/callback/",
+            "http://user@127.0.0.1:5555/callback",
+            "http://127.0.0.1:5555/callback#f",
+            "http://127.000.000.001:5555/callback",
+        ] {
+            assert!(!matches(reg, bad), "{bad} must not match {reg}");
+        }
+        assert!(!matches("http://localhost/cb", "http://LOCALHOST:5555/cb"));
+        // https and non-loopback hosts never get the port rule.
+        assert!(!matches(
+            "https://localhost/cb",
+            "https://localhost:5555/cb"
+        ));
+        assert!(!matches(
+            "http://example.com/cb",
+            "http://example.com:5555/cb"
+        ));
+        // Port-less registration without a path.
+        assert!(matches("http://localhost", "http://localhost:5555"));
+        assert!(matches("http://localhost/", "http://localhost:5555/"));
+        assert!(matches(
+            "http://127.0.0.1:8080/cb?client=1",
+            "http://127.0.0.1:9090/cb?client=1"
         ));
     }
 

@@ -97,11 +97,16 @@ pub fn resolve_authorization_scope(
 ) -> Result<ScopeSet, ScopeError> {
     let parsed = ScopeSet::parse(requested.unwrap_or(""))
         .map_err(|e| ScopeError::Malformed(e.to_string()))?;
-    let known = known_user_scopes();
+    let known = known_user_scopes().union(&known_service_scopes());
     if let Some(unknown) = parsed.iter().find(|s| !known.contains_literal(s)) {
         return Err(ScopeError::Unknown(unknown.to_string()));
     }
-    let mut scope = if parsed.is_empty() {
+    // Service-only scopes (`auth:*`) are known but no user may hold them: dropped
+    // silently, like any scope the user's role does not allow.
+    let user_scopes = known_user_scopes();
+    let mut parsed = parsed;
+    parsed.retain(|s| user_scopes.contains_literal(s));
+    let mut scope = if parsed.is_empty() && requested.is_none_or(|r| r.trim().is_empty()) {
         ScopeSet::from_iter(defaults.iter().cloned())
     } else {
         parsed
@@ -126,7 +131,8 @@ pub fn narrow_on_refresh(
         None => Ok(granted.clone()),
         Some(raw) => {
             let parsed = ScopeSet::parse(raw).map_err(|e| ScopeError::Malformed(e.to_string()))?;
-            if parsed.is_subset_of(granted) {
+            // `mcp:admin` implies `mcp:read`, so asking for the implied scope narrows.
+            if granted.grants_all(&parsed) {
                 Ok(parsed)
             } else {
                 Err(ScopeError::Widening)
@@ -176,10 +182,33 @@ mod tests {
             resolve_authorization_scope(Some("mcp:read bogus"), &defaults, &ScopeSet::new()),
             Err(ScopeError::Unknown("bogus".into()))
         );
-        assert!(matches!(
-            resolve_authorization_scope(Some("auth:admin"), &defaults, &ScopeSet::new()),
-            Err(ScopeError::Unknown(_))
-        ));
+    }
+
+    #[test]
+    fn service_scopes_are_dropped_from_user_requests_not_refused() {
+        let defaults = vec!["mcp:read".to_string()];
+        assert_eq!(
+            resolve_authorization_scope(
+                Some("mcp:read auth:admin auth:introspect"),
+                &defaults,
+                &ScopeSet::new()
+            )
+            .unwrap(),
+            set("mcp:read")
+        );
+        // Only service scopes: nothing is left, and the defaults do not sneak in.
+        assert_eq!(
+            resolve_authorization_scope(Some("auth:admin"), &defaults, &ScopeSet::new()).unwrap(),
+            ScopeSet::new()
+        );
+    }
+
+    #[test]
+    fn refresh_may_ask_for_an_implied_scope() {
+        assert_eq!(
+            narrow_on_refresh(Some("mcp:read"), &set("mcp:admin openid")).unwrap(),
+            set("mcp:read")
+        );
     }
 
     #[test]

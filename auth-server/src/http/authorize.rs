@@ -104,10 +104,32 @@ impl From<crate::storage::StoreError> for Failure {
     }
 }
 
+/// The browser flow's answer: anything that is not a redirect is an HTML page,
+/// including storage failures (never a JSON body in front of a user).
 fn finish(result: Result<HttpResponse, Failure>) -> AppResult<HttpResponse> {
     match result {
         Ok(r) | Err(Failure::Redirect(r)) => Ok(r),
-        Err(Failure::Page(e)) => Err(e),
+        Err(Failure::Page(e)) => Err(as_page(e)),
+    }
+}
+
+fn as_page(e: AppError) -> AppError {
+    match e {
+        AppError::Page { .. } => e,
+        AppError::Internal(detail) => {
+            log::error!("internal error in the browser flow: {detail}");
+            AppError::Page {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                title: "Something went wrong".into(),
+                message: "The sign-in service had a problem. Please try again in a moment.".into(),
+            }
+        }
+        AppError::RateLimited { .. } => AppError::Page {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            title: "Too many requests".into(),
+            message: "Please wait a minute, then try again.".into(),
+        },
+        other => AppError::page("Invalid request", other.to_string()),
     }
 }
 
@@ -523,7 +545,25 @@ pub async fn login(
         let username = form.username.unwrap_or_default().trim().to_string();
         let password = form.password.unwrap_or_default();
         let ip = state.client_ip(&req);
-        state.extensions.check_login(ip, &username)?;
+        match state.extensions.check_login(ip, &username) {
+            Ok(()) => {}
+            Err(AppError::RateLimited { retry_after_secs }) => {
+                let mut page = render_login(
+                    &state,
+                    &req,
+                    &p,
+                    &v,
+                    &username,
+                    Some("Too many sign-in attempts. Wait a minute, then try again."),
+                    StatusCode::TOO_MANY_REQUESTS,
+                );
+                if let Ok(value) = header::HeaderValue::from_str(&retry_after_secs.to_string()) {
+                    page.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                return Ok(page);
+            }
+            Err(e) => return Err(e.into()),
+        }
         if username.is_empty()
             || password.is_empty()
             || username.len() > 128
@@ -551,6 +591,7 @@ pub async fn login(
             Some(u) if ok && !u.disabled => u,
             _ => {
                 state.extensions.metric_login(false);
+                state.extensions.charge_failed_login(&username);
                 state
                     .audit(
                         "login_failure",

@@ -33,10 +33,6 @@ pub fn document(state: &AppState) -> AuthorizationServerMetadata {
     put("subject_types_supported", json!(["public"]));
     put("id_token_signing_alg_values_supported", json!(["ES256"]));
     put(
-        "token_endpoint_auth_signing_alg_values_supported",
-        json!(["ES256"]),
-    );
-    put(
         "claims_supported",
         json!([
             "iss",

@@ -7,8 +7,8 @@ use actix_web::{HttpResponse, HttpResponseBuilder};
 use askama::Template;
 
 const CSS: &str = "\
-:root{color-scheme:light dark;--bg:#f4f5f7;--card:#fff;--fg:#1d2330;--muted:#5b6475;--accent:#2f5bea;--accent-fg:#fff;--border:#d9dde5;--err:#b42318;--errbg:#fef3f2}\
-@media (prefers-color-scheme:dark){:root{--bg:#12151b;--card:#1b1f27;--fg:#e6e9ef;--muted:#a3abba;--accent:#6c8cff;--accent-fg:#0b0e14;--border:#323845;--err:#ffb4a9;--errbg:#3a1d1a}}\
+:root{color-scheme:light dark;--bg:#f4f5f7;--card:#fff;--fg:#1d2330;--muted:#5b6475;--accent:#2f5bea;--accent-fg:#fff;--border:#d9dde5;--field:#8a93a6;--err:#b42318;--errbg:#fef3f2}\
+@media (prefers-color-scheme:dark){:root{--bg:#12151b;--card:#1b1f27;--fg:#e6e9ef;--muted:#a3abba;--accent:#6c8cff;--accent-fg:#0b0e14;--border:#323845;--field:#6b7385;--err:#ffb4a9;--errbg:#3a1d1a}}\
 *{box-sizing:border-box}\
 body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;padding:1rem}\
 .card{width:100%;max-width:26rem;background:var(--card);border:1px solid var(--border);border-radius:12px;padding:2rem;box-shadow:0 4px 24px rgba(0,0,0,.06)}\
@@ -16,16 +16,17 @@ body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:c
 h1{font-size:1.5rem;margin:0 0 .25rem}h2{font-size:1rem;margin:1.25rem 0 .5rem}\
 .lead{margin:0 0 .5rem}.muted{color:var(--muted)}.small{font-size:.875rem}\
 label{display:block;font-weight:600;margin:1rem 0 .25rem}\
-input[type=text],input[type=password]{width:100%;padding:.6rem .75rem;border:1px solid var(--border);border-radius:8px;background:transparent;color:inherit;font:inherit}\
+input[type=text],input[type=password]{width:100%;padding:.6rem .75rem;border:1px solid var(--field);border-radius:8px;background:transparent;color:inherit;font:inherit}\
 input:focus-visible,button:focus-visible{outline:3px solid var(--accent);outline-offset:2px}\
 button{font:inherit;font-weight:600;border-radius:8px;padding:.65rem 1.25rem;cursor:pointer;border:1px solid var(--border)}\
 .primary{background:var(--accent);color:var(--accent-fg);border-color:var(--accent)}\
-.secondary{background:transparent;color:var(--fg)}\
+.secondary{background:transparent;color:var(--fg);border-color:var(--field)}\
+input[aria-invalid=true]{border-color:var(--err)}\
 form>.primary{width:100%;margin-top:1.5rem}\
 .actions{display:flex;gap:.75rem;justify-content:flex-end;margin-top:1.5rem}\
 .error{background:var(--errbg);color:var(--err);padding:.75rem;border-radius:8px}\
 .hint{margin-top:1.5rem;font-size:.875rem;color:var(--muted);border-top:1px solid var(--border);padding-top:1rem}\
-.facts{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem;margin:1rem 0}.facts dt{color:var(--muted)}.facts dd{margin:0;word-break:break-all}\
+.facts{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem;margin:1rem 0}.facts dt{color:var(--muted)}.facts dd{margin:0;overflow-wrap:anywhere}\
 .scopes{padding-left:1.25rem;margin:0}.scope-name{font-family:ui-monospace,monospace;font-weight:600}\
 code{font-family:ui-monospace,monospace}";
 
@@ -155,6 +156,45 @@ mod tests {
         assert!(html.contains("&lt;img") || html.contains("&#60;img"));
         assert!(!html.contains("demo123"));
         assert_eq!(html.matches("<form method=\"post\"").count(), 1);
+    }
+
+    #[test]
+    fn login_errors_are_tied_to_the_fields_and_demo_hint_only_in_demo_mode() {
+        let page = |error: Option<&'static str>, demo: bool| {
+            LoginPage {
+                css: CSS,
+                action: "login",
+                client_name: "App",
+                redirect_host: "localhost:6274",
+                hidden: &[],
+                csrf_token: "t",
+                username: "demo",
+                error,
+                demo,
+            }
+            .render()
+            .unwrap()
+        };
+        let html = page(Some("Invalid username or password."), false);
+        assert!(html.contains("id=\"login-error\" role=\"alert\""));
+        assert_eq!(html.matches("aria-describedby=\"login-error\"").count(), 2);
+        assert_eq!(html.matches("aria-invalid=\"true\"").count(), 2);
+        assert!(html.contains("<label for=\"username\">"));
+        assert!(html.contains("<label for=\"password\">"));
+        assert!(html.contains("<html lang=\"en\">"));
+        assert!(!html.contains("demo123"));
+        let html = page(None, true);
+        assert!(!html.contains("aria-invalid=\"true\""));
+        for hint in ["demo123", "inspector123", "admin123"] {
+            assert!(html.contains(hint), "demo hint lacks {hint}");
+        }
+    }
+
+    #[test]
+    fn focus_is_visible_and_fields_have_a_visible_border() {
+        assert!(CSS.contains("input:focus-visible,button:focus-visible{outline:3px solid"));
+        // Form fields use the darker `--field` colour (≥ 3:1 against the card).
+        assert!(CSS.contains("border:1px solid var(--field)"));
     }
 
     #[test]

@@ -28,11 +28,40 @@ fn client_json(state: &AppState, client: &ClientRecord) -> Value {
     body
 }
 
-fn parse(body: web::Json<Value>) -> AppResult<RegistrationRequest> {
-    let value = body.into_inner();
-    if !value.is_object() {
-        return Err(AppError::invalid_request("the body must be a JSON object"));
+/// A registration body: a JSON object whose member names are unique (a duplicate
+/// `redirect_uris` could mean one thing to a proxy and another to us).
+pub struct StrictObject(pub serde_json::Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for StrictObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StrictObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StrictObject, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    if out.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "duplicate member {key:?}"
+                        )));
+                    }
+                    out.insert(key, value);
+                }
+                Ok(StrictObject(out))
+            }
+        }
+        d.deserialize_map(Visitor)
     }
+}
+
+fn parse(body: web::Json<StrictObject>) -> AppResult<RegistrationRequest> {
+    let value = Value::Object(body.into_inner().0);
     serde_json::from_value(value).map_err(|e| {
         AppError::oauth(
             "invalid_client_metadata",
@@ -44,7 +73,7 @@ fn parse(body: web::Json<Value>) -> AppResult<RegistrationRequest> {
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<Value>,
+    body: web::Json<StrictObject>,
 ) -> AppResult<HttpResponse> {
     if !state.settings.registration.enabled {
         return Err(AppError::NotFound(
@@ -137,7 +166,7 @@ pub async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<Value>,
+    body: web::Json<StrictObject>,
 ) -> AppResult<HttpResponse> {
     let mut client = managed_client(&req, &state, &path).await?;
     let request = parse(body)?;

@@ -233,10 +233,19 @@ async fn authorization_code(
         access,
         refresh: refresh.as_ref().map(|r| r.1.clone()),
     };
-    state
+    match state
         .store
         .create_grant(&grant, &issued, Some(&code_hash))
-        .await?;
+        .await
+    {
+        Ok(()) => {}
+        Err(crate::storage::StoreError::Conflict(_)) => {
+            return Err(AppError::invalid_grant(
+                "the authorization code was already used",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
     state
         .audit(
             "token_issued",

@@ -221,6 +221,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_code(&self, code: &AuthCodeRecord) -> StoreResult<()>;
     async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption>;
     /// Stores a new grant with its first tokens; links the code to it when given.
+    /// Fails with [`StoreError::Conflict`] (and stores nothing) when `code_hash` was
+    /// replayed or already has a grant.
     async fn create_grant(
         &self,
         grant: &GrantRecord,

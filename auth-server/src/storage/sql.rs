@@ -54,6 +54,9 @@ fn flag(v: bool) -> i64 {
     i64::from(v)
 }
 
+/// `auth_codes.grant_id` of a code replayed before its first redemption finished.
+const REPLAYED_MARK: &str = "!replayed";
+
 impl SqlStore {
     /// Connects (creating the SQLite file and its directory), enables WAL and runs
     /// the embedded migrations.
@@ -662,6 +665,18 @@ impl Store for SqlStore {
         let record = code(&row)?;
         let used: Option<i64> = row.try_get("used_at")?;
         if used.is_some() {
+            if record.grant_id.is_none() {
+                // Replayed while the first redemption is still minting its tokens:
+                // mark the code so that `create_grant` refuses to attach a grant.
+                sqlx::query(
+                    "UPDATE auth_codes SET grant_id = $1 WHERE code_hash = $2 AND grant_id IS NULL",
+                )
+                .bind(REPLAYED_MARK)
+                .bind(code_hash)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
             return Ok(CodeRedemption::Replayed(record));
         }
         let res = sqlx::query(
@@ -702,11 +717,19 @@ impl Store for SqlStore {
         .await?;
         insert_issued(&mut tx, issued).await?;
         if let Some(hash) = code_hash {
-            sqlx::query("UPDATE auth_codes SET grant_id = $1 WHERE code_hash = $2")
-                .bind(&g.id)
-                .bind(hash)
-                .execute(&mut *tx)
-                .await?;
+            let attached = sqlx::query(
+                "UPDATE auth_codes SET grant_id = $1 WHERE code_hash = $2 AND grant_id IS NULL",
+            )
+            .bind(&g.id)
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if attached != 1 {
+                // The code was replayed meanwhile (RFC 6749 §10.5): issue nothing.
+                tx.rollback().await?;
+                return Err(StoreError::Conflict("a grant for this code".into()));
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -121,8 +121,19 @@ async fn fetch_once(
     })
 }
 
-/// Fetches the AS metadata, retrying `startup_retries` times with
-/// `startup_retry_delay_ms` between attempts.
+/// Longest pause between two startup attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+
+/// Exponential backoff for startup attempt `attempt` (1-based): `base`, `2·base`,
+/// `4·base`, ... capped at 10 s (or at `base` when that is larger).
+pub(crate) fn retry_delay(base_ms: u64, attempt: u32) -> Duration {
+    let base = Duration::from_millis(base_ms);
+    let factor = 1u32 << attempt.saturating_sub(1).min(16);
+    base.saturating_mul(factor).min(MAX_RETRY_DELAY.max(base))
+}
+
+/// Fetches the AS metadata, retrying `startup_retries` times with exponential
+/// backoff from `startup_retry_delay_ms`.
 pub async fn discover(
     http: &reqwest::Client,
     settings: &AuthSettings,
@@ -154,7 +165,7 @@ pub(crate) async fn discover_with_retries(
                     "AS metadata not available yet (attempt {attempt}/{}): {e}",
                     retries + 1
                 );
-                tokio::time::sleep(Duration::from_millis(settings.startup_retry_delay_ms)).await;
+                tokio::time::sleep(retry_delay(settings.startup_retry_delay_ms, attempt)).await;
             }
         }
     }
@@ -163,6 +174,17 @@ pub(crate) async fn discover_with_retries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn startup_retries_back_off_exponentially_with_a_cap() {
+        assert_eq!(retry_delay(500, 1), Duration::from_millis(500));
+        assert_eq!(retry_delay(500, 2), Duration::from_millis(1000));
+        assert_eq!(retry_delay(500, 4), Duration::from_millis(4000));
+        assert_eq!(retry_delay(500, 6), Duration::from_secs(10));
+        assert_eq!(retry_delay(500, u32::MAX), Duration::from_secs(10));
+        assert_eq!(retry_delay(30_000, 3), Duration::from_secs(30));
+        assert_eq!(retry_delay(0, 3), Duration::ZERO);
+    }
 
     #[test]
     fn issuer_comparison() {

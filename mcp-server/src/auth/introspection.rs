@@ -2,6 +2,7 @@
 //! (client_secret_basic), with the same `iss`/`aud`/`exp` rules as for JWTs and a
 //! bounded cache: an active answer is reused until min(exp, now + max TTL).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
@@ -27,6 +28,9 @@ pub fn basic_auth_header(client_id: &str, client_secret: &str) -> Option<HeaderV
 }
 
 pub struct IntrospectionVerifier {
+    /// Set while the AS refuses our client credentials (401/403 from the introspection
+    /// endpoint): nothing can be verified then, so `/readyz` reports not ready.
+    credentials_refused: AtomicBool,
     endpoint: String,
     http: reqwest::Client,
     authorization: HeaderValue,
@@ -50,6 +54,7 @@ impl IntrospectionVerifier {
                 "auth.client_id/client_secret cannot be sent in an HTTP header".to_string()
             })?;
         Ok(IntrospectionVerifier {
+            credentials_refused: AtomicBool::new(false),
             endpoint,
             http,
             authorization,
@@ -81,6 +86,7 @@ impl IntrospectionVerifier {
             if status == reqwest::StatusCode::UNAUTHORIZED
                 || status == reqwest::StatusCode::FORBIDDEN
             {
+                self.credentials_refused.store(true, Ordering::Relaxed);
                 log::error!(
                     "introspection endpoint {} refused our client credentials ({status}); check auth.client_id/client_secret",
                     self.endpoint
@@ -90,6 +96,7 @@ impl IntrospectionVerifier {
                 "introspection endpoint answered HTTP {status}"
             )));
         }
+        self.credentials_refused.store(false, Ordering::Relaxed);
         let body = read_limited(response, MAX_DOCUMENT_BYTES)
             .await
             .map_err(|e| VerifyError::Unavailable(format!("introspection: {e}")))?;
@@ -159,7 +166,7 @@ impl TokenVerifier for IntrospectionVerifier {
     }
 
     fn is_ready(&self) -> bool {
-        true
+        !self.credentials_refused.load(Ordering::Relaxed)
     }
 
     fn deny_token_id(&self, token_id: &str, expires_at: i64) {

@@ -68,7 +68,8 @@ pub struct AuthSettings {
     /// Introspection results are cached until min(exp, now + this). 0 disables the
     /// introspection cache.
     pub introspection_cache_max_ttl_secs: u64,
-    /// Extra attempts to fetch the AS metadata/JWKS at startup (compose start order).
+    /// Extra attempts to fetch the AS metadata/JWKS at startup (compose start order),
+    /// with exponential backoff from `startup_retry_delay_ms` (capped at 10 s).
     pub startup_retries: u32,
     pub startup_retry_delay_ms: u64,
     /// Public tools work without a token (read by the transport only).

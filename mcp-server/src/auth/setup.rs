@@ -7,7 +7,7 @@ use std::time::Duration;
 use shared::metadata::AuthorizationServerMetadata;
 
 use super::claims::ClaimRules;
-use super::discovery::{candidate_urls, discover, discover_with_retries};
+use super::discovery::{candidate_urls, discover, discover_with_retries, retry_delay};
 use super::introspection::IntrospectionVerifier;
 use super::jwks::{JwksOptions, JwksVerifier};
 use super::settings::{AuthSettings, VerifierMode};
@@ -18,7 +18,11 @@ use super::TokenVerifier;
 pub enum AuthSetupError {
     #[error("invalid auth settings: {0}")]
     Invalid(String),
-    #[error("cannot fetch AS metadata from {urls}: {reason}")]
+    #[error(
+        "cannot fetch AS metadata from {urls}: {reason} (is the authorization server running and \
+         auth.issuer right? To wait for it at startup set auth.startup_retries, e.g. \
+         MCP__AUTH__STARTUP_RETRIES=20; to start without its metadata set auth.jwks_uri)"
+    )]
     Metadata { urls: String, reason: String },
     #[error(
         "metadata issuer mismatch: {url} says issuer {found:?} but auth.issuer is {configured:?} \
@@ -126,7 +130,7 @@ pub async fn build_verifier(
                     Err(e) => {
                         attempt += 1;
                         log::warn!("signing keys not available yet (attempt {attempt}): {e}");
-                        tokio::time::sleep(Duration::from_millis(settings.startup_retry_delay_ms))
+                        tokio::time::sleep(retry_delay(settings.startup_retry_delay_ms, attempt))
                             .await;
                     }
                 }

@@ -1,4 +1,5 @@
 //! The mcp-server integration tests (one binary; add a `mod` line per module).
+mod audit;
 mod mcp;
 mod mcp_admin;
 mod support;
