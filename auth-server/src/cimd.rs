@@ -421,7 +421,10 @@ pub fn validate_document(
     if client_name.chars().count() > MAX_CLIENT_NAME_CHARS {
         return Err(invalid("client_name is too long"));
     }
-    if client_name.chars().any(char::is_control) {
+    if client_name
+        .chars()
+        .any(|c| c.is_control() || crate::domain::registration_policy::is_bidi_control(c))
+    {
         return Err(invalid("client_name contains control characters"));
     }
 
@@ -1031,6 +1034,10 @@ mod tests {
             err_of(&doc(serde_json::json!({"client_name": "  "}))).contains("client_name is empty")
         );
         assert!(err_of(&doc(serde_json::json!({"client_name": "a\u{7}b"}))).contains("control"));
+        assert!(err_of(&doc(
+            serde_json::json!({"client_name": "Trusted\u{202E}lixE"})
+        ))
+        .contains("control"));
         assert!(err_of(&doc(serde_json::json!({"redirect_uris": null})))
             .contains("redirect_uris is missing"));
         assert!(err_of(&doc(serde_json::json!({"redirect_uris": []})))

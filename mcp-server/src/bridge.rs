@@ -509,8 +509,13 @@ pub async fn mcp_endpoint(
         if let Some(reason) = e.auth_failure_reason() {
             state.metrics.auth_failures.inc(&[reason]);
         }
-        if let ApiError::Internal(detail) = e {
-            log::error!("MCP bridge failure: {detail}");
+        match e {
+            ApiError::Internal(detail) => log::error!("MCP bridge failure: {detail}"),
+            // The client only sees "temporarily unavailable"; the operator needs why.
+            ApiError::VerifierUnavailable(detail) => {
+                log::warn!("token verification unavailable (answered 503): {detail}")
+            }
+            _ => {}
         }
     }
     result

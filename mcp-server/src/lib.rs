@@ -352,7 +352,9 @@ impl Application {
             stateless,
             served_tools: tool_names.clone(),
             max_sessions_per_subject: settings.transport.max_sessions_per_subject,
-            sessions: SessionOwners::new(),
+            sessions: SessionOwners::with_anonymous_limit(
+                settings.transport.max_anonymous_sessions,
+            ),
             session_manager,
             mcp,
             metrics: Metrics::new(),

@@ -36,16 +36,23 @@ struct Inner {
     by_id: HashMap<String, (Owner, u64)>,
     /// Subject → its sessions by sequence number (oldest first).
     by_subject: HashMap<String, BTreeMap<u64, String>>,
+    /// Unclaimed anonymous sessions by sequence number (oldest first).
+    anonymous: BTreeMap<u64, String>,
 }
 
 impl Inner {
     fn unindex(&mut self, owner: &Owner, seq: u64) {
-        if let Owner::Subject(subject) = owner {
-            if let Some(sessions) = self.by_subject.get_mut(subject) {
-                sessions.remove(&seq);
-                if sessions.is_empty() {
-                    self.by_subject.remove(subject);
+        match owner {
+            Owner::Subject(subject) => {
+                if let Some(sessions) = self.by_subject.get_mut(subject) {
+                    sessions.remove(&seq);
+                    if sessions.is_empty() {
+                        self.by_subject.remove(subject);
+                    }
                 }
+            }
+            Owner::Anonymous => {
+                self.anonymous.remove(&seq);
             }
         }
     }
@@ -64,10 +71,22 @@ impl Inner {
     }
 }
 
-#[derive(Debug, Default)]
+/// Unclaimed anonymous sessions kept by default (anonymous mode): without a subject
+/// there is no per-subject bound, so this one stops a client without a token from
+/// opening sessions (each one a task in rmcp) without limit.
+pub const DEFAULT_MAX_ANONYMOUS_SESSIONS: usize = 1000;
+
+#[derive(Debug)]
 pub struct SessionOwners {
     inner: Mutex<Inner>,
     counter: std::sync::atomic::AtomicU64,
+    max_anonymous: usize,
+}
+
+impl Default for SessionOwners {
+    fn default() -> Self {
+        Self::with_anonymous_limit(DEFAULT_MAX_ANONYMOUS_SESSIONS)
+    }
 }
 
 fn owner_of(principal: Option<&Principal>) -> Owner {
@@ -82,13 +101,24 @@ impl SessionOwners {
         Self::default()
     }
 
+    /// At most `max_anonymous` unclaimed anonymous sessions; opening more closes the
+    /// oldest (0 is treated as 1).
+    pub fn with_anonymous_limit(max_anonymous: usize) -> Self {
+        SessionOwners {
+            inner: Mutex::new(Inner::default()),
+            counter: std::sync::atomic::AtomicU64::new(0),
+            max_anonymous: max_anonymous.max(1),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records the owner of a freshly created session. Returns the sessions to close:
     /// a subject keeps at most `per_subject` sessions, the oldest go first (clients
-    /// that never send DELETE cannot pile up sessions).
+    /// that never send DELETE cannot pile up sessions); unclaimed anonymous sessions
+    /// are bounded the same way by the anonymous limit.
     pub fn record(
         &self,
         session_id: &str,
@@ -112,20 +142,27 @@ impl SessionOwners {
                 evicted.push(oldest);
             }
         }
-        if let Owner::Subject(subject) = &owner {
-            inner.index(subject, seq, session_id);
-            let excess: Vec<String> = inner
-                .by_subject
-                .get(subject)
-                .map(|sessions| {
-                    let over = sessions.len().saturating_sub(per_subject.max(1));
-                    sessions.values().take(over).cloned().collect()
-                })
-                .unwrap_or_default();
-            for id in excess {
-                inner.remove(&id);
-                evicted.push(id);
+        let excess: Vec<String> = match &owner {
+            Owner::Subject(subject) => {
+                inner.index(subject, seq, session_id);
+                inner
+                    .by_subject
+                    .get(subject)
+                    .map(|sessions| {
+                        let over = sessions.len().saturating_sub(per_subject.max(1));
+                        sessions.values().take(over).cloned().collect()
+                    })
+                    .unwrap_or_default()
             }
+            Owner::Anonymous => {
+                inner.anonymous.insert(seq, session_id.to_string());
+                let over = inner.anonymous.len().saturating_sub(self.max_anonymous);
+                inner.anonymous.values().take(over).cloned().collect()
+            }
+        };
+        for id in excess {
+            inner.remove(&id);
+            evicted.push(id);
         }
         inner.by_id.insert(session_id.to_string(), (owner, seq));
         evicted
@@ -140,6 +177,7 @@ impl SessionOwners {
         match (&owner, principal) {
             (Owner::Anonymous, None) => Binding::Allowed,
             (Owner::Anonymous, Some(p)) => {
+                inner.unindex(&Owner::Anonymous, seq);
                 inner.by_id.insert(
                     session_id.to_string(),
                     (Owner::Subject(p.subject.clone()), seq),
@@ -223,6 +261,24 @@ mod tests {
         assert_eq!(s.check("a", None), Binding::NeedsAuthentication);
         s.retain(|_| false);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn unclaimed_anonymous_sessions_are_bounded() {
+        let s = SessionOwners::with_anonymous_limit(2);
+        assert!(s.record("x1", None, 32).is_empty());
+        assert!(s.record("x2", None, 32).is_empty());
+        assert_eq!(s.record("x3", None, 32), vec!["x1".to_string()]);
+        assert_eq!(s.check("x1", None), Binding::Unknown);
+        assert_eq!(s.check("x3", None), Binding::Allowed);
+        // A claimed session no longer counts as anonymous.
+        assert_eq!(s.check("x2", Some(&principal("alice"))), Binding::Allowed);
+        assert!(s.record("x4", None, 32).is_empty());
+        assert_eq!(s.record("x5", None, 32), vec!["x3".to_string()]);
+        assert_eq!(s.check("x2", Some(&principal("alice"))), Binding::Allowed);
+        s.forget("x4");
+        assert!(s.record("x6", None, 32).is_empty());
+        assert_eq!(s.len(), 3);
     }
 
     #[test]

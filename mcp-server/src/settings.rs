@@ -91,6 +91,9 @@ pub struct TransportSettings {
     pub session_idle_secs: u64,
     /// Legacy sessions one subject may hold; opening more closes its oldest.
     pub max_sessions_per_subject: usize,
+    /// Unclaimed anonymous legacy sessions (anonymous mode) kept at once; opening more
+    /// closes the oldest.
+    pub max_anonymous_sessions: usize,
     /// SSE keep-alive comment interval in seconds (0 = none).
     pub sse_keep_alive_secs: u64,
     /// `retry:` hint of the SSE priming events (SEP-1699), in milliseconds; 0 sends no
@@ -105,6 +108,7 @@ impl Default for TransportSettings {
             json_response: false,
             session_idle_secs: 300,
             max_sessions_per_subject: 32,
+            max_anonymous_sessions: crate::sessions::DEFAULT_MAX_ANONYMOUS_SESSIONS,
             sse_keep_alive_secs: 15,
             sse_retry_ms: 3000,
         }
@@ -225,6 +229,9 @@ impl Settings {
         }
         if self.transport.max_sessions_per_subject == 0 {
             return Err("transport.max_sessions_per_subject must be at least 1".into());
+        }
+        if self.transport.max_anonymous_sessions == 0 {
+            return Err("transport.max_anonymous_sessions must be at least 1".into());
         }
         if self.data.protected_data_file.trim().is_empty() {
             return Err("data.protected_data_file is empty".into());

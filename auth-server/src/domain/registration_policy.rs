@@ -87,6 +87,12 @@ impl ClientMetadata {
 const MAX_TEXT: usize = 256;
 const MAX_URI: usize = 2048;
 
+/// Unicode bidirectional formatting characters: in a client name shown on the
+/// consent page they could make "Evil" read like a trusted name.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 fn text(field: &str, value: Option<String>) -> Result<Option<String>, RegistrationError> {
     match value
         .map(|v| v.trim().to_string())
@@ -95,7 +101,7 @@ fn text(field: &str, value: Option<String>) -> Result<Option<String>, Registrati
         Some(v) if v.len() > MAX_TEXT => Err(RegistrationError::InvalidClientMetadata(format!(
             "{field} is longer than {MAX_TEXT} characters"
         ))),
-        Some(v) if v.chars().any(char::is_control) => {
+        Some(v) if v.chars().any(|c| c.is_control() || is_bidi_control(c)) => {
             Err(RegistrationError::InvalidClientMetadata(format!(
                 "{field} contains control characters"
             )))
@@ -252,6 +258,23 @@ mod tests {
         assert_eq!(m.token_endpoint_auth_method, "client_secret_basic");
         assert_eq!(m.grant_types, vec!["authorization_code"]);
         assert_eq!(m.application_type, "web");
+    }
+
+    #[test]
+    fn client_names_cannot_carry_bidi_or_control_characters() {
+        for name in [
+            "Trusted\u{202E}lixE",
+            "a\u{2066}b",
+            "line\nbreak",
+            "x\u{200F}",
+        ] {
+            let mut r = req(&["http://localhost:1/cb"]);
+            r.client_name = Some(name.into());
+            assert!(validate(r, 10).is_err(), "{name:?}");
+        }
+        let mut r = req(&["http://localhost:1/cb"]);
+        r.client_name = Some("Claude Code – 日本語 ✓".into());
+        assert!(validate(r, 10).is_ok());
     }
 
     #[test]

@@ -274,13 +274,24 @@ async fn validate(
     })
 }
 
+/// The cookie's name. With an https issuer the `__Host-` prefix makes browsers
+/// refuse a same-named cookie planted by a sibling subdomain or over plain http
+/// (cookie tossing against the CSRF and session cookies).
+pub fn cookie_name(state: &AppState, base: &'static str) -> &'static str {
+    match (state.cookie_secure, base) {
+        (true, SESSION_COOKIE) => "__Host-as_session",
+        (true, CSRF_COOKIE) => "__Host-as_csrf",
+        _ => base,
+    }
+}
+
 fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
     req.cookie(name).map(|c| c.value().to_string())
 }
 
 /// The CSRF cookie value, creating one when the browser has none.
-fn csrf_cookie(req: &HttpRequest) -> (String, bool) {
-    match cookie_value(req, CSRF_COOKIE).filter(|v| v.len() >= 32) {
+fn csrf_cookie(state: &AppState, req: &HttpRequest) -> (String, bool) {
+    match cookie_value(req, cookie_name(state, CSRF_COOKIE)).filter(|v| v.len() >= 32) {
         Some(v) => (v, false),
         None => (shared::secret::random_token(32), true),
     }
@@ -292,7 +303,7 @@ fn build_cookie(
     value: String,
     max_age: i64,
 ) -> Cookie<'static> {
-    Cookie::build(name, value)
+    Cookie::build(cookie_name(state, name), value)
         .path("/")
         .http_only(true)
         .secure(state.cookie_secure)
@@ -303,7 +314,7 @@ fn build_cookie(
 
 /// The logged-in user of this browser, if the signed session cookie is valid.
 async fn session_user(state: &AppState, req: &HttpRequest) -> AppResult<Option<(UserRecord, i64)>> {
-    let Some(raw) = cookie_value(req, SESSION_COOKIE) else {
+    let Some(raw) = cookie_value(req, cookie_name(state, SESSION_COOKIE)) else {
         return Ok(None);
     };
     let Some(sid) = state.verify_cookie("session", &raw) else {
@@ -331,7 +342,7 @@ fn render_login(
     error: Option<&str>,
     status: StatusCode,
 ) -> HttpResponse {
-    let (csrf, fresh) = csrf_cookie(req);
+    let (csrf, fresh) = csrf_cookie(state, req);
     let token = state.csrf_token(&csrf);
     let hidden = p.hidden_fields();
     let redirect_host = redirect_uri::display_host(&v.redirect_uri);
@@ -362,7 +373,7 @@ fn render_consent(
     scope: &ScopeSet,
     extra_cookie: Option<Cookie<'static>>,
 ) -> HttpResponse {
-    let (csrf, fresh) = csrf_cookie(req);
+    let (csrf, fresh) = csrf_cookie(state, req);
     let token = state.csrf_token(&csrf);
     let hidden = p.hidden_fields();
     let redirect_host = redirect_uri::display_host(&v.redirect_uri);
@@ -534,7 +545,7 @@ pub async fn login(
 ) -> AppResult<HttpResponse> {
     let form = form.into_inner();
     if !state.check_csrf(
-        cookie_value(&req, CSRF_COOKIE).as_deref(),
+        cookie_value(&req, cookie_name(&state, CSRF_COOKIE)).as_deref(),
         form.csrf_token.as_deref().unwrap_or(""),
     ) {
         return Err(csrf_failure());
@@ -662,7 +673,7 @@ pub async fn consent(
 ) -> AppResult<HttpResponse> {
     let form = form.into_inner();
     if !state.check_csrf(
-        cookie_value(&req, CSRF_COOKIE).as_deref(),
+        cookie_value(&req, cookie_name(&state, CSRF_COOKIE)).as_deref(),
         form.csrf_token.as_deref().unwrap_or(""),
     ) {
         return Err(csrf_failure());

@@ -19,7 +19,12 @@ pub struct IntrospectForm {
     pub client_secret: Option<String>,
 }
 
-fn answer(body: Value) -> HttpResponse {
+/// The RFC 7662 answer; members without a value are left out rather than sent as
+/// `null` (e.g. `username` of a client_credentials token).
+fn answer(mut body: Value) -> HttpResponse {
+    if let Some(members) = body.as_object_mut() {
+        members.retain(|_, v| !v.is_null());
+    }
     let mut b = HttpResponse::Ok();
     no_store(&mut b);
     b.json(body)

@@ -419,7 +419,7 @@ async fn a_client_cannot_revoke_another_clients_tokens() {
 }
 
 #[tokio::test]
-async fn cookies_are_secure_when_the_issuer_is_https() {
+async fn cookies_are_secure_and_host_prefixed_when_the_issuer_is_https() {
     let app = spawn_with(|s| {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
@@ -429,23 +429,52 @@ async fn cookies_are_secure_when_the_issuer_is_https() {
     })
     .await;
     let client_id = public_client(&app).await;
-    let res = app
-        .http
-        .get(authorize_url(&app, &client_id, &[]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let csrf = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("as_csrf="))
-        .expect("a CSRF cookie");
-    for flag in ["HttpOnly", "SameSite=Lax", "Secure"] {
+    let set_cookies = |headers: &reqwest::header::HeaderMap| -> Vec<String> {
+        headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    let mut browser = Browser::default();
+    let (status, headers, html) = browser
+        .get(&app, &authorize_url(&app, &client_id, &[]))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = set_cookies(&headers)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-as_csrf="))
+        .expect("a __Host- CSRF cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
         assert!(csrf.contains(flag), "{flag} missing in {csrf}");
     }
+    assert!(!csrf.contains("Domain="));
+    let (status, headers, consent) =
+        submit_login(&app, &mut browser, &html, "demo", "demo123").await;
+    assert_eq!(status, StatusCode::OK);
+    let session = set_cookies(&headers)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-as_session="))
+        .expect("a __Host- session cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(session.contains(flag), "{flag} missing in {session}");
+    }
+    // The prefixed cookies carry the flow to the end.
+    let (status, headers, _) = submit_consent(&app, &mut browser, &consent, "approve").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location_params(&headers)["iss"],
+        "https://auth.example.test"
+    );
+    // A cookie without the prefix (e.g. planted by a sibling subdomain) is ignored.
+    let mut planted = Browser::default();
+    let (_, _, html) = planted
+        .get(&app, &authorize_url(&app, &client_id, &[]))
+        .await;
+    let csrf_value = planted.cookies.remove("__Host-as_csrf").unwrap();
+    planted.cookies.insert("as_csrf".into(), csrf_value);
+    let (status, headers, _) = submit_login(&app, &mut planted, &html, "demo", "demo123").await;
+    assert_html_page(status, &headers, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -710,4 +739,83 @@ async fn starting_without_demo_retires_the_public_demo_credentials() {
     // An account whose password was changed is kept.
     let (status, _, _) = attempt_login(&app, &client_id, "admin", "a-real-Passw0rd").await;
     assert!(status == StatusCode::OK || status == StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn cors_only_on_the_endpoints_browser_clients_call() {
+    let app = spawn_app().await;
+    let preflight = |path: &str, method: &str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", method)
+            .header(
+                "access-control-request-headers",
+                "content-type, authorization",
+            )
+            .send()
+    };
+    for (path, method) in [
+        ("/.well-known/oauth-authorization-server", "GET"),
+        ("/.well-known/openid-configuration", "GET"),
+        ("/register", "POST"),
+        ("/token", "POST"),
+        ("/revoke", "POST"),
+        ("/jwks.json", "GET"),
+        ("/userinfo", "GET"),
+    ] {
+        let res = preflight(path, method).await.unwrap();
+        assert_eq!(
+            res.headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap().to_string()),
+            Some("*".to_string()),
+            "{path} must allow CORS"
+        );
+    }
+    for (path, method) in [
+        ("/authorize", "GET"),
+        ("/login", "POST"),
+        ("/consent", "POST"),
+        ("/introspect", "POST"),
+        ("/admin/grants", "GET"),
+        ("/healthz", "GET"),
+        ("/metrics", "GET"),
+    ] {
+        let res = preflight(path, method).await.unwrap();
+        assert!(
+            res.headers().get("access-control-allow-origin").is_none(),
+            "{path} must not allow CORS (preflight)"
+        );
+        let res = app
+            .http
+            .request(method.parse().unwrap(), app.url(path))
+            .header("origin", "https://app.example")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.headers().get("access-control-allow-origin").is_none(),
+            "{path} must not allow CORS"
+        );
+    }
+}
+
+#[tokio::test]
+async fn introspection_of_a_service_token_has_no_null_members() {
+    let app = spawn_app().await;
+    let service = app.client_credentials(Some("auth:introspect")).await;
+    let answer = app
+        .introspect(service["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["token_type"], "access_token");
+    assert_eq!(answer["sub"], "mcp-server");
+    assert_eq!(answer["aud"], app.issuer());
+    let members = answer.as_object().unwrap();
+    assert!(!members.contains_key("username"), "{answer}");
+    assert!(members.values().all(|v| !v.is_null()), "{answer}");
+    for key in ["client_id", "scope", "iss", "exp", "iat", "nbf", "jti"] {
+        assert!(members.contains_key(key), "{key} missing: {answer}");
+    }
 }

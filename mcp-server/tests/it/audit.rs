@@ -443,6 +443,7 @@ async fn stateless_calls_check_mcp_name_and_step_up() {
 /// blaming the caller's token), and `/readyz` stops claiming readiness.
 #[tokio::test]
 async fn refused_introspection_credentials_make_the_server_not_ready() {
+    let capture = captured_log();
     let s = spawn_with(|settings, _| {
         settings.auth.mode = mcp_server::auth::VerifierMode::Introspection;
         settings.auth.client_id = crate::support::RS_CLIENT_ID.into();
@@ -474,6 +475,12 @@ async fn refused_introspection_credentials_make_the_server_not_ready() {
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["ready"], false);
     assert_eq!(body["verification_mode"], "introspection");
+    // The operator learns why (the client only sees "temporarily unavailable").
+    let log = capture.0.lock().unwrap().clone();
+    assert!(
+        log.contains("token verification unavailable (answered 503): introspection endpoint answered HTTP 401"),
+        "no reason logged"
+    );
 }
 
 /// A token inside the clock-skew leeway (expired a few seconds ago) is accepted for a
@@ -687,5 +694,126 @@ async fn debug_logs_of_a_full_flow_contain_no_token() {
         for part in t.split('.').skip(1) {
             assert!(!text.contains(part), "token material in the logs: {part}");
         }
+    }
+}
+
+/// Anonymous mode: a client without a token cannot pile up sessions (there is no
+/// subject to bound them by); the oldest unclaimed one is closed.
+#[tokio::test]
+async fn anonymous_sessions_are_bounded() {
+    let s = spawn_with(|settings, _| {
+        settings.auth.allow_anonymous = true;
+        settings.transport.max_anonymous_sessions = 2;
+    })
+    .await;
+    let first = s.initialize(None).await;
+    let second = s.initialize(None).await;
+    let third = s.initialize(None).await;
+    let (status, _, _) = s.rpc(None, &first, 2, "tools/list", json!({})).await;
+    assert_eq!(status, 404);
+    for session in [&second, &third] {
+        let (status, _, body) = s.rpc(None, session, 2, "tools/list", json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Signed-in sessions are bounded per subject instead, and do not count here.
+    let token = s.token("amy", "mcp:read");
+    let mine = s.initialize(Some(&token)).await;
+    let _fourth = s.initialize(None).await;
+    let (status, _, _) = s.rpc(Some(&token), &mine, 2, "tools/list", json!({})).await;
+    assert_eq!(status, 200);
+}
+
+/// Transport-level mistakes get a 4xx with a JSON-RPC error body, never a 500.
+#[tokio::test]
+async fn transport_mistakes_are_4xx_json_rpc_errors() {
+    let s = spawn_with(|_, _| {}).await;
+    let token = s.token("tia", "mcp:read");
+    let session = s.initialize(Some(&token)).await;
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let base = || {
+        s.http
+            .post(s.mcp_url())
+            .bearer_auth(&token)
+            .header("MCP-Protocol-Version", LEGACY_VERSION)
+    };
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        (
+            "text/plain body",
+            base()
+                .header("Accept", "application/json, text/event-stream")
+                .header("Content-Type", "text/plain")
+                .header("Mcp-Session-Id", &session)
+                .body(list.to_string()),
+            415,
+        ),
+        (
+            "no Accept",
+            base()
+                .header("Content-Type", "application/json")
+                .header("Mcp-Session-Id", &session)
+                .body(list.to_string()),
+            406,
+        ),
+        (
+            "Accept without text/event-stream",
+            base()
+                .header("Accept", "application/json")
+                .header("Content-Type", "application/json")
+                .header("Mcp-Session-Id", &session)
+                .body(list.to_string()),
+            406,
+        ),
+        (
+            "garbage session id",
+            base()
+                .header("Accept", "application/json, text/event-stream")
+                .header("Mcp-Session-Id", "../../etc/passwd;%00<script>")
+                .json(&list),
+            404,
+        ),
+        (
+            "non-UTF-8 session id",
+            base()
+                .header("Accept", "application/json, text/event-stream")
+                .header(
+                    "Mcp-Session-Id",
+                    reqwest::header::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+                )
+                .json(&list),
+            400,
+        ),
+        (
+            "missing session id",
+            base()
+                .header("Accept", "application/json, text/event-stream")
+                .json(&list),
+            400,
+        ),
+        (
+            "unsupported version on initialize",
+            s.http
+                .post(s.mcp_url())
+                .bearer_auth(&token)
+                .header("Accept", "application/json, text/event-stream")
+                .header("MCP-Protocol-Version", "1999-01-01")
+                .json(&initialize_body()),
+            400,
+        ),
+        (
+            "PUT",
+            s.http
+                .put(s.mcp_url())
+                .bearer_auth(&token)
+                .header("Mcp-Session-Id", &session),
+            405,
+        ),
+    ];
+    for (what, request, expected) in cases {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), expected, "{what}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["jsonrpc"], "2.0", "{what}: {body}");
+        assert!(body["error"]["code"].is_i64(), "{what}: {body}");
+        assert!(body["error"]["message"].is_string(), "{what}: {body}");
     }
 }
