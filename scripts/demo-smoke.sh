@@ -7,12 +7,19 @@ target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 data_dir="$(mktemp -d)"
 log="$data_dir/demo.log"
 cargo build --bin mcp-demo
+for port in 3000 3001; do
+  if curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; then
+    echo "port $port is already in use: stop whatever runs there (another demo?) and retry" >&2
+    exit 1
+  fi
+done
 AUTH__DATABASE__PATH="$data_dir/auth-server.db" "$target_dir/debug/mcp-demo" >"$log" 2>&1 &
 pid=$!
 cleanup() { kill -INT "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
 for _ in $(seq 1 100); do
-  if curl -fsS http://127.0.0.1:3001/healthz >/dev/null 2>&1 && curl -fsS http://127.0.0.1:3000/healthz >/dev/null 2>&1; then
+  if grep -q "Ctrl-C stops both services" "$log" \
+    && curl -fsS http://127.0.0.1:3001/healthz >/dev/null 2>&1 && curl -fsS http://127.0.0.1:3000/readyz >/dev/null 2>&1; then
     break
   fi
   if ! kill -0 "$pid" 2>/dev/null; then echo "demo exited early:"; cat "$log"; exit 1; fi
