@@ -91,12 +91,14 @@ fn print_banner(auth: &auth_server::settings::Settings, mcp: &mcp_server::settin
     admin / admin123          role admin  → mcp:read, mcp:admin
     inspector / inspector123  role admin  → mcp:read, mcp:admin
 
-  Try it with MCP Inspector:
-    1. npx @modelcontextprotocol/inspector
-    2. Transport "Streamable HTTP", URL {mcp_url}, then "Connect".
-    3. Inspector registers itself (DCR) and opens our login page: sign in, approve.
-    4. List tools; call hello_world, user_profile, protected_data.
-       admin_panel appears after an admin approves the mcp:admin scope.
+  Try it with MCP Inspector (2.x needs Node >= 22.19; see README for Node 20):
+    1. npx @modelcontextprotocol/inspector   (open the URL it prints, with its token)
+    2. Add Servers -> Add manually: Transport streamable-http, URL {mcp_url}, Add;
+       flip the switch on the server card to connect.
+    3. Inspector registers itself (DCR) and opens our login page: sign in, Allow.
+    4. Tools tab: call hello_world, user_profile, protected_data.
+       admin_panel appears after an admin approves the mcp:admin scope
+       (the consent page offers "Sign in as someone else").
 
   Ctrl-C stops both services.
 "#,

@@ -63,18 +63,19 @@ pub struct ProtectedDataArgs {
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+// Variant docs would turn the schema into `oneOf` + `const`, which clients (Inspector)
+// render as a raw JSON editor instead of a choice; the field doc explains each value.
 pub enum AdminAction {
-    /// Active grants (optionally only those whose username or client_id equals `target`).
     ListTokens,
-    /// Revoke the grant with id `target`, or the one grant owning a token id starting with `target`.
     RevokeToken,
-    /// Users with role, status and number of active grants.
     UserStats,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct AdminPanelArgs {
-    /// The operation to perform.
+    /// list_tokens: active grants (only those of user or client `target` when given);
+    /// revoke_token: revoke grant `target` (a grant id, or a token-id prefix matching one grant);
+    /// user_stats: users with role, status and number of active grants.
     pub action: AdminAction,
     /// Grant id or token-id prefix (revoke_token), username or client_id filter (list_tokens).
     #[serde(default)]

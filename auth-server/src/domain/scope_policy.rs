@@ -122,6 +122,15 @@ pub fn cut_to_role(scope: &ScopeSet, role: Role) -> ScopeSet {
     scope.intersection(&role.allowed_scopes())
 }
 
+/// The requested scopes that `cut_to_role` drops, shown to the user on the consent page.
+pub fn withheld_from_role(scope: &ScopeSet, role: Role) -> ScopeSet {
+    let allowed = role.allowed_scopes();
+    scope
+        .iter()
+        .filter(|s| !allowed.contains_literal(s))
+        .collect()
+}
+
 /// A refresh request may narrow the granted scope, never widen it.
 pub fn narrow_on_refresh(
     requested: Option<&str>,

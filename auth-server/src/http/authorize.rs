@@ -55,6 +55,19 @@ impl AuthorizeParams {
             .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
             .collect()
     }
+
+    /// The same authorization request with `prompt=login`: "not you? sign in as someone
+    /// else" on the consent page. Relative, like the form actions.
+    fn switch_account_url(&self) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in self.hidden_fields() {
+            if name != "prompt" {
+                query.append_pair(&name, &value);
+            }
+        }
+        query.append_pair("prompt", "login");
+        format!("authorize?{}", query.finish())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -370,10 +383,12 @@ fn render_consent(
     p: &AuthorizeParams,
     v: &Validated,
     user: &UserRecord,
-    scope: &ScopeSet,
+    (scope, withheld): (&ScopeSet, &ScopeSet),
     extra_cookie: Option<Cookie<'static>>,
 ) -> HttpResponse {
     let (csrf, fresh) = csrf_cookie(state, req);
+    let withheld: Vec<String> = withheld.iter().map(str::to_string).collect();
+    let switch_account_url = p.switch_account_url();
     let token = state.csrf_token(&csrf);
     let hidden = p.hidden_fields();
     let redirect_host = redirect_uri::display_host(&v.redirect_uri);
@@ -392,6 +407,8 @@ fn render_consent(
         username: &user.username,
         resource: &v.resource,
         scopes: &scopes,
+        withheld: &withheld,
+        switch_account_url: &switch_account_url,
         hidden: &hidden,
         csrf_token: &token,
     };
@@ -463,6 +480,9 @@ async fn consent_step(
 ) -> AppResult<HttpResponse> {
     let role = Role::parse(&user.role).unwrap_or(Role::User);
     let scope = scope_policy::cut_to_role(&v.scope, role);
+    // Scopes the user asked for but cannot hold: never skip the page then, so the user
+    // sees why and can sign in with another account instead of getting a silent downgrade.
+    let withheld = scope_policy::withheld_from_role(&v.scope, role);
     let remembered = state
         .store
         .find_consent(&user.id, &v.client.client_id)
@@ -472,7 +492,7 @@ async fn consent_step(
         .prompt
         .as_deref()
         .is_some_and(|pr| pr.split(' ').any(|x| x == "consent"));
-    if !force_consent && remembered.is_some_and(|r| scope.is_subset_of(&r)) {
+    if !force_consent && withheld.is_empty() && remembered.is_some_and(|r| scope.is_subset_of(&r)) {
         return issue_code(state, v, user, &scope, auth_time, status, extra_cookie).await;
     }
     if p.prompt.as_deref() == Some("none") {
@@ -487,7 +507,15 @@ async fn consent_step(
             status,
         ));
     }
-    Ok(render_consent(state, req, p, v, user, &scope, extra_cookie))
+    Ok(render_consent(
+        state,
+        req,
+        p,
+        v,
+        user,
+        (&scope, &withheld),
+        extra_cookie,
+    ))
 }
 
 pub async fn authorize(

@@ -28,7 +28,9 @@ form>.primary{width:100%;margin-top:1.5rem}\
 .hint{margin-top:1.5rem;font-size:.875rem;color:var(--muted);border-top:1px solid var(--border);padding-top:1rem}\
 .facts{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem;margin:1rem 0}.facts dt{color:var(--muted)}.facts dd{margin:0;overflow-wrap:anywhere}\
 .scopes{padding-left:1.25rem;margin:0}.scope-name{font-family:ui-monospace,monospace;font-weight:600}\
-code{font-family:ui-monospace,monospace}";
+code{font-family:ui-monospace,monospace}\
+a{color:var(--accent)}.switch{display:block;font-size:.875rem;margin-top:.25rem}\
+.notice{border-left:3px solid var(--field);padding:.5rem .75rem;margin:1rem 0 0;font-size:.875rem;color:var(--muted)}";
 
 fn csp() -> &'static str {
     static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -67,6 +69,9 @@ pub struct ConsentPage<'a> {
     pub username: &'a str,
     pub resource: &'a str,
     pub scopes: &'a [(String, &'static str)],
+    /// Requested scopes this account cannot hold.
+    pub withheld: &'a [String],
+    pub switch_account_url: &'a str,
     pub hidden: &'a [(String, String)],
     pub csrf_token: &'a str,
 }

@@ -13,3 +13,4 @@ mod negative;
 mod persistence;
 mod refresh;
 mod registration;
+mod switch_account;

@@ -218,6 +218,37 @@ async fn admin_panel_lists_revokes_and_the_revoked_token_stops_working() {
         .await
         .contains(&"admin_panel".to_string()));
     let session = s.initialize(Some(&root)).await;
+    // The action is a plain string enum, so clients render a choice, not a JSON editor.
+    let (status, _, listed) = s
+        .rpc(Some(&root), &session, 90, "tools/list", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let admin_tool = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "admin_panel")
+        .unwrap()
+        .clone();
+    let action = &admin_tool["inputSchema"]["properties"]["action"];
+    let action = if action.get("$ref").is_some() || action.get("allOf").is_some() {
+        let name = action["$ref"]
+            .as_str()
+            .or_else(|| action["allOf"][0]["$ref"].as_str())
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
+        admin_tool["inputSchema"]["$defs"][name].clone()
+    } else {
+        action.clone()
+    };
+    assert_eq!(
+        action["enum"],
+        json!(["list_tokens", "revoke_token", "user_stats"]),
+        "{admin_tool}"
+    );
 
     let (status, _, body) = s
         .call_tool(
