@@ -68,9 +68,15 @@ impl AppState {
             .max(self.settings.oauth.id_token_ttl_secs)
     }
 
-    /// Re-reads the keys from storage (after `keys rotate` in another process).
+    /// Re-reads the keys from storage (after `keys rotate` in another process). The
+    /// ring is only rebuilt when the stored keys changed: `/jwks.json` calls this on
+    /// every request, and a rebuild re-parses every private key.
     pub async fn reload_keys(&self) -> AppResult<Arc<KeyRing>> {
         let stored = self.store.list_keys().await?;
+        let current = self.ring();
+        if current.same_keys(&stored, now(), self.max_token_ttl()) {
+            return Ok(current);
+        }
         let ring = KeyRing::from_stored(&stored, now(), self.max_token_ttl())
             .map_err(|e| AppError::Internal(e.to_string()))?;
         let ring = Arc::new(ring);

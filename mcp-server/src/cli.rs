@@ -118,7 +118,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // rmcp logs through `tracing`; its span events arrive under the `tracing::span`
     // target (one INFO line per session otherwise).
-    shared::telemetry::init_logging("info,rmcp=warn,tracing::span=warn");
+    // No access-log line per request at info by default (issue 6: it costs ~8 % of a
+    // cached tools/call); `RUST_LOG=info` brings the access log back.
+    shared::telemetry::init_logging(
+        "info,rmcp=warn,tracing::span=warn,actix_web::middleware::logger=warn",
+    );
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,

@@ -128,6 +128,35 @@ impl KeyRing {
     }
 }
 
+impl KeyRing {
+    /// Whether [`KeyRing::from_stored`] on `keys` would sign with the same key and
+    /// publish the same set of keys as this ring: then there is nothing to rebuild
+    /// (rebuilding re-parses and re-checks every private key, ~50 µs each).
+    pub fn same_keys(&self, keys: &[StoredKey], now: i64, max_token_ttl: i64) -> bool {
+        let Some(active) = keys
+            .iter()
+            .filter(|k| k.retired_at.is_none())
+            .max_by_key(|k| k.created_at)
+        else {
+            return false;
+        };
+        if active.kid != self.active.kid {
+            return false;
+        }
+        let mut published = 0;
+        for key in keys
+            .iter()
+            .filter(|k| still_published(k, now, max_token_ttl))
+        {
+            if !self.verifying.contains_key(&key.kid) {
+                return false;
+            }
+            published += 1;
+        }
+        published == self.verifying.len()
+    }
+}
+
 /// RFC 7638-style short fingerprint (for CLI output only).
 pub fn fingerprint(public_b64: &str) -> String {
     let digest = shared::secret::sha256_b64url(public_b64);
@@ -153,6 +182,29 @@ mod tests {
         assert_eq!(later.jwks.keys.len(), 1);
         assert!(!later.verifying.contains_key(&old.kid));
         assert_ne!(old.kid, new.kid);
+    }
+
+    #[test]
+    fn same_keys_detects_rotation_and_expiry_of_published_keys() {
+        let mut old = generate(1000).unwrap();
+        let new = generate(2000).unwrap();
+        old.retired_at = Some(2000);
+        let keys = vec![old.clone(), new.clone()];
+        let ring = KeyRing::from_stored(&keys, 2100, 900).unwrap();
+        assert!(ring.same_keys(&keys, 2100, 900));
+        // The retired key's publication window ends: the published set changes.
+        assert!(!ring.same_keys(&keys, 2000 + 900 + 61, 900));
+        // A rotation (a newer active key) changes the signing key.
+        let mut rotated = keys.clone();
+        rotated[1].retired_at = Some(2200);
+        rotated.push(generate(2200).unwrap());
+        assert!(!ring.same_keys(&rotated, 2200, 900));
+        // No active key at all.
+        let mut none = keys.clone();
+        none[1].retired_at = Some(2200);
+        assert!(!ring.same_keys(&none, 2200, 900));
+        // A key removed from storage.
+        assert!(!ring.same_keys(&keys[1..], 2100, 900));
     }
 
     #[test]
