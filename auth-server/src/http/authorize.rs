@@ -558,12 +558,17 @@ pub async fn authorize(
     finish(result)
 }
 
-fn csrf_failure() -> AppError {
-    AppError::Page {
+/// The login and consent forms must echo the token bound to this browser's CSRF cookie.
+fn require_form_csrf(state: &AppState, req: &HttpRequest, token: Option<&str>) -> AppResult<()> {
+    let cookie = cookie_value(req, cookie_name(state, CSRF_COOKIE));
+    if state.check_csrf(cookie.as_deref(), token.unwrap_or("")) {
+        return Ok(());
+    }
+    Err(AppError::Page {
         status: StatusCode::FORBIDDEN,
         title: "Session expired".into(),
         message: "This form has expired or was not sent from this site. Go back to the application and start signing in again.".into(),
-    }
+    })
 }
 
 pub async fn login(
@@ -572,12 +577,7 @@ pub async fn login(
     form: web::Form<LoginForm>,
 ) -> AppResult<HttpResponse> {
     let form = form.into_inner();
-    if !state.check_csrf(
-        cookie_value(&req, cookie_name(&state, CSRF_COOKIE)).as_deref(),
-        form.csrf_token.as_deref().unwrap_or(""),
-    ) {
-        return Err(csrf_failure());
-    }
+    require_form_csrf(&state, &req, form.csrf_token.as_deref())?;
     let p = form.params;
     let result = async {
         let v = validate(&state, &p, StatusCode::SEE_OTHER).await?;
@@ -700,12 +700,7 @@ pub async fn consent(
     form: web::Form<ConsentForm>,
 ) -> AppResult<HttpResponse> {
     let form = form.into_inner();
-    if !state.check_csrf(
-        cookie_value(&req, cookie_name(&state, CSRF_COOKIE)).as_deref(),
-        form.csrf_token.as_deref().unwrap_or(""),
-    ) {
-        return Err(csrf_failure());
-    }
+    require_form_csrf(&state, &req, form.csrf_token.as_deref())?;
     let p = form.params;
     let result = async {
         let v = validate(&state, &p, StatusCode::SEE_OTHER).await?;
