@@ -20,12 +20,8 @@ fn optional(path: &str) -> Option<&Path> {
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init_logging("info,actix_web::middleware::logger=warn");
 
-    let mut auth_settings: auth_server::settings::Settings = shared::settings::load(
-        optional(AUTH_CONFIG),
-        "AUTH",
-        auth_server::settings::LIST_KEYS,
-    )
-    .context("loading the auth-server configuration")?;
+    let mut auth_settings = auth_server::settings::Settings::load(optional(AUTH_CONFIG))
+        .map_err(|e| anyhow::anyhow!("loading the auth-server configuration: {e}"))?;
     auth_settings.demo.enabled = true;
     let auth_app = auth_server::Application::build(auth_settings.clone())
         .await
@@ -34,9 +30,8 @@ async fn main() -> anyhow::Result<()> {
     let auth_handle = auth_server.handle();
     let auth_task = tokio::spawn(auth_server);
 
-    let mut mcp_settings: mcp_server::settings::Settings =
-        shared::settings::load(optional(MCP_CONFIG), "MCP", mcp_server::settings::LIST_KEYS)
-            .context("loading the mcp-server configuration")?;
+    let mut mcp_settings = mcp_server::settings::Settings::load(optional(MCP_CONFIG))
+        .context("loading the mcp-server configuration")?;
     mcp_settings.apply_demo_defaults(&auth_settings.demo.mcp_server_client_secret);
     let mcp_app = match mcp_server::Application::build(mcp_settings.clone()).await {
         Ok(app) => app,
