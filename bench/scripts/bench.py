@@ -645,6 +645,14 @@ def auth_server_loads(ctx: Ctx) -> None:
             f"{r.get('ok', 0)} exchanges at {r['rps']:.0f}/s, p99 {r['latency_us']['p99'] / 1000:.2f} ms, "
             f"cpu {r['cpu_us_per_req']:.1f} us/req, errors {r['errors']}")
         runs.append(r)
+    if "auth_server" in a.perf:
+        codes_file = ctx.workdir / "codes-perf.txt"
+        codes_file.write_text("")
+        run_wrk(authorize_target, "mint_codes.lua",
+                {"BENCH_HEADERS": f"Cookie: {tok['cookie']}", "BENCH_CODES_OUT": str(codes_file), "BENCH_MAX_CODES": str(a.token_codes)},
+                16, a.mint_secs, stop_when=lambda: codes_file.read_bytes().count(b"\n") >= a.token_codes)
+        profile(ctx, "auth_server", p, token_url, "token_exchange.lua",
+                {"BENCH_CODES_FILE": str(codes_file), "BENCH_BODY_PREFIX": prefix, "BENCH_BODY_SUFFIX": suffix}, c)
     s = summarize(runs)
     s["authorize_rps"] = statistics.median(r["authorize_rps"] for r in runs)
     s["codes_per_run"] = [r["codes"] for r in runs]

@@ -24,6 +24,7 @@ use shared::ScopeSet;
 
 use crate::auth::{Principal, VerifyError};
 use crate::caller::Caller;
+use crate::direct::{self, DirectCall};
 use crate::error::{jsonrpc_error_body, ApiError};
 use crate::policy::{self, Decision};
 use crate::sessions::Binding;
@@ -76,6 +77,22 @@ pub fn bearer_token(headers: &HeaderMap) -> Presented<'_> {
     }
 }
 
+/// The token of the one `Authorization: Bearer` header, unchecked: only for the cache
+/// lookup (a cached token passed [`bearer_token`]'s checks when it was verified), so
+/// the common request skips the syntax scan of a ~1 KB token.
+fn cached_principal(req: &HttpRequest, state: &AppState) -> Option<Arc<Principal>> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION);
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    state.verifier.cached(token.trim())
+}
+
 fn base_scope() -> ScopeSet {
     ScopeSet::from_iter([policy::BASE_SCOPE])
 }
@@ -84,6 +101,14 @@ async fn authenticate(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<Option<Arc<Principal>>, ApiError> {
+    let started = Instant::now();
+    if let Some(principal) = cached_principal(req, state) {
+        state
+            .metrics
+            .verify_latency
+            .observe_duration(&["cached"], started.elapsed());
+        return Ok(Some(principal));
+    }
     match bearer_token(req.headers()) {
         Presented::Missing if state.allow_anonymous => Ok(None),
         Presented::Missing => Err(ApiError::Unauthenticated {
@@ -96,15 +121,6 @@ async fn authenticate(
             error: VerifyError::Malformed,
         }),
         Presented::Token(token) => {
-            let started = Instant::now();
-            // The cache hit hands out the shared Arc: no boxed future, no clone.
-            if let Some(principal) = state.verifier.cached(token) {
-                state
-                    .metrics
-                    .verify_latency
-                    .observe_duration(&["cached"], started.elapsed());
-                return Ok(Some(principal));
-            }
             let result = state.verifier.verify(token).await;
             let outcome = if result.is_ok() { "valid" } else { "invalid" };
             state
@@ -498,6 +514,90 @@ async fn prune_sessions(state: &AppState) {
     state.metrics.sessions.set(&[], state.sessions.len() as f64);
 }
 
+/// Answers a plain `tools/call` of a self-contained tool without rmcp (see
+/// [`crate::direct`]); `None` hands the request to rmcp unchanged.
+async fn answer_directly(
+    req: &HttpRequest,
+    body: &[u8],
+    principal: Option<&Arc<Principal>>,
+    session_id: Option<&str>,
+    state: &AppState,
+) -> Result<Option<HttpResponse>, ApiError> {
+    let Some(tools) = &state.direct_tools else {
+        return Ok(None);
+    };
+    if !direct::headers_allow(req.headers(), !state.stateless) {
+        return Ok(None);
+    }
+    let Some(call) = DirectCall::parse(body) else {
+        return Ok(None);
+    };
+    if !state.stateless {
+        // rmcp answers a call without a session (400) or on a session it no longer
+        // has (404); the bridge only answers on a live one.
+        let Some(id) = session_id else {
+            return Ok(None);
+        };
+        if !state.session_manager.sessions.read().await.contains_key(id) {
+            return Ok(None);
+        }
+        // rmcp closes a session whose worker saw nothing for `session_idle_secs`;
+        // calls answered here must still count as activity.
+        if state
+            .sessions
+            .touch_due(id, unix_secs(), state.session_touch_every_secs)
+        {
+            actix_web::rt::spawn(keep_session_alive(
+                state.session_manager.clone(),
+                id.to_string(),
+            ));
+        }
+    }
+    let granted = principal.map(|p| &p.scopes);
+    if let Some(needed) = denied_scopes(state, call.params.name, call.category(), granted) {
+        state.metrics.count_method("tools/call");
+        return Err(refusal(state, needed, granted));
+    }
+    let caller = Caller(principal.cloned());
+    let Some(outcome) = tools
+        .call_direct(call.params.name, call.params.arguments.as_ref(), caller)
+        .await
+    else {
+        return Ok(None);
+    };
+    state.metrics.count_method("tools/call");
+    state.metrics.direct_answers.inc(&[call.params.name]);
+    let message = direct::message(&call.id, outcome)
+        .ok_or_else(|| ApiError::Internal("serializing a tool result failed".into()))?;
+    Ok(Some(direct::response(message, state.direct_json)))
+}
+
+fn unix_secs() -> u64 {
+    u64::try_from(crate::auth::unix_now()).unwrap_or(0)
+}
+
+/// Resets rmcp's idle timer of a session: an empty request-wise channel, opened and
+/// closed, is an event for the session worker and nothing for the client.
+async fn keep_session_alive(
+    manager: Arc<rmcp::transport::streamable_http_server::session::local::LocalSessionManager>,
+    session_id: String,
+) {
+    let handle = manager
+        .sessions
+        .read()
+        .await
+        .get(session_id.as_str())
+        .cloned();
+    let Some(handle) = handle else {
+        return;
+    };
+    if let Ok(receiver) = handle.establish_request_wise_channel().await {
+        if let Some(http_request_id) = receiver.http_request_id {
+            let _ = handle.close_request_wise_channel(http_request_id).await;
+        }
+    }
+}
+
 /// `/mcp` (the resource URL's path), every method.
 pub async fn mcp_endpoint(
     req: HttpRequest,
@@ -598,6 +698,14 @@ async fn handle(
                     .next()
                     .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
             });
+        if json_content {
+            if let Some(answer) =
+                answer_directly(req, &body, principal.as_ref(), session_id.as_deref(), state)
+                    .await?
+            {
+                return Ok(answer);
+            }
+        }
         inspection = inspect_body(&body, json_content, principal.as_deref(), state)?;
         body
     } else {

@@ -23,6 +23,7 @@ pub mod bridge;
 pub mod caller;
 pub mod cli;
 pub mod data;
+pub mod direct;
 pub mod error;
 pub mod fixtures;
 pub mod metrics;
@@ -104,6 +105,13 @@ pub struct AppState {
     pub metrics: Metrics,
     pub prm: ProtectedResourceMetadata,
     pub last_prune: AtomicU64,
+    /// The handler the bridge answers plain `tools/call`s with (see `direct`); `None`
+    /// with the conformance fixtures or `transport.direct_tool_calls = false`.
+    pub direct_tools: Option<McpTools>,
+    /// Direct answers as JSON (stateless `json_response`) rather than one SSE event.
+    pub direct_json: bool,
+    /// How often a session used only through direct answers resets rmcp's idle timer.
+    pub session_touch_every_secs: u64,
 }
 
 /// A bound, configured server. `build` binds the listener, so `port()` is known before
@@ -276,6 +284,8 @@ impl Application {
             admin,
         });
         let prototype = McpTools::new(ctx);
+        let direct_tools = (settings.transport.direct_tool_calls && !settings.fixtures.conformance)
+            .then(|| prototype.clone());
         let tool_names = prototype.tool_names();
 
         let allowed_hosts = settings.effective_allowed_hosts(&resource);
@@ -360,6 +370,9 @@ impl Application {
             metrics: Metrics::new(),
             prm,
             last_prune: AtomicU64::new(0),
+            direct_tools,
+            direct_json: stateless && settings.transport.json_response,
+            session_touch_every_secs: (settings.transport.session_idle_secs / 4).max(1),
         });
 
         let path = mcp_path(&resource);
@@ -378,7 +391,7 @@ impl Application {
                 .app_data(state.clone())
                 .wrap(from_fn(metrics::count_requests))
                 .wrap(from_fn(shared::telemetry::request_id))
-                .wrap(shared::telemetry::access_logger())
+                .wrap(shared::telemetry::access_logger_if_enabled())
                 .route("/healthz", web::get().to(routes::healthz))
                 .route("/readyz", web::get().to(routes::readyz))
                 .route("/metrics", web::get().to(routes::metrics))

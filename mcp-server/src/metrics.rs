@@ -34,6 +34,7 @@ pub struct Metrics {
     pub auth_failures: CounterVec,
     pub verify_latency: HistogramVec,
     pub sessions: GaugeVec,
+    pub direct_answers: CounterVec,
 }
 
 impl Default for Metrics {
@@ -71,7 +72,13 @@ impl Metrics {
             "Legacy MCP sessions bound to a subject.",
             &[],
         );
+        let direct_answers = registry.counter(
+            "mcp_server_direct_tool_calls_total",
+            "tools/call requests the bridge answered itself (transport.direct_tool_calls), by tool.",
+            &["tool"],
+        );
         Self {
+            direct_answers,
             registry,
             http_requests,
             mcp_messages,

@@ -38,6 +38,9 @@ struct Inner {
     by_subject: HashMap<String, BTreeMap<u64, String>>,
     /// Unclaimed anonymous sessions by sequence number (oldest first).
     anonymous: BTreeMap<u64, String>,
+    /// Session id → when rmcp's session worker last saw activity caused by us (unix
+    /// seconds); see [`SessionOwners::touch_due`].
+    touched: HashMap<String, u64>,
 }
 
 impl Inner {
@@ -58,6 +61,7 @@ impl Inner {
     }
 
     fn remove(&mut self, session_id: &str) {
+        self.touched.remove(session_id);
         if let Some((owner, seq)) = self.by_id.remove(session_id) {
             self.unindex(&owner, seq);
         }
@@ -87,6 +91,10 @@ impl Default for SessionOwners {
     fn default() -> Self {
         Self::with_anonymous_limit(DEFAULT_MAX_ANONYMOUS_SESSIONS)
     }
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(crate::auth::unix_now()).unwrap_or(0)
 }
 
 fn owner_of(principal: Option<&Principal>) -> Owner {
@@ -165,7 +173,23 @@ impl SessionOwners {
             evicted.push(id);
         }
         inner.by_id.insert(session_id.to_string(), (owner, seq));
+        inner.touched.insert(session_id.to_string(), unix_now());
         evicted
+    }
+
+    /// Whether a request answered without rmcp should also reset rmcp's idle timer
+    /// for `session_id` (at most once per `every` seconds per session); when true the
+    /// touch is recorded as done at `now`.
+    pub fn touch_due(&self, session_id: &str, now: u64, every: u64) -> bool {
+        let mut inner = self.lock();
+        match inner.touched.get_mut(session_id) {
+            Some(last) if now.saturating_sub(*last) < every.max(1) => false,
+            Some(last) => {
+                *last = now;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether `principal` may use `session_id`.
@@ -249,6 +273,20 @@ mod tests {
         assert_eq!(s.check("nope", Some(&alice)), Binding::Unknown);
         s.forget("s1");
         assert_eq!(s.check("s1", Some(&alice)), Binding::Unknown);
+    }
+
+    #[test]
+    fn rmcp_is_touched_at_most_once_per_interval() {
+        let s = SessionOwners::new();
+        s.record("s1", Some(&principal("alice")), 10);
+        let now = unix_now();
+        assert!(!s.touch_due("s1", now, 60), "just recorded");
+        assert!(s.touch_due("s1", now + 60, 60));
+        assert!(!s.touch_due("s1", now + 61, 60));
+        assert!(s.touch_due("s1", now + 125, 60));
+        assert!(!s.touch_due("unknown", now + 1000, 60));
+        s.forget("s1");
+        assert!(!s.touch_due("s1", now + 1000, 60));
     }
 
     #[test]

@@ -99,6 +99,10 @@ pub struct TransportSettings {
     /// `retry:` hint of the SSE priming events (SEP-1699), in milliseconds; 0 sends no
     /// priming events (for old clients that choke on an empty `data:` line).
     pub sse_retry_ms: u64,
+    /// Answer plain `tools/call`s of the self-contained tools in the bridge instead of
+    /// through rmcp's session worker (same bytes on the wire, several times cheaper;
+    /// see docs/benchmarks.md). `false` sends every request through rmcp.
+    pub direct_tool_calls: bool,
 }
 
 impl Default for TransportSettings {
@@ -111,6 +115,7 @@ impl Default for TransportSettings {
             max_anonymous_sessions: crate::sessions::DEFAULT_MAX_ANONYMOUS_SESSIONS,
             sse_keep_alive_secs: 15,
             sse_retry_ms: 3000,
+            direct_tool_calls: true,
         }
     }
 }

@@ -8,8 +8,8 @@ use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
-    Implementation, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
-    ServerConfig, Tool,
+    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_router, ErrorData, RoleServer, ServerHandler};
@@ -87,6 +87,14 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+fn scope_error(scope: &shared::ScopeSet) -> ErrorData {
+    ErrorData::new(
+        ErrorCode(crate::error::JSONRPC_UNAUTHORIZED as i32),
+        format!("this call needs the scope(s) {scope}"),
+        None,
+    )
 }
 
 fn text_error(message: impl Into<String>) -> CallToolResult {
@@ -328,6 +336,51 @@ impl McpTools {
         Ok(json!({ "revoked": revoked, "token_ids_denied_locally": denied }))
     }
 
+    /// Runs a `tools/call` that needs nothing from the MCP session: no peer, no
+    /// progress, no request to the client, no side effect. The bridge answers such
+    /// calls without a round trip through rmcp's session worker (issue 6: that round
+    /// trip was most of a request's cost). `None` means "let rmcp handle it": a tool
+    /// outside this set (`admin_panel` calls the AS and revokes), an unknown tool, or
+    /// arguments that do not deserialize (rmcp words that error).
+    pub async fn call_direct(
+        &self,
+        name: &str,
+        arguments: Option<&JsonObject>,
+        caller: Caller,
+    ) -> Option<Result<CallToolResult, ErrorData>> {
+        if !self.router.has_route(name) {
+            return None;
+        }
+        // The same second line of defence as `call_tool`.
+        match policy::decide(name, arguments, caller.scopes()) {
+            policy::Decision::Allow => {}
+            policy::Decision::Unauthenticated { scope }
+            | policy::Decision::InsufficientScope { needed: scope, .. } => {
+                return Some(Err(scope_error(&scope)));
+            }
+        }
+        fn parse<T: serde::de::DeserializeOwned>(arguments: Option<&JsonObject>) -> Option<T> {
+            match arguments {
+                Some(map) => T::deserialize(map).ok(),
+                None => T::deserialize(&JsonObject::new()).ok(),
+            }
+        }
+        Some(match name {
+            "hello_world" => {
+                self.hello_world(caller, Parameters(parse(arguments)?))
+                    .await
+            }
+            "auth_status" => self.auth_status(caller).await,
+            "user_profile" => self.user_profile(caller).await,
+            "protected_data" => {
+                self.protected_data(caller, Parameters(parse(arguments)?))
+                    .await
+            }
+            "oauth_info" => self.oauth_info().await,
+            _ => return None,
+        })
+    }
+
     fn filtered_tools(&self, caller: &Caller) -> Vec<Tool> {
         self.router
             .list_all()
@@ -384,11 +437,7 @@ impl ServerHandler for McpTools {
             policy::Decision::Allow => {}
             policy::Decision::Unauthenticated { scope }
             | policy::Decision::InsufficientScope { needed: scope, .. } => {
-                return Err(ErrorData::new(
-                    ErrorCode(crate::error::JSONRPC_UNAUTHORIZED as i32),
-                    format!("this call needs the scope(s) {scope}"),
-                    None,
-                ));
+                return Err(scope_error(&scope));
             }
         }
         let tcc = ToolCallContext::new(self, request, context);

@@ -18,6 +18,15 @@ pub fn access_logger() -> actix_web::middleware::Logger {
         .custom_request_replace("method", |req| req.method().to_string())
 }
 
+/// [`access_logger`] when its lines would be printed (the log filter is fixed at
+/// start-up); otherwise nothing, so that requests don't pay for rendering lines
+/// that are thrown away.
+pub fn access_logger_if_enabled() -> actix_web::middleware::Condition<actix_web::middleware::Logger>
+{
+    let enabled = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
+    actix_web::middleware::Condition::new(enabled, access_logger())
+}
+
 /// The request id of the current request, available to handlers as an extension.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -51,7 +60,8 @@ pub async fn request_id(
         .and_then(|v| v.to_str().ok())
         .filter(|v| acceptable_incoming_id(v))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        // Not a secret: the thread-local generator (no system call per request).
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
     req.extensions_mut().insert(RequestId(id.clone()));
     let mut res = next.call(req).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {

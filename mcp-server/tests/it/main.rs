@@ -1,5 +1,6 @@
 //! The mcp-server integration tests (one binary; add a `mod` line per module).
 mod audit;
+mod direct;
 mod mcp;
 mod mcp_admin;
 mod support;
