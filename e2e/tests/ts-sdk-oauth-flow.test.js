@@ -110,6 +110,12 @@ describe('official TypeScript SDK client against auth-server + mcp-server', () =
     assert.equal(textOf(again), textOf(personal), 'protected data is stable per user');
     const status = await client.callTool({ name: 'auth_status', arguments: {} });
     assert.ok(!textOf(status).includes(tokens.access_token), 'auth_status never shows the token');
+    // Those five calls were answered by mcp-server's bridge itself (transport.direct_tool_calls):
+    // the official client accepts those answers like rmcp's.
+    const metrics = await (await fetch(stack.mcpUrl.replace(/\/mcp$/, '/metrics'))).text();
+    const direct = metrics.split('\n').filter((l) => l.startsWith('mcp_server_direct_tool_calls_total{'))
+      .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+    assert.equal(direct, 5, metrics);
 
     // The admin category needs mcp:admin: the server answers 403 insufficient_scope;
     // the SDK refreshes (rotating the refresh token), is refused again and gives up.
