@@ -23,7 +23,6 @@ use crate::http;
 use crate::ratelimit::{Bucket, RateLimiter, RetryAfter, TrustedProxy};
 use crate::settings::{ClientConfig, Settings};
 use crate::state::{client_record, AppState};
-use crate::storage::sql::SqlStore;
 use crate::storage::{Store, StoreError, UserRecord};
 
 /// The optional collaborators of the state: CIMD resolver, rate limiter, trusted
@@ -388,13 +387,18 @@ impl Application {
         settings
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-        let store = SqlStore::connect(&settings.database_url(), settings.database.max_connections)
-            .await
-            .with_context(|| format!("opening the database {}", settings.database_url()))?;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let store =
+            crate::storage::open(&settings.database_url(), settings.database.max_connections)
+                .await
+                .with_context(|| format!("opening the database {}", settings.database_url()))?;
         bootstrap(&settings, store.as_ref()).await?;
         if !settings.demo.enabled {
             retire_demo_leftovers(store.as_ref()).await?;
+        }
+        if !crate::domain::signing::install() {
+            log::warn!(
+                "another jsonwebtoken CryptoProvider is installed; ES256 keys are re-parsed for every token"
+            );
         }
         let ring = keys::KeyRing::from_stored(
             &store.list_keys().await?,
@@ -428,7 +432,7 @@ impl Application {
                 // The request-id middleware sits inside the access logger so the
                 // logger sees the `x-request-id` response header it sets.
                 .wrap(from_fn(shared::telemetry::request_id))
-                .wrap(shared::telemetry::access_logger())
+                .wrap(shared::telemetry::access_logger_if_enabled())
         })
         .tcp_nodelay(true)
         .disable_signals()

@@ -11,7 +11,6 @@ use crate::app::{bootstrap, new_user, Application};
 use crate::domain::scope_policy::Role;
 use crate::domain::{keys, now, passwords};
 use crate::settings::Settings;
-use crate::storage::sql::SqlStore;
 use crate::storage::{Store, StoreError};
 
 #[derive(Debug, Parser)]
@@ -151,8 +150,8 @@ pub fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
-    SqlStore::connect(&settings.database_url(), 2)
+async fn open_store(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    crate::storage::open(&settings.database_url(), 2)
         .await
         .with_context(|| format!("opening the database {}", settings.database_url()))
 }
@@ -259,7 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&settings).await?;
             match cmd {
                 KeysCommand::Rotate => {
-                    let kid = rotate_keys(&store).await?;
+                    let kid = rotate_keys(store.as_ref()).await?;
                     println!("new active signing key {kid}; previous keys stay in JWKS until their tokens expire");
                 }
                 KeysCommand::List => {
@@ -309,7 +308,7 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
             demo: Default::default(),
             ..settings.clone()
         },
-        &store,
+        store.as_ref(),
     )
     .await?;
     match cmd {

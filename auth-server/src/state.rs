@@ -297,7 +297,21 @@ impl AppState {
         ip: Option<String>,
         detail: &str,
     ) {
-        let record = AuditRecord {
+        let record = Self::audit_record(event, username, client_id, ip, detail);
+        if let Err(e) = self.store.audit(&record).await {
+            log::warn!("audit write failed: {e}");
+        }
+    }
+
+    /// An audit row stamped now, for stores that write it inside a transaction.
+    pub fn audit_record(
+        event: &str,
+        username: Option<&str>,
+        client_id: Option<&str>,
+        ip: Option<String>,
+        detail: &str,
+    ) -> AuditRecord {
+        AuditRecord {
             at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
@@ -307,9 +321,6 @@ impl AppState {
             client_id: client_id.map(str::to_owned),
             ip,
             detail: detail.to_string(),
-        };
-        if let Err(e) = self.store.audit(&record).await {
-            log::warn!("audit write failed: {e}");
         }
     }
 

@@ -89,6 +89,8 @@ impl KeyRing {
         now: i64,
         max_token_ttl: i64,
     ) -> Result<KeyRing, KeyError> {
+        // Before anything signs: the provider that reuses parsed signing keys.
+        super::signing::install();
         let active = keys
             .iter()
             .filter(|k| k.retired_at.is_none())

@@ -8,6 +8,7 @@ pub mod pkce;
 pub mod redirect_uri;
 pub mod registration_policy;
 pub mod scope_policy;
+pub mod signing;
 pub mod tokens;
 
 /// Seconds since the Unix epoch.

@@ -233,9 +233,17 @@ async fn authorization_code(
         access,
         refresh: refresh.as_ref().map(|r| r.1.clone()),
     };
+    // The audit row commits together with the grant: nothing is issued without it.
+    let audit = AppState::audit_record(
+        "token_issued",
+        Some(&user.username),
+        Some(&client.client_id),
+        Some(ip.to_string()),
+        &format!("grant=authorization_code scope={scope}"),
+    );
     match state
         .store
-        .create_grant(&grant, &issued, Some(&code_hash))
+        .create_grant(&grant, &issued, Some(&code_hash), Some(&audit))
         .await
     {
         Ok(()) => {}
@@ -246,15 +254,6 @@ async fn authorization_code(
         }
         Err(e) => return Err(e.into()),
     }
-    state
-        .audit(
-            "token_issued",
-            Some(&user.username),
-            Some(&client.client_id),
-            Some(ip.to_string()),
-            &format!("grant=authorization_code scope={scope}"),
-        )
-        .await;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer".into(),

@@ -1,8 +1,13 @@
-//! Persistence behind one trait, so that handlers never see SQL. `sql::SqlStore`
-//! implements it on the sqlx `Any` driver (SQLite today, PostgreSQL with the same
-//! schema). Every multi-row change is one transaction inside the implementation.
+//! Persistence behind one trait, so that handlers never see SQL. [`open`] picks
+//! the implementation from the URL: `sqlite::SqliteStore` (rusqlite, statements
+//! inline on the calling thread) for SQLite files, `sql::SqlStore` (sqlx `Any`)
+//! for PostgreSQL (and in-memory SQLite). Both run the same schema. Every
+//! multi-row change is one transaction inside the implementation.
 
 pub mod sql;
+pub mod sqlite;
+
+use std::sync::Arc;
 
 use crate::domain::keys::StoredKey;
 use crate::domain::registration_policy::ClientMetadata;
@@ -11,15 +16,34 @@ use crate::domain::registration_policy::ClientMetadata;
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{0} already exists")]
     Conflict(String),
+    #[error("database error: {0}")]
+    Failed(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens the store for `url`: a SQLite file on the rusqlite store, anything else
+/// (PostgreSQL, in-memory SQLite) on the sqlx store. Creates the schema if needed.
+pub async fn open(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+    if let Some((path, create)) = sqlite::file_url(url) {
+        return Ok(Arc::new(sqlite::SqliteStore::open(
+            &path,
+            create,
+            max_connections,
+        )?));
+    }
+    Ok(Arc::new(
+        sql::SqlStore::connect(url, max_connections).await?,
+    ))
+}
 
 #[derive(Clone)]
 pub struct UserRecord {
@@ -220,14 +244,16 @@ pub trait Store: Send + Sync + 'static {
     // codes and tokens
     async fn insert_code(&self, code: &AuthCodeRecord) -> StoreResult<()>;
     async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption>;
-    /// Stores a new grant with its first tokens; links the code to it when given.
-    /// Fails with [`StoreError::Conflict`] (and stores nothing) when `code_hash` was
-    /// replayed or already has a grant.
+    /// Stores a new grant with its first tokens, links the code to it when given,
+    /// and writes `audit` — all in one transaction. Fails with
+    /// [`StoreError::Conflict`] (and stores nothing) when `code_hash` was replayed
+    /// or already has a grant.
     async fn create_grant(
         &self,
         grant: &GrantRecord,
         issued: &Issued,
         code_hash: Option<&str>,
+        audit: Option<&AuditRecord>,
     ) -> StoreResult<()>;
     async fn find_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>>;
     async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>>;

@@ -247,6 +247,25 @@ async fn insert_issued(
     Ok(())
 }
 
+fn audit_query(a: &AuditRecord) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query("INSERT INTO audit_log (id, at_ms, event, username, client_id, ip, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(uuid::Uuid::new_v4().simple().to_string())
+        .bind(a.at_ms)
+        .bind(&a.event)
+        .bind(&a.username)
+        .bind(&a.client_id)
+        .bind(&a.ip)
+        .bind(&a.detail)
+}
+
+async fn insert_audit(
+    tx: &mut Transaction<'static, sqlx::Any>,
+    a: &AuditRecord,
+) -> StoreResult<()> {
+    audit_query(a).execute(&mut **tx).await?;
+    Ok(())
+}
+
 async fn revoke_grant_tx(
     tx: &mut Transaction<'static, sqlx::Any>,
     grant_id: &str,
@@ -699,6 +718,7 @@ impl Store for SqlStore {
         g: &GrantRecord,
         issued: &Issued,
         code_hash: Option<&str>,
+        audit: Option<&AuditRecord>,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -730,6 +750,9 @@ impl Store for SqlStore {
                 tx.rollback().await?;
                 return Err(StoreError::Conflict("a grant for this code".into()));
             }
+        }
+        if let Some(a) = audit {
+            insert_audit(&mut tx, a).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -881,16 +904,7 @@ impl Store for SqlStore {
     }
 
     async fn audit(&self, a: &AuditRecord) -> StoreResult<()> {
-        sqlx::query("INSERT INTO audit_log (id, at_ms, event, username, client_id, ip, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(uuid::Uuid::new_v4().simple().to_string())
-            .bind(a.at_ms)
-            .bind(&a.event)
-            .bind(&a.username)
-            .bind(&a.client_id)
-            .bind(&a.ip)
-            .bind(&a.detail)
-            .execute(&self.write)
-            .await?;
+        audit_query(a).execute(&self.write).await?;
         Ok(())
     }
 

@@ -144,7 +144,9 @@ async fn a_code_replayed_before_its_first_redemption_finishes_yields_no_grant() 
         refresh: None,
     };
     assert!(matches!(
-        store.create_grant(&grant, &issued, Some(&code_hash)).await,
+        store
+            .create_grant(&grant, &issued, Some(&code_hash), None)
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(store.find_grant("g-replayed").await.unwrap().is_none());
@@ -817,5 +819,75 @@ async fn introspection_of_a_service_token_has_no_null_members() {
     assert!(members.values().all(|v| !v.is_null()), "{answer}");
     for key in ["client_id", "scope", "iss", "exp", "iat", "nbf", "jti"] {
         assert!(members.contains_key(key), "{key} missing: {answer}");
+    }
+}
+
+/// Many exchanges at once (the store group-commits them, across both workers),
+/// every code presented twice: a code never yields two grants, and no token
+/// issued for a replayed code stays active. Codes presented once all succeed.
+#[tokio::test]
+async fn concurrent_exchanges_and_replays_keep_codes_single_use() {
+    let app = spawn_with(|s| s.rate_limit.enabled = false).await;
+    let client_id = public_client(&app).await;
+    let mut browser = Browser::default();
+    let mut codes = Vec::new();
+    for _ in 0..16 {
+        let p = obtain_code(&app, &mut browser, &client_id, &[], "demo", "demo123").await;
+        codes.push(p["code"].clone());
+    }
+    let (replayed, single) = codes.split_at(8);
+    let exchange = |code: String| {
+        let app = &app;
+        let client_id = &client_id;
+        async move {
+            let res = app
+                .token(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", VERIFIER),
+                    ("client_id", client_id),
+                    ("resource", RESOURCE),
+                ])
+                .await;
+            let status = res.status();
+            let body: serde_json::Value = res.json().await.unwrap();
+            (code, status, body)
+        }
+    };
+    let requests = replayed
+        .iter()
+        .chain(replayed.iter())
+        .chain(single.iter())
+        .map(|c| exchange(c.clone()));
+    let results = futures_util::future::join_all(requests).await;
+    for code in replayed {
+        let answers: Vec<_> = results.iter().filter(|(c, _, _)| c == code).collect();
+        assert_eq!(answers.len(), 2);
+        let ok: Vec<_> = answers
+            .iter()
+            .filter(|(_, s, _)| *s == StatusCode::OK)
+            .collect();
+        assert!(ok.len() <= 1, "a code yielded two grants: {answers:?}");
+        for (_, status, body) in &answers {
+            if *status != StatusCode::OK {
+                assert_eq!(*status, StatusCode::BAD_REQUEST, "{body}");
+                assert_eq!(body["error"], "invalid_grant", "{body}");
+            }
+        }
+        for (_, _, body) in ok {
+            let token = body["access_token"].as_str().unwrap();
+            assert_eq!(
+                app.introspect(token).await["active"],
+                false,
+                "a token from a replayed code must not stay active"
+            );
+        }
+    }
+    for code in single {
+        let (_, status, body) = results.iter().find(|(c, _, _)| c == code).unwrap();
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        let token = body["access_token"].as_str().unwrap();
+        assert_eq!(app.introspect(token).await["active"], true);
     }
 }

@@ -13,4 +13,5 @@ mod negative;
 mod persistence;
 mod refresh;
 mod registration;
+mod storage;
 mod switch_account;

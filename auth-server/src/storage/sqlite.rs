@@ -1,0 +1,1536 @@
+//! The `Store` implementation for SQLite on `rusqlite`, used for `sqlite:` URLs.
+//!
+//! # Why statements run inline on the calling (actix worker) thread
+//!
+//! sqlx's SQLite driver runs every connection on its own worker thread, so each
+//! statement (BEGIN and COMMIT included) is a hand-off to another thread and back;
+//! a token exchange made ~13 of them and the context switches dominated its CPU
+//! time. Here the statements run synchronously inside the (otherwise
+//! `await`-free) store methods. With WAL and `synchronous=NORMAL` a commit only
+//! appends to the WAL (no fsync), so a call is microseconds: cheaper than any
+//! hand-off. The price is that a request worker blocks while SQLite works, and up
+//! to `busy_timeout` when another process (the CLI) holds the write lock; both are
+//! rare and short for this workload. No lock is ever held across an `.await` (the
+//! only awaits, in the group commit below, hold none).
+//!
+//! # Connections
+//!
+//! - One write connection behind a mutex: writers queue on the mutex instead of
+//!   spinning on `SQLITE_BUSY`; every multi-row change is one `BEGIN IMMEDIATE`
+//!   transaction (a `busy_timeout` covers other processes).
+//! - A few read connections (`query_only`), each behind its own mutex, picked
+//!   without blocking when one is free. WAL readers never block the writer.
+//! - Statements are prepared once per connection (`prepare_cached`).
+//! - Reads use the write connection when it is idle: every commit by another
+//!   connection invalidates a connection's page cache, so the writer's cache is
+//!   the warm one. Reads never wait behind a write; they take a reader then.
+//!
+//! # Group commit of the token endpoint's writes
+//!
+//! `redeem_code` and `create_grant` (the two write transactions of a code
+//! exchange) are queued; the first job of an empty queue yields once so that the
+//! other requests its worker is already processing can queue theirs, then
+//! commits the whole queue in one `BEGIN IMMEDIATE` transaction. A refused job (a
+//! replayed code) writes nothing and does not affect the others; a database error
+//! rolls the whole batch back and every caller gets it. Callers get their result
+//! only after the commit, so the semantics are those of one transaction per call:
+//! a code is marked used
+//! before anything is minted for it, and a grant, its tokens, the code link and
+//! the audit row are stored together or not at all. The pages N exchanges share
+//! (table and index tails) and the commit record are written once instead of N
+//! times, which is most of the WAL traffic. If the leading request is cancelled
+//! while it yields, its drop guard still commits the batch.
+//!
+//! # Schema and migrations
+//!
+//! The schema is the same migration SQL the sqlx store runs
+//! (`migrations/0001_init.sql`), and the ledger is sqlx's own `_sqlx_migrations`
+//! table with the same columns and checksum (SHA-384 of the SQL). So a database
+//! created by the sqlx store opens here without re-running anything, a database
+//! created here opens with the sqlx store (`SqlStore`) too, and a changed or
+//! half-applied migration is refused exactly as sqlx refuses it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
+
+use rusqlite::{params, CachedStatement, Connection, OpenFlags, Params, Row, TransactionBehavior};
+
+use tokio::sync::oneshot;
+
+use super::*;
+
+/// sqlx's migration ledger (shared with [`super::sql::SqlStore`]).
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+/// `(version, description, sql)`, in order; the same list the sqlx store embeds.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+/// How long a statement waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound on read connections, whatever the configured pool size.
+const MAX_READERS: u32 = 8;
+/// How often the background thread checkpoints the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Backstop: the write connection checkpoints by itself (on a request thread)
+/// only if the WAL grows past this many pages (~64 MiB), i.e. when the
+/// background checkpoints cannot keep up.
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16 * 1024;
+
+/// `auth_codes.grant_id` of a code replayed before its first redemption finished.
+const REPLAYED_MARK: &str = "!replayed";
+
+pub struct SqliteStore {
+    /// Hot-path writes waiting for the next group commit.
+    queue: Mutex<Vec<Job>>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    writer: Mutex<Connection>,
+    /// Dropping it stops the checkpoint thread.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// Where a `sqlite:` URL points, or `None` for an in-memory database (which
+/// cannot be shared between connections; those stay on the sqlx store).
+pub fn file_url(url: &str) -> Option<(PathBuf, bool)> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || path.starts_with("file:") {
+        return None;
+    }
+    let mut create = true;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("mode", "rwc")) => create = true,
+            Some(("mode", "rw")) => create = false,
+            // `mode=ro`, `mode=memory` and options we do not know: not ours.
+            _ => return None,
+        }
+    }
+    Some((PathBuf::from(path), create))
+}
+
+fn open_connection(path: &Path, create: bool, reader: bool) -> rusqlite::Result<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // In WAL mode, NORMAL never corrupts the database; a power loss may lose the
+    // last transactions. Codes and tokens are short-lived, so we trade that for
+    // write throughput (as the sqlx store does).
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Statement journals and temporary b-trees in memory, never in temp files.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    if reader {
+        conn.pragma_update(None, "query_only", "ON")?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    let guard = match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    reset(guard)
+}
+
+/// A connection whose previous user panicked mid-transaction is rolled back
+/// before anyone else uses it.
+fn reset(guard: MutexGuard<'_, Connection>) -> MutexGuard<'_, Connection> {
+    if !guard.is_autocommit() {
+        if let Err(e) = guard.execute_batch("ROLLBACK") {
+            log::warn!("rolling back an abandoned transaction failed: {e}");
+        }
+    }
+    guard
+}
+
+fn checksum(sql: &str) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, sql.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+/// Applies the embedded migrations that the ledger does not list yet, each in
+/// its own `BEGIN IMMEDIATE` transaction together with its ledger row.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+            version BIGINT PRIMARY KEY,
+            description TEXT NOT NULL,
+            installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+            success BOOLEAN NOT NULL,
+            checksum BLOB NOT NULL,
+            execution_time BIGINT NOT NULL
+        );"
+    ))?;
+    for &(version, description, sql) in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let applied: Option<(bool, Vec<u8>)> = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT success, checksum FROM {MIGRATIONS_TABLE} WHERE version = ?1"
+            ))?;
+            let mut rows = stmt.query(params![version])?;
+            match rows.next()? {
+                Some(r) => Some((r.get(0)?, r.get(1)?)),
+                None => None,
+            }
+        };
+        match applied {
+            Some((false, _)) => {
+                return Err(StoreError::Corrupt(format!(
+                    "migration {version} is partially applied (dirty); fix the database by hand"
+                )))
+            }
+            Some((true, sum)) if sum != checksum(sql) => {
+                return Err(StoreError::Corrupt(format!(
+                    "migration {version} was applied but differs from the embedded one"
+                )))
+            }
+            Some(_) => continue,
+            None => {}
+        }
+        let started = std::time::Instant::now();
+        tx.execute_batch(sql)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {MIGRATIONS_TABLE} (version, description, success, checksum, execution_time) \
+                 VALUES (?1, ?2, TRUE, ?3, ?4)"
+            ),
+            params![
+                version,
+                description,
+                checksum(sql),
+                i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX)
+            ],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory unless `mode=rw`), enables WAL
+    /// and applies the migrations.
+    pub fn open(path: &Path, create: bool, max_connections: u32) -> StoreResult<SqliteStore> {
+        if create {
+            if let Some(parent) = path.parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Corrupt(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+            }
+        }
+        let mut writer = open_connection(path, create, false)?;
+        let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        let wal = mode.eq_ignore_ascii_case("wal");
+        if !wal {
+            log::warn!("SQLite did not switch to WAL (journal_mode={mode})");
+        }
+        migrate(&mut writer)?;
+        let readers = (0..max_connections.clamp(1, MAX_READERS))
+            .map(|_| open_connection(path, false, true).map(Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let checkpointer = if wal {
+            let sender = spawn_checkpointer(open_connection(path, false, false)?)?;
+            writer.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+            Some(sender)
+        } else {
+            None
+        };
+        Ok(SqliteStore {
+            queue: Mutex::new(Vec::new()),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            writer: Mutex::new(writer),
+            _checkpointer: checkpointer,
+        })
+    }
+
+    /// Runs `f` (reads only) on the write connection when it is idle — its page
+    /// cache is the warm one, since other connections' caches are invalidated by
+    /// every commit — else on a free read connection, waiting for one only if
+    /// all are busy. Never waits behind a write in progress.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        match self.writer.try_lock() {
+            Ok(g) => return f(&reset(g)),
+            Err(TryLockError::Poisoned(p)) => return f(&reset(p.into_inner())),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % n.max(1);
+        for i in 0..n {
+            match self.readers[(start + i) % n].try_lock() {
+                Ok(g) => return f(&reset(g)),
+                Err(TryLockError::Poisoned(p)) => return f(&reset(p.into_inner())),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        match self.readers.get(start) {
+            Some(m) => f(&lock(m)),
+            None => f(&lock(&self.writer)),
+        }
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the write connection:
+    /// committed when `f` succeeds, rolled back when it fails.
+    fn write<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// One autocommit statement on the write connection.
+    fn write_one(&self, sql: &str, p: impl Params) -> StoreResult<usize> {
+        let conn = lock(&self.writer);
+        let n = conn.prepare_cached(sql)?.execute(p)?;
+        Ok(n)
+    }
+}
+
+/// A thread with its own connection that copies the WAL into the database every
+/// [`CHECKPOINT_EVERY`] (PASSIVE: it never blocks readers or the writer), so that
+/// the checkpoint's I/O and fsync do not stall a request. It stops when the
+/// returned sender is dropped (with the store).
+fn spawn_checkpointer(conn: Connection) -> StoreResult<std::sync::mpsc::Sender<()>> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(CHECKPOINT_EVERY)
+            {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    log::warn!("WAL checkpoint failed: {e}");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(tx)
+}
+
+fn one<T>(
+    mut stmt: CachedStatement<'_>,
+    p: impl Params,
+    f: impl Fn(&Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    let mut rows = stmt.query(p)?;
+    match rows.next()? {
+        Some(r) => f(r).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn all<T>(
+    mut stmt: CachedStatement<'_>,
+    p: impl Params,
+    f: impl Fn(&Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut rows = stmt.query(p)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(f(r)?);
+    }
+    Ok(out)
+}
+
+fn flag(v: bool) -> i64 {
+    i64::from(v)
+}
+
+macro_rules! user_cols {
+    () => {
+        "id, username, password_hash, role, email, name, disabled, created_at"
+    };
+}
+fn user(r: &Row<'_>) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        password_hash: r.get(2)?,
+        role: r.get(3)?,
+        email: r.get(4)?,
+        name: r.get(5)?,
+        disabled: r.get::<_, i64>(6)? != 0,
+        created_at: r.get(7)?,
+    })
+}
+
+macro_rules! client_cols {
+    () => {
+        "client_id, client_name, secret_hash, metadata, source, \
+     registration_token_hash, can_introspect, created_at, updated_at"
+    };
+}
+fn client(r: &Row<'_>) -> StoreResult<ClientRecord> {
+    let client_id: String = r.get(0)?;
+    let metadata = r
+        .get_ref(3)?
+        .as_str()
+        .map_err(|e| StoreError::Corrupt(format!("client {client_id} metadata: {e}")))?;
+    Ok(ClientRecord {
+        metadata: serde_json::from_str(metadata)
+            .map_err(|e| StoreError::Corrupt(format!("client {client_id} metadata: {e}")))?,
+        client_id,
+        client_name: r.get(1)?,
+        secret_hash: r.get(2)?,
+        source: r.get(4)?,
+        registration_token_hash: r.get(5)?,
+        can_introspect: r.get::<_, i64>(6)? != 0,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+macro_rules! code_cols {
+    () => {
+        "code_hash, client_id, user_id, redirect_uri, scope, resource, \
+     code_challenge, nonce, auth_time, created_at, expires_at, grant_id, used_at"
+    };
+}
+/// The code and its `used_at`.
+fn code(r: &Row<'_>) -> StoreResult<(AuthCodeRecord, Option<i64>)> {
+    Ok((
+        AuthCodeRecord {
+            code_hash: r.get(0)?,
+            client_id: r.get(1)?,
+            user_id: r.get(2)?,
+            redirect_uri: r.get(3)?,
+            scope: r.get(4)?,
+            resource: r.get(5)?,
+            code_challenge: r.get(6)?,
+            nonce: r.get(7)?,
+            auth_time: r.get(8)?,
+            created_at: r.get(9)?,
+            expires_at: r.get(10)?,
+            grant_id: r.get(11)?,
+        },
+        r.get(12)?,
+    ))
+}
+
+macro_rules! grant_cols {
+    () => {
+        "id, user_id, client_id, scope, resource, auth_time, created_at, expires_at, revoked_at"
+    };
+}
+fn grant(r: &Row<'_>) -> StoreResult<GrantRecord> {
+    Ok(GrantRecord {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        client_id: r.get(2)?,
+        scope: r.get(3)?,
+        resource: r.get(4)?,
+        auth_time: r.get(5)?,
+        created_at: r.get(6)?,
+        expires_at: r.get(7)?,
+        revoked_at: r.get(8)?,
+    })
+}
+
+macro_rules! refresh_cols {
+    () => {
+        "token_hash, grant_id, scope, created_at, expires_at, rotated_at"
+    };
+}
+fn refresh(r: &Row<'_>) -> StoreResult<RefreshRecord> {
+    Ok(RefreshRecord {
+        token_hash: r.get(0)?,
+        grant_id: r.get(1)?,
+        scope: r.get(2)?,
+        created_at: r.get(3)?,
+        expires_at: r.get(4)?,
+        rotated_at: r.get(5)?,
+    })
+}
+
+macro_rules! access_cols {
+    () => {
+        "jti, grant_id, client_id, user_id, scope, audience, issued_at, expires_at, revoked_at"
+    };
+}
+fn access(r: &Row<'_>) -> StoreResult<AccessTokenRecord> {
+    Ok(AccessTokenRecord {
+        jti: r.get(0)?,
+        grant_id: r.get(1)?,
+        client_id: r.get(2)?,
+        user_id: r.get(3)?,
+        scope: r.get(4)?,
+        audience: r.get(5)?,
+        issued_at: r.get(6)?,
+        expires_at: r.get(7)?,
+        revoked_at: r.get(8)?,
+    })
+}
+
+macro_rules! key_cols {
+    () => {
+        "kid, alg, private_pkcs8, public_key, created_at, retired_at"
+    };
+}
+fn key(r: &Row<'_>) -> StoreResult<StoredKey> {
+    Ok(StoredKey {
+        kid: r.get(0)?,
+        alg: r.get(1)?,
+        private_pkcs8_b64: r.get(2)?,
+        public_b64: r.get(3)?,
+        created_at: r.get(4)?,
+        retired_at: r.get(5)?,
+    })
+}
+
+const INSERT_ACCESS: &str = "INSERT INTO access_tokens (jti, grant_id, client_id, user_id, scope, audience, issued_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)";
+const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, scope, created_at, expires_at, rotated_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL)";
+const INSERT_AUDIT: &str = "INSERT INTO audit_log (id, at_ms, event, username, client_id, ip, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_KEY: &str = "INSERT INTO signing_keys (kid, alg, private_pkcs8, public_key, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL)";
+
+fn insert_access(c: &Connection, a: &AccessTokenRecord) -> StoreResult<()> {
+    c.prepare_cached(INSERT_ACCESS)?.execute(params![
+        a.jti,
+        a.grant_id,
+        a.client_id,
+        a.user_id,
+        a.scope,
+        a.audience,
+        a.issued_at,
+        a.expires_at
+    ])?;
+    Ok(())
+}
+
+fn insert_issued(c: &Connection, issued: &Issued) -> StoreResult<()> {
+    insert_access(c, &issued.access)?;
+    if let Some(r) = &issued.refresh {
+        c.prepare_cached(INSERT_REFRESH)?.execute(params![
+            r.token_hash,
+            r.grant_id,
+            r.scope,
+            r.created_at,
+            r.expires_at
+        ])?;
+        c.prepare_cached("UPDATE grants SET expires_at = ?1 WHERE id = ?2 AND expires_at < ?1")?
+            .execute(params![r.expires_at, r.grant_id])?;
+    }
+    Ok(())
+}
+
+fn insert_audit(c: &Connection, a: &AuditRecord) -> StoreResult<()> {
+    c.prepare_cached(INSERT_AUDIT)?.execute(params![
+        uuid::Uuid::new_v4().simple().to_string(),
+        a.at_ms,
+        a.event,
+        a.username,
+        a.client_id,
+        a.ip,
+        a.detail
+    ])?;
+    Ok(())
+}
+
+fn revoke_grant_tx(
+    c: &Connection,
+    grant_id: &str,
+    now: i64,
+    forget_consent: bool,
+) -> StoreResult<bool> {
+    let found = one(
+        c.prepare_cached("SELECT user_id, client_id FROM grants WHERE id = ?1")?,
+        params![grant_id],
+        |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?)),
+    )?;
+    let Some((user_id, client_id)) = found else {
+        return Ok(false);
+    };
+    let changed = c
+        .prepare_cached("UPDATE grants SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL")?
+        .execute(params![now, grant_id])?;
+    c.prepare_cached(
+        "UPDATE access_tokens SET revoked_at = ?1 WHERE grant_id = ?2 AND revoked_at IS NULL",
+    )?
+    .execute(params![now, grant_id])?;
+    c.prepare_cached("DELETE FROM refresh_tokens WHERE grant_id = ?1")?
+        .execute(params![grant_id])?;
+    if forget_consent {
+        if let Some(user_id) = user_id {
+            c.prepare_cached("DELETE FROM consents WHERE user_id = ?1 AND client_id = ?2")?
+                .execute(params![user_id, client_id])?;
+        }
+    }
+    Ok(changed > 0)
+}
+
+fn redeem_tx(c: &Connection, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
+    // The common case in one statement: claim the unused code.
+    let claimed = one(
+        c.prepare_cached(concat!(
+            "UPDATE auth_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL RETURNING ",
+            code_cols!()
+        ))?,
+        params![now, code_hash],
+        code,
+    )?;
+    if let Some((record, _)) = claimed {
+        return Ok(CodeRedemption::Fresh(record));
+    }
+    let found = one(
+        c.prepare_cached(concat!(
+            "SELECT ",
+            code_cols!(),
+            " FROM auth_codes WHERE code_hash = ?1"
+        ))?,
+        params![code_hash],
+        code,
+    )?;
+    let Some((record, _)) = found else {
+        return Ok(CodeRedemption::NotFound);
+    };
+    if record.grant_id.is_none() {
+        // Replayed while the first redemption is still minting its tokens: mark
+        // the code so that `create_grant` refuses to attach a grant.
+        c.prepare_cached(
+            "UPDATE auth_codes SET grant_id = ?1 WHERE code_hash = ?2 AND grant_id IS NULL",
+        )?
+        .execute(params![REPLAYED_MARK, code_hash])?;
+    }
+    Ok(CodeRedemption::Replayed(record))
+}
+
+/// Stores a grant with its first tokens and audit row, linking the code first.
+/// `Ok(false)`: the code was replayed meanwhile (RFC 6749 §10.5) or already has a
+/// grant; nothing was written.
+fn create_grant_tx(
+    c: &Connection,
+    g: &GrantRecord,
+    issued: &Issued,
+    code_hash: Option<&str>,
+    audit: Option<&AuditRecord>,
+) -> StoreResult<bool> {
+    if let Some(hash) = code_hash {
+        let attached = c
+            .prepare_cached(
+                "UPDATE auth_codes SET grant_id = ?1 WHERE code_hash = ?2 AND grant_id IS NULL",
+            )?
+            .execute(params![g.id, hash])?;
+        if attached != 1 {
+            return Ok(false);
+        }
+    }
+    c.prepare_cached(
+        "INSERT INTO grants (id, user_id, client_id, scope, resource, auth_time, created_at, expires_at, revoked_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)",
+    )?
+    .execute(params![
+        g.id,
+        g.user_id,
+        g.client_id,
+        g.scope,
+        g.resource,
+        g.auth_time,
+        g.created_at,
+        g.expires_at
+    ])?;
+    insert_issued(c, issued)?;
+    if let Some(a) = audit {
+        insert_audit(c, a)?;
+    }
+    Ok(true)
+}
+
+// ----- group commit -----
+
+/// A write of the token endpoint's hot path, queued for the next group commit.
+enum Job {
+    Redeem {
+        code_hash: String,
+        now: i64,
+        done: oneshot::Sender<StoreResult<CodeRedemption>>,
+    },
+    Grant {
+        grant: Box<GrantRecord>,
+        issued: Box<Issued>,
+        code_hash: Option<String>,
+        audit: Option<Box<AuditRecord>>,
+        done: oneshot::Sender<StoreResult<()>>,
+    },
+}
+
+impl Job {
+    /// Runs the job inside the batch's transaction. A refused grant (a replayed
+    /// code) writes nothing and is answered as refused; a database error aborts
+    /// the whole batch (everything in it is rolled back and every caller told).
+    /// Returns the caller's answer and, for a database error, the error that
+    /// aborts the batch.
+    fn run(self, c: &Connection) -> (Answer, Option<StoreError>) {
+        match self {
+            Job::Redeem {
+                code_hash,
+                now,
+                done,
+            } => match redeem_tx(c, &code_hash, now) {
+                Ok(r) => (Answer::Redeem(done, Ok(r)), None),
+                Err(e) => (Answer::Redeem(done, Err(abandoned())), Some(e)),
+            },
+            Job::Grant {
+                grant,
+                issued,
+                code_hash,
+                audit,
+                done,
+            } => {
+                match create_grant_tx(c, &grant, &issued, code_hash.as_deref(), audit.as_deref()) {
+                    Ok(true) => (Answer::Grant(done, Ok(())), None),
+                    Ok(false) => (
+                        Answer::Grant(
+                            done,
+                            Err(StoreError::Conflict("a grant for this code".into())),
+                        ),
+                        None,
+                    ),
+                    Err(e) => (Answer::Grant(done, Err(abandoned())), Some(e)),
+                }
+            }
+        }
+    }
+
+    fn fail(self, message: &str) {
+        match self {
+            Job::Redeem { done, .. } => {
+                let _ = done.send(Err(StoreError::Failed(message.to_owned())));
+            }
+            Job::Grant { done, .. } => {
+                let _ = done.send(Err(StoreError::Failed(message.to_owned())));
+            }
+        }
+    }
+}
+
+/// A job's result, sent only after its batch committed (or failed as a whole).
+enum Answer {
+    Redeem(
+        oneshot::Sender<StoreResult<CodeRedemption>>,
+        StoreResult<CodeRedemption>,
+    ),
+    Grant(oneshot::Sender<StoreResult<()>>, StoreResult<()>),
+}
+
+impl Answer {
+    fn send(self) {
+        // A caller that went away (client disconnected) simply gets no answer.
+        match self {
+            Answer::Redeem(done, r) => {
+                let _ = done.send(r);
+            }
+            Answer::Grant(done, r) => {
+                let _ = done.send(r);
+            }
+        }
+    }
+
+    fn fail(self, message: &str) {
+        match self {
+            Answer::Redeem(done, _) => {
+                let _ = done.send(Err(StoreError::Failed(message.to_owned())));
+            }
+            Answer::Grant(done, _) => {
+                let _ = done.send(Err(StoreError::Failed(message.to_owned())));
+            }
+        }
+    }
+}
+
+fn abandoned() -> StoreError {
+    StoreError::Failed("the batched write was abandoned".into())
+}
+
+/// Runs the queued jobs if dropped armed: a leader whose request is cancelled
+/// while it yields still commits the batch its followers wait for.
+struct FlushGuard<'a>(&'a SqliteStore);
+
+impl Drop for FlushGuard<'_> {
+    fn drop(&mut self) {
+        self.0.flush();
+    }
+}
+
+impl SqliteStore {
+    /// Queues `job` for a group commit. The first job of an empty queue leads:
+    /// it yields once, so that the other requests this worker is already
+    /// processing can queue theirs, then commits the whole queue in one
+    /// transaction. Committing N exchanges at once writes the pages they share
+    /// (table and index tails) and the commit record once instead of N times.
+    async fn batched(&self, job: Job) {
+        let leader = {
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.push(job);
+            queue.len() == 1
+        };
+        if leader {
+            let guard = FlushGuard(self);
+            tokio::task::yield_now().await;
+            drop(guard);
+        }
+    }
+
+    /// Commits every queued job in one `BEGIN IMMEDIATE` transaction and answers
+    /// each caller.
+    fn flush(&self) {
+        let jobs = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        if jobs.is_empty() {
+            return;
+        }
+        let mut pending = jobs.into_iter();
+        let mut answers = Vec::with_capacity(pending.len());
+        let outcome = self.write(|c| {
+            for job in pending.by_ref() {
+                let (answer, error) = job.run(c);
+                answers.push(answer);
+                if let Some(e) = error {
+                    return Err(e);
+                }
+            }
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => answers.into_iter().for_each(Answer::send),
+            Err(e) => {
+                let message = e.to_string();
+                log::warn!("group commit failed: {message}");
+                answers.into_iter().for_each(|a| a.fail(&message));
+                pending.for_each(|j| j.fail(&message));
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, u: &UserRecord) -> StoreResult<()> {
+        let n = self.write_one(
+            "INSERT INTO users (id, username, password_hash, role, email, name, disabled, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) ON CONFLICT (username) DO NOTHING",
+            params![
+                u.id,
+                u.username,
+                u.password_hash,
+                u.role,
+                u.email,
+                u.name,
+                flag(u.disabled),
+                u.created_at
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!("user {:?}", u.username)));
+        }
+        Ok(())
+    }
+
+    async fn find_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        self.read(|c| {
+            one(
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    user_cols!(),
+                    " FROM users WHERE username = ?1"
+                ))?,
+                params![username],
+                user,
+            )
+        })
+    }
+
+    async fn find_user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        self.read(|c| {
+            one(
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    user_cols!(),
+                    " FROM users WHERE id = ?1"
+                ))?,
+                params![id],
+                user,
+            )
+        })
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.read(|c| {
+            all(
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    user_cols!(),
+                    " FROM users ORDER BY username"
+                ))?,
+                [],
+                user,
+            )
+        })
+    }
+
+    async fn set_password(&self, username: &str, hash: &str, now: i64) -> StoreResult<bool> {
+        Ok(self.write_one(
+            "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE username = ?3",
+            params![hash, now, username],
+        )? > 0)
+    }
+
+    async fn set_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<bool> {
+        self.write(|c| {
+            let n = c
+                .prepare_cached("UPDATE users SET disabled = ?1, updated_at = ?2 WHERE username = ?3")?
+                .execute(params![flag(disabled), now, username])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            if disabled {
+                let ids = all(
+                    c.prepare_cached(
+                        "SELECT g.id FROM grants g JOIN users u ON u.id = g.user_id \
+                         WHERE u.username = ?1 AND g.revoked_at IS NULL",
+                    )?,
+                    params![username],
+                    |r| Ok(r.get::<_, String>(0)?),
+                )?;
+                for id in ids {
+                    revoke_grant_tx(c, &id, now, false)?;
+                }
+                c.prepare_cached(
+                    "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
+                )?
+                .execute(params![username])?;
+            }
+            Ok(true)
+        })
+    }
+
+    async fn upsert_client(&self, cl: &ClientRecord) -> StoreResult<()> {
+        let metadata =
+            serde_json::to_string(&cl.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.write_one(
+            "INSERT INTO clients (client_id, client_name, secret_hash, metadata, source, registration_token_hash, can_introspect, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (client_id) DO UPDATE SET client_name = excluded.client_name, secret_hash = excluded.secret_hash, \
+             metadata = excluded.metadata, source = excluded.source, can_introspect = excluded.can_introspect, updated_at = excluded.updated_at",
+            params![
+                cl.client_id,
+                cl.client_name,
+                cl.secret_hash,
+                metadata,
+                cl.source,
+                cl.registration_token_hash,
+                flag(cl.can_introspect),
+                cl.created_at,
+                cl.updated_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    async fn insert_client(&self, cl: &ClientRecord) -> StoreResult<()> {
+        let metadata =
+            serde_json::to_string(&cl.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let n = self.write_one(
+            "INSERT INTO clients (client_id, client_name, secret_hash, metadata, source, registration_token_hash, can_introspect, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (client_id) DO NOTHING",
+            params![
+                cl.client_id,
+                cl.client_name,
+                cl.secret_hash,
+                metadata,
+                cl.source,
+                cl.registration_token_hash,
+                flag(cl.can_introspect),
+                cl.created_at,
+                cl.updated_at
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!("client {:?}", cl.client_id)));
+        }
+        Ok(())
+    }
+
+    async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        self.read(|c| {
+            one(
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    client_cols!(),
+                    " FROM clients WHERE client_id = ?1"
+                ))?,
+                params![client_id],
+                client,
+            )
+        })
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        self.read(|c| {
+            all(
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    client_cols!(),
+                    " FROM clients ORDER BY created_at, client_id"
+                ))?,
+                [],
+                client,
+            )
+        })
+    }
+
+    async fn update_client_metadata(
+        &self,
+        client_id: &str,
+        metadata: &ClientMetadata,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let json =
+            serde_json::to_string(metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(self.write_one(
+            "UPDATE clients SET metadata = ?1, client_name = ?2, updated_at = ?3 WHERE client_id = ?4",
+            params![json, metadata.client_name, now, client_id],
+        )? > 0)
+    }
+
+    async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
+        self.write(|c| {
+            let ids = all(
+                c.prepare_cached(
+                    "SELECT id FROM grants WHERE client_id = ?1 AND revoked_at IS NULL",
+                )?,
+                params![client_id],
+                |r| Ok(r.get::<_, String>(0)?),
+            )?;
+            for id in ids {
+                revoke_grant_tx(c, &id, now, false)?;
+            }
+            c.prepare_cached(
+                "UPDATE access_tokens SET revoked_at = ?1 WHERE client_id = ?2 AND revoked_at IS NULL",
+            )?
+            .execute(params![now, client_id])?;
+            c.prepare_cached("DELETE FROM auth_codes WHERE client_id = ?1")?
+                .execute(params![client_id])?;
+            c.prepare_cached("DELETE FROM consents WHERE client_id = ?1")?
+                .execute(params![client_id])?;
+            let n = c
+                .prepare_cached("DELETE FROM clients WHERE client_id = ?1")?
+                .execute(params![client_id])?;
+            Ok(n > 0)
+        })
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.read(|c| {
+            all(
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    key_cols!(),
+                    " FROM signing_keys ORDER BY created_at"
+                ))?,
+                [],
+                key,
+            )
+        })
+    }
+
+    async fn rotate_keys(&self, k: &StoredKey, now: i64) -> StoreResult<()> {
+        self.write(|c| {
+            c.prepare_cached("UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL")?
+                .execute(params![now])?;
+            c.prepare_cached(INSERT_KEY)?.execute(params![
+                k.kid,
+                k.alg,
+                k.private_pkcs8_b64,
+                k.public_b64,
+                k.created_at
+            ])?;
+            Ok(())
+        })
+    }
+
+    async fn insert_first_key(&self, k: &StoredKey) -> StoreResult<bool> {
+        self.write(|c| {
+            let existing: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL")?
+                .query_row([], |r| r.get(0))?;
+            if existing > 0 {
+                return Ok(false);
+            }
+            c.prepare_cached(INSERT_KEY)?.execute(params![
+                k.kid,
+                k.alg,
+                k.private_pkcs8_b64,
+                k.public_b64,
+                k.created_at
+            ])?;
+            Ok(true)
+        })
+    }
+
+    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        self.write_one(
+            "INSERT INTO sessions (id_hash, user_id, auth_time, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![s.id_hash, s.user_id, s.auth_time, s.expires_at],
+        )?;
+        Ok(())
+    }
+
+    async fn find_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<SessionRecord>> {
+        self.read(|c| {
+            one(
+                c.prepare_cached(
+                    "SELECT id_hash, user_id, auth_time, expires_at FROM sessions \
+                     WHERE id_hash = ?1 AND expires_at > ?2",
+                )?,
+                params![id_hash, now],
+                |r| {
+                    Ok(SessionRecord {
+                        id_hash: r.get(0)?,
+                        user_id: r.get(1)?,
+                        auth_time: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                },
+            )
+        })
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        self.write_one("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])?;
+        Ok(())
+    }
+
+    async fn find_consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
+        self.read(|c| {
+            one(
+                c.prepare_cached(
+                    "SELECT scope FROM consents WHERE user_id = ?1 AND client_id = ?2",
+                )?,
+                params![user_id, client_id],
+                |r| Ok(r.get::<_, String>(0)?),
+            )
+        })
+    }
+
+    async fn save_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.write_one(
+            "INSERT INTO consents (user_id, client_id, scope, created_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, created_at = excluded.created_at",
+            params![user_id, client_id, scope, now],
+        )?;
+        Ok(())
+    }
+
+    async fn insert_code(&self, cd: &AuthCodeRecord) -> StoreResult<()> {
+        self.write_one(
+            "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, scope, resource, code_challenge, nonce, auth_time, created_at, expires_at, used_at, grant_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL)",
+            params![
+                cd.code_hash,
+                cd.client_id,
+                cd.user_id,
+                cd.redirect_uri,
+                cd.scope,
+                cd.resource,
+                cd.code_challenge,
+                cd.nonce,
+                cd.auth_time,
+                cd.created_at,
+                cd.expires_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
+        let (done, result) = oneshot::channel();
+        self.batched(Job::Redeem {
+            code_hash: code_hash.to_owned(),
+            now,
+            done,
+        })
+        .await;
+        result.await.unwrap_or_else(|_| Err(abandoned()))
+    }
+
+    async fn create_grant(
+        &self,
+        g: &GrantRecord,
+        issued: &Issued,
+        code_hash: Option<&str>,
+        audit: Option<&AuditRecord>,
+    ) -> StoreResult<()> {
+        let (done, result) = oneshot::channel();
+        self.batched(Job::Grant {
+            grant: Box::new(g.clone()),
+            issued: Box::new(issued.clone()),
+            code_hash: code_hash.map(str::to_owned),
+            audit: audit.map(|a| Box::new(a.clone())),
+            done,
+        })
+        .await;
+        result.await.unwrap_or_else(|_| Err(abandoned()))
+    }
+
+    async fn find_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
+        self.read(|c| {
+            one(
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    grant_cols!(),
+                    " FROM grants WHERE id = ?1"
+                ))?,
+                params![grant_id],
+                grant,
+            )
+        })
+    }
+
+    async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>> {
+        self.read(|c| {
+            one(
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    refresh_cols!(),
+                    " FROM refresh_tokens WHERE token_hash = ?1"
+                ))?,
+                params![token_hash],
+                refresh,
+            )
+        })
+    }
+
+    async fn rotate_refresh(&self, old_hash: &str, now: i64, issued: &Issued) -> StoreResult<bool> {
+        self.write(|c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET rotated_at = ?1 WHERE token_hash = ?2 AND rotated_at IS NULL",
+                )?
+                .execute(params![now, old_hash])?;
+            if n != 1 {
+                return Ok(false);
+            }
+            insert_issued(c, issued)?;
+            Ok(true)
+        })
+    }
+
+    async fn add_tokens(&self, issued: &Issued) -> StoreResult<()> {
+        self.write(|c| insert_issued(c, issued))
+    }
+
+    async fn insert_access_token(&self, a: &AccessTokenRecord) -> StoreResult<()> {
+        let conn = lock(&self.writer);
+        insert_access(&conn, a)
+    }
+
+    async fn find_access_token(&self, jti: &str) -> StoreResult<Option<AccessTokenRecord>> {
+        self.read(|c| {
+            one(
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    access_cols!(),
+                    " FROM access_tokens WHERE jti = ?1"
+                ))?,
+                params![jti],
+                access,
+            )
+        })
+    }
+
+    async fn revoke_access_token(&self, jti: &str, now: i64) -> StoreResult<bool> {
+        Ok(self.write_one(
+            "UPDATE access_tokens SET revoked_at = ?1 WHERE jti = ?2 AND revoked_at IS NULL",
+            params![now, jti],
+        )? > 0)
+    }
+
+    async fn revoke_grant(
+        &self,
+        grant_id: &str,
+        now: i64,
+        forget_consent: bool,
+    ) -> StoreResult<bool> {
+        self.write(|c| revoke_grant_tx(c, grant_id, now, forget_consent))
+    }
+
+    async fn active_grants(&self, now: i64) -> StoreResult<Vec<GrantSummary>> {
+        self.read(|c| {
+            // One read transaction: both queries see the same snapshot.
+            let tx = c.unchecked_transaction()?;
+            let rows = all(
+                tx.prepare_cached(
+                    "SELECT g.id, g.user_id, g.client_id, g.scope, g.resource, g.auth_time, g.created_at, \
+                     g.expires_at, g.revoked_at, u.username, c.client_name FROM grants g \
+                     JOIN users u ON u.id = g.user_id LEFT JOIN clients c ON c.client_id = g.client_id \
+                     WHERE g.revoked_at IS NULL AND g.expires_at > ?1 ORDER BY g.created_at, g.id",
+                )?,
+                params![now],
+                |r| {
+                    Ok((
+                        grant(r)?,
+                        r.get::<_, String>(9)?,
+                        r.get::<_, Option<String>>(10)?,
+                    ))
+                },
+            )?;
+            let tokens = all(
+                tx.prepare_cached(
+                    "SELECT jti, grant_id FROM access_tokens WHERE grant_id IS NOT NULL \
+                     AND revoked_at IS NULL AND expires_at > ?1 ORDER BY issued_at",
+                )?,
+                params![now],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )?;
+            tx.finish()?;
+            let mut by_grant: std::collections::HashMap<String, Vec<String>> =
+                std::collections::HashMap::new();
+            for (jti, gid) in tokens {
+                by_grant.entry(gid).or_default().push(jti);
+            }
+            Ok(rows
+                .into_iter()
+                .map(|(g, username, client_name)| GrantSummary {
+                    token_ids: by_grant.remove(&g.id).unwrap_or_default(),
+                    username,
+                    client_name,
+                    grant: g,
+                })
+                .collect())
+        })
+    }
+
+    async fn user_stats(&self, now: i64) -> StoreResult<Vec<UserStat>> {
+        self.read(|c| {
+            all(
+                c.prepare_cached(
+                    "SELECT u.username, u.role, u.disabled, \
+                     (SELECT COUNT(*) FROM grants g WHERE g.user_id = u.id AND g.revoked_at IS NULL AND g.expires_at > ?1) \
+                     FROM users u ORDER BY u.username",
+                )?,
+                params![now],
+                |r| {
+                    Ok(UserStat {
+                        username: r.get(0)?,
+                        role: r.get(1)?,
+                        disabled: r.get::<_, i64>(2)? != 0,
+                        active_grants: r.get(3)?,
+                    })
+                },
+            )
+        })
+    }
+
+    async fn audit(&self, a: &AuditRecord) -> StoreResult<()> {
+        let conn = lock(&self.writer);
+        insert_audit(&conn, a)
+    }
+
+    async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditRecord>> {
+        self.read(|c| {
+            all(
+                c.prepare_cached(
+                    "SELECT at_ms, event, username, client_id, ip, detail FROM audit_log \
+                     ORDER BY at_ms DESC LIMIT ?1",
+                )?,
+                params![limit.clamp(1, 10_000)],
+                |r| {
+                    Ok(AuditRecord {
+                        at_ms: r.get(0)?,
+                        event: r.get(1)?,
+                        username: r.get(2)?,
+                        client_id: r.get(3)?,
+                        ip: r.get(4)?,
+                        detail: r.get(5)?,
+                    })
+                },
+            )
+        })
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| {
+            c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?;
+            Ok(())
+        })
+    }
+
+    async fn get_or_init_kv(&self, k: &str, init: &str) -> StoreResult<String> {
+        self.write(|c| {
+            c.prepare_cached(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            )?
+            .execute(params![k, init])?;
+            Ok(c.prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+                .query_row(params![k], |r| r.get::<_, String>(0))?)
+        })
+    }
+
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+        self.write(|c| {
+            let mut n = 0;
+            // Codes are kept a while after expiry so that a late replay is still detected.
+            n += c
+                .prepare_cached("DELETE FROM auth_codes WHERE expires_at < ?1")?
+                .execute(params![now - 3600])?;
+            n += c
+                .prepare_cached("DELETE FROM sessions WHERE expires_at < ?1")?
+                .execute(params![now])?;
+            n += c
+                .prepare_cached("DELETE FROM access_tokens WHERE expires_at < ?1")?
+                .execute(params![now - 3600])?;
+            n += c
+                .prepare_cached("DELETE FROM refresh_tokens WHERE expires_at < ?1")?
+                .execute(params![now])?;
+            Ok(n as u64)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn file_urls_are_recognised_and_memory_is_not() {
+        assert_eq!(
+            file_url("sqlite://data/a.db?mode=rwc"),
+            Some((PathBuf::from("data/a.db"), true))
+        );
+        assert_eq!(
+            file_url("sqlite:/tmp/x.db?mode=rw"),
+            Some((PathBuf::from("/tmp/x.db"), false))
+        );
+        assert_eq!(
+            file_url("sqlite:///abs/a.db"),
+            Some((PathBuf::from("/abs/a.db"), true))
+        );
+        assert_eq!(file_url("sqlite::memory:"), None);
+        assert_eq!(file_url("sqlite://x.db?mode=memory"), None);
+        assert_eq!(file_url("sqlite://x.db?cache=shared"), None);
+        assert_eq!(file_url("postgres://localhost/db"), None);
+    }
+
+    fn code(hash: &str) -> AuthCodeRecord {
+        AuthCodeRecord {
+            code_hash: hash.into(),
+            client_id: "c".into(),
+            user_id: "u".into(),
+            redirect_uri: "http://127.0.0.1/cb".into(),
+            scope: "mcp:read".into(),
+            resource: "http://127.0.0.1/mcp".into(),
+            code_challenge: "x".into(),
+            nonce: None,
+            auth_time: 1,
+            created_at: 1,
+            expires_at: 100,
+            grant_id: None,
+        }
+    }
+
+    fn grant_job(id: &str, code_hash: &str) -> (Job, oneshot::Receiver<StoreResult<()>>) {
+        let (done, rx) = oneshot::channel();
+        let job = Job::Grant {
+            grant: Box::new(GrantRecord {
+                id: id.into(),
+                user_id: Some("u".into()),
+                client_id: "c".into(),
+                scope: "mcp:read".into(),
+                resource: "http://127.0.0.1/mcp".into(),
+                auth_time: 1,
+                created_at: 1,
+                expires_at: 100,
+                revoked_at: None,
+            }),
+            issued: Box::new(Issued {
+                access: AccessTokenRecord {
+                    jti: format!("jti-{id}"),
+                    grant_id: Some(id.into()),
+                    client_id: "c".into(),
+                    user_id: Some("u".into()),
+                    scope: "mcp:read".into(),
+                    audience: "http://127.0.0.1/mcp".into(),
+                    issued_at: 1,
+                    expires_at: 100,
+                    revoked_at: None,
+                },
+                refresh: None,
+            }),
+            code_hash: Some(code_hash.into()),
+            audit: None,
+            done,
+        };
+        (job, rx)
+    }
+
+    #[tokio::test]
+    async fn one_group_commit_isolates_a_refused_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), true, 1).unwrap();
+        store.insert_code(&code("ok")).await.unwrap();
+        store.insert_code(&code("replayed")).await.unwrap();
+        // A replay before any grant: the code carries the replay mark.
+        store.redeem_code("replayed", 2).await.unwrap();
+        store.redeem_code("replayed", 2).await.unwrap();
+        let (redeem_done, redeem_rx) = oneshot::channel();
+        let (good, good_rx) = grant_job("g-ok", "ok");
+        let (bad, bad_rx) = grant_job("g-bad", "replayed");
+        {
+            let mut queue = store.queue.lock().unwrap();
+            queue.push(Job::Redeem {
+                code_hash: "ok".into(),
+                now: 2,
+                done: redeem_done,
+            });
+            queue.push(good);
+            queue.push(bad);
+        }
+        store.flush();
+        assert!(store.queue.lock().unwrap().is_empty());
+        assert!(matches!(
+            redeem_rx.await.unwrap().unwrap(),
+            CodeRedemption::Fresh(_)
+        ));
+        good_rx.await.unwrap().unwrap();
+        assert!(matches!(
+            bad_rx.await.unwrap(),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(store.find_grant("g-ok").await.unwrap().is_some());
+        assert!(store.find_access_token("jti-g-ok").await.unwrap().is_some());
+        assert!(store.find_grant("g-bad").await.unwrap().is_none());
+        assert!(store
+            .find_access_token("jti-g-bad")
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn checksum_is_sqlx_compatible() {
+        // sqlx's `migrate::checksum` is SHA-384 of the SQL text.
+        assert_eq!(checksum("").len(), 48);
+        assert_eq!(
+            checksum("abc")[..4],
+            [0xcb, 0x00, 0x75, 0x3f],
+            "SHA-384(\"abc\") starts with cb00753f"
+        );
+    }
+}
