@@ -141,11 +141,17 @@ async fn authenticate(
 }
 
 fn check_host_and_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    if let Some(host) = req.headers().get(header::HOST) {
-        let host = host.to_str().unwrap_or("");
-        if !state.host_allow.allows(host) {
-            return Err(ApiError::HostNotAllowed(host.chars().take(100).collect()));
-        }
+    // As rmcp: the Host header, else the request target's authority (HTTP/1.0 may
+    // send neither; such a request is refused, not let past the DNS-rebinding check).
+    let host = match req.headers().get(header::HOST) {
+        Some(host) => host.to_str().unwrap_or(""),
+        None => match req.uri().authority() {
+            Some(authority) => authority.as_str(),
+            None => return Err(ApiError::BadRequest("the Host header is required".into())),
+        },
+    };
+    if !state.host_allow.allows(host) {
+        return Err(ApiError::HostNotAllowed(host.chars().take(100).collect()));
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
@@ -545,7 +551,7 @@ async fn answer_directly(
         // calls answered here must still count as activity.
         if state
             .sessions
-            .touch_due(id, unix_secs(), state.session_touch_every_secs)
+            .touch_due(id, Instant::now(), state.session_touch_every)
         {
             actix_web::rt::spawn(keep_session_alive(
                 state.session_manager.clone(),
@@ -570,10 +576,6 @@ async fn answer_directly(
     let message = direct::message(&call.id, outcome)
         .ok_or_else(|| ApiError::Internal("serializing a tool result failed".into()))?;
     Ok(Some(direct::response(message, state.direct_json)))
-}
-
-fn unix_secs() -> u64 {
-    u64::try_from(crate::auth::unix_now()).unwrap_or(0)
 }
 
 /// Resets rmcp's idle timer of a session: an empty request-wise channel, opened and

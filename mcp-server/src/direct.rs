@@ -5,9 +5,12 @@
 //! task through channels, opens a request-wise SSE channel, primes it and frames the
 //! answer; profiling (docs/benchmarks.md) put about 60 % of a request's CPU there.
 //! For a plain call of a self-contained tool none of that machinery is observable, so
-//! the bridge answers it itself, with the same bytes a client would get from rmcp:
-//! the same JSON-RPC result (rmcp's model types), as one SSE event (session mode,
-//! stateless SSE) or as JSON (stateless `json_response`).
+//! the bridge answers it itself, with what a client would get from rmcp: the same
+//! status, content type and JSON-RPC message (rmcp's model types, legacy shape), as
+//! one SSE event (session mode, stateless SSE) or as JSON (stateless
+//! `json_response`). In session mode rmcp also primes its per-request stream and
+//! gives its events ids (for `Last-Event-ID` resumption); a direct answer is
+//! complete in one event, so it has nothing to resume and carries neither.
 //!
 //! Only requests rmcp would accept without any further check take this path; anything
 //! else (other methods, `_meta`, task augmentation, 2026-07-28 per-request metadata or

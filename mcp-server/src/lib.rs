@@ -111,7 +111,7 @@ pub struct AppState {
     /// Direct answers as JSON (stateless `json_response`) rather than one SSE event.
     pub direct_json: bool,
     /// How often a session used only through direct answers resets rmcp's idle timer.
-    pub session_touch_every_secs: u64,
+    pub session_touch_every: Duration,
 }
 
 /// A bound, configured server. `build` binds the listener, so `port()` is known before
@@ -309,9 +309,16 @@ impl Application {
             .with_sse_retry(sse_retry);
         let cancel = config.cancellation_token.clone();
         let mut manager = LocalSessionManager::default();
-        manager.session_config.keep_alive = Some(Duration::from_secs(
-            settings.transport.session_idle_secs.max(1),
-        ));
+        // Direct answers (see `direct`) reset rmcp's idle timer at most once per
+        // `session_touch_every`; rmcp waits that much longer, so that
+        // `session_idle_secs` stays a lower bound for every session.
+        let session_touch_every =
+            Duration::from_secs((settings.transport.session_idle_secs / 4).max(1));
+        manager.session_config.keep_alive = Some(
+            Duration::from_secs(settings.transport.session_idle_secs.max(1))
+                + session_touch_every
+                + Duration::from_secs(1),
+        );
         manager.session_config.sse_retry = sse_retry;
         let session_manager = Arc::new(manager);
         let (mcp, tool_names) = if settings.fixtures.conformance {
@@ -372,7 +379,7 @@ impl Application {
             last_prune: AtomicU64::new(0),
             direct_tools,
             direct_json: stateless && settings.transport.json_response,
-            session_touch_every_secs: (settings.transport.session_idle_secs / 4).max(1),
+            session_touch_every,
         });
 
         let path = mcp_path(&resource);

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::auth::Principal;
 
@@ -38,9 +39,10 @@ struct Inner {
     by_subject: HashMap<String, BTreeMap<u64, String>>,
     /// Unclaimed anonymous sessions by sequence number (oldest first).
     anonymous: BTreeMap<u64, String>,
-    /// Session id → when rmcp's session worker last saw activity caused by us (unix
-    /// seconds); see [`SessionOwners::touch_due`].
-    touched: HashMap<String, u64>,
+    /// Session id → when rmcp's session worker last saw activity caused by us
+    /// (monotonic: a wall-clock step must not starve a session); see
+    /// [`SessionOwners::touch_due`].
+    touched: HashMap<String, Instant>,
 }
 
 impl Inner {
@@ -91,10 +93,6 @@ impl Default for SessionOwners {
     fn default() -> Self {
         Self::with_anonymous_limit(DEFAULT_MAX_ANONYMOUS_SESSIONS)
     }
-}
-
-fn unix_now() -> u64 {
-    u64::try_from(crate::auth::unix_now()).unwrap_or(0)
 }
 
 fn owner_of(principal: Option<&Principal>) -> Owner {
@@ -173,17 +171,17 @@ impl SessionOwners {
             evicted.push(id);
         }
         inner.by_id.insert(session_id.to_string(), (owner, seq));
-        inner.touched.insert(session_id.to_string(), unix_now());
+        inner.touched.insert(session_id.to_string(), Instant::now());
         evicted
     }
 
     /// Whether a request answered without rmcp should also reset rmcp's idle timer
-    /// for `session_id` (at most once per `every` seconds per session); when true the
-    /// touch is recorded as done at `now`.
-    pub fn touch_due(&self, session_id: &str, now: u64, every: u64) -> bool {
+    /// for `session_id` (at most once per `every` per session); when true the touch
+    /// is recorded as done at `now`.
+    pub fn touch_due(&self, session_id: &str, now: Instant, every: Duration) -> bool {
         let mut inner = self.lock();
         match inner.touched.get_mut(session_id) {
-            Some(last) if now.saturating_sub(*last) < every.max(1) => false,
+            Some(last) if now.saturating_duration_since(*last) < every => false,
             Some(last) => {
                 *last = now;
                 true
@@ -279,14 +277,18 @@ mod tests {
     fn rmcp_is_touched_at_most_once_per_interval() {
         let s = SessionOwners::new();
         s.record("s1", Some(&principal("alice")), 10);
-        let now = unix_now();
-        assert!(!s.touch_due("s1", now, 60), "just recorded");
-        assert!(s.touch_due("s1", now + 60, 60));
-        assert!(!s.touch_due("s1", now + 61, 60));
-        assert!(s.touch_due("s1", now + 125, 60));
-        assert!(!s.touch_due("unknown", now + 1000, 60));
+        let now = Instant::now();
+        let secs = Duration::from_secs;
+        let every = secs(60);
+        assert!(!s.touch_due("s1", now, every), "just recorded");
+        assert!(s.touch_due("s1", now + secs(60), every));
+        assert!(!s.touch_due("s1", now + secs(61), every));
+        assert!(s.touch_due("s1", now + secs(125), every));
+        // An earlier instant (never with a monotonic clock) touches nothing.
+        assert!(!s.touch_due("s1", now, every));
+        assert!(!s.touch_due("unknown", now + secs(1000), every));
         s.forget("s1");
-        assert!(!s.touch_due("s1", now + 1000, 60));
+        assert!(!s.touch_due("s1", now + secs(1000), every));
     }
 
     #[test]

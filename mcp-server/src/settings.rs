@@ -87,7 +87,8 @@ pub struct TransportSettings {
     pub stateless: bool,
     /// In stateless mode, answer simple requests with `application/json` instead of SSE.
     pub json_response: bool,
-    /// Idle time after which a legacy session is closed, in seconds.
+    /// Idle time after which a legacy session is closed, in seconds (a lower bound:
+    /// closed within 1.25× that plus a second).
     pub session_idle_secs: u64,
     /// Legacy sessions one subject may hold; opening more closes its oldest.
     pub max_sessions_per_subject: usize,
@@ -100,7 +101,8 @@ pub struct TransportSettings {
     /// priming events (for old clients that choke on an empty `data:` line).
     pub sse_retry_ms: u64,
     /// Answer plain `tools/call`s of the self-contained tools in the bridge instead of
-    /// through rmcp's session worker (same bytes on the wire, several times cheaper;
+    /// through rmcp's session worker (same status, content type and JSON-RPC message,
+    /// several times cheaper;
     /// see docs/benchmarks.md). `false` sends every request through rmcp.
     pub direct_tool_calls: bool,
 }

@@ -31,15 +31,20 @@
 //! exchange) are queued; the first job of an empty queue yields once so that the
 //! other requests its worker is already processing can queue theirs, then
 //! commits the whole queue in one `BEGIN IMMEDIATE` transaction. A refused job (a
-//! replayed code) writes nothing and does not affect the others; a database error
-//! rolls the whole batch back and every caller gets it. Callers get their result
+//! replayed code) writes nothing and does not affect the others; if the batch
+//! fails (busy, disk full, one job's constraint error) it is rolled back and
+//! every job is run again in its own transaction, so an error reaches only the
+//! caller whose write caused it. Callers get their result
 //! only after the commit, so the semantics are those of one transaction per call:
 //! a code is marked used
 //! before anything is minted for it, and a grant, its tokens, the code link and
 //! the audit row are stored together or not at all. The pages N exchanges share
 //! (table and index tails) and the commit record are written once instead of N
 //! times, which is most of the WAL traffic. If the leading request is cancelled
-//! while it yields, its drop guard still commits the batch.
+//! while it yields, its drop guard still commits the batch; a queued job whose
+//! own caller went away is committed too (unlike an abandoned sqlx transaction):
+//! a redeemed code stays used and a grant stays stored, which a retrying client
+//! sees as `invalid_grant`, the same outcome as a lost response.
 //!
 //! # Schema and migrations
 //!
@@ -97,10 +102,14 @@ pub fn file_url(url: &str) -> Option<(PathBuf, bool)> {
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" || path.starts_with("file:") {
+    // Percent-encoded paths: sqlx decodes them, so they stay with the sqlx store
+    // rather than opening (or creating) a file under the encoded name.
+    if path.is_empty() || path == ":memory:" || path.starts_with("file:") || path.contains('%') {
         return None;
     }
-    let mut create = true;
+    // As sqlx: without `mode=rwc` a missing database is an error, not a new empty
+    // one (which would get a fresh signing key and no users).
+    let mut create = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("mode", "rwc")) => create = true,
@@ -664,85 +673,54 @@ enum Job {
     },
 }
 
+/// What a job produced inside a transaction (sent to its caller only after the
+/// commit).
+enum Outcome {
+    Redeemed(Box<CodeRedemption>),
+    /// `false`: the grant was refused (its code was replayed) and nothing was written.
+    Granted(bool),
+}
+
 impl Job {
-    /// Runs the job inside the batch's transaction. A refused grant (a replayed
-    /// code) writes nothing and is answered as refused; a database error aborts
-    /// the whole batch (everything in it is rolled back and every caller told).
-    /// Returns the caller's answer and, for a database error, the error that
-    /// aborts the batch.
-    fn run(self, c: &Connection) -> (Answer, Option<StoreError>) {
+    /// Runs the job inside the current transaction. A refused grant (a replayed code)
+    /// writes nothing and is an `Ok` outcome; a database error is returned and leaves
+    /// the transaction to be rolled back by the caller.
+    fn execute(&self, c: &Connection) -> StoreResult<Outcome> {
         match self {
-            Job::Redeem {
-                code_hash,
-                now,
-                done,
-            } => match redeem_tx(c, &code_hash, now) {
-                Ok(r) => (Answer::Redeem(done, Ok(r)), None),
-                Err(e) => (Answer::Redeem(done, Err(abandoned())), Some(e)),
-            },
+            Job::Redeem { code_hash, now, .. } => {
+                redeem_tx(c, code_hash, *now).map(|r| Outcome::Redeemed(Box::new(r)))
+            }
             Job::Grant {
                 grant,
                 issued,
                 code_hash,
                 audit,
-                done,
-            } => {
-                match create_grant_tx(c, &grant, &issued, code_hash.as_deref(), audit.as_deref()) {
-                    Ok(true) => (Answer::Grant(done, Ok(())), None),
-                    Ok(false) => (
-                        Answer::Grant(
-                            done,
-                            Err(StoreError::Conflict("a grant for this code".into())),
-                        ),
-                        None,
-                    ),
-                    Err(e) => (Answer::Grant(done, Err(abandoned())), Some(e)),
-                }
-            }
+                ..
+            } => create_grant_tx(c, grant, issued, code_hash.as_deref(), audit.as_deref())
+                .map(Outcome::Granted),
         }
     }
 
-    fn fail(self, message: &str) {
+    /// Sends the caller its result. A caller that went away (client disconnected)
+    /// simply gets no answer.
+    fn answer(self, result: StoreResult<Outcome>) {
         match self {
             Job::Redeem { done, .. } => {
-                let _ = done.send(Err(StoreError::Failed(message.to_owned())));
+                let _ = done.send(match result {
+                    Ok(Outcome::Redeemed(r)) => Ok(*r),
+                    Ok(Outcome::Granted(_)) => Err(mismatched()),
+                    Err(e) => Err(e),
+                });
             }
             Job::Grant { done, .. } => {
-                let _ = done.send(Err(StoreError::Failed(message.to_owned())));
-            }
-        }
-    }
-}
-
-/// A job's result, sent only after its batch committed (or failed as a whole).
-enum Answer {
-    Redeem(
-        oneshot::Sender<StoreResult<CodeRedemption>>,
-        StoreResult<CodeRedemption>,
-    ),
-    Grant(oneshot::Sender<StoreResult<()>>, StoreResult<()>),
-}
-
-impl Answer {
-    fn send(self) {
-        // A caller that went away (client disconnected) simply gets no answer.
-        match self {
-            Answer::Redeem(done, r) => {
-                let _ = done.send(r);
-            }
-            Answer::Grant(done, r) => {
-                let _ = done.send(r);
-            }
-        }
-    }
-
-    fn fail(self, message: &str) {
-        match self {
-            Answer::Redeem(done, _) => {
-                let _ = done.send(Err(StoreError::Failed(message.to_owned())));
-            }
-            Answer::Grant(done, _) => {
-                let _ = done.send(Err(StoreError::Failed(message.to_owned())));
+                let _ = done.send(match result {
+                    Ok(Outcome::Granted(true)) => Ok(()),
+                    Ok(Outcome::Granted(false)) => {
+                        Err(StoreError::Conflict("a grant for this code".into()))
+                    }
+                    Ok(Outcome::Redeemed(_)) => Err(mismatched()),
+                    Err(e) => Err(e),
+                });
             }
         }
     }
@@ -750,6 +728,10 @@ impl Answer {
 
 fn abandoned() -> StoreError {
     StoreError::Failed("the batched write was abandoned".into())
+}
+
+fn mismatched() -> StoreError {
+    StoreError::Failed("a batched write produced the wrong kind of result".into())
 }
 
 /// Runs the queued jobs if dropped armed: a leader whose request is cancelled
@@ -782,31 +764,36 @@ impl SqliteStore {
     }
 
     /// Commits every queued job in one `BEGIN IMMEDIATE` transaction and answers
-    /// each caller.
+    /// each caller. If the batch fails (a busy or full disk, one job's constraint
+    /// error), nothing of it was written: every job is then run again in its own
+    /// transaction, so one job's error is its caller's alone and the other
+    /// exchanges of the batch are not lost (a code claimed in an earlier batch
+    /// would otherwise be burnt by a neighbour's failure).
     fn flush(&self) {
         let jobs = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
         if jobs.is_empty() {
             return;
         }
-        let mut pending = jobs.into_iter();
-        let mut answers = Vec::with_capacity(pending.len());
-        let outcome = self.write(|c| {
-            for job in pending.by_ref() {
-                let (answer, error) = job.run(c);
-                answers.push(answer);
-                if let Some(e) = error {
-                    return Err(e);
+        let batch = self.write(|c| {
+            jobs.iter()
+                .map(|job| job.execute(c))
+                .collect::<StoreResult<Vec<Outcome>>>()
+        });
+        match batch {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    job.answer(Ok(outcome));
                 }
             }
-            Ok(())
-        });
-        match outcome {
-            Ok(()) => answers.into_iter().for_each(Answer::send),
             Err(e) => {
-                let message = e.to_string();
-                log::warn!("group commit failed: {message}");
-                answers.into_iter().for_each(|a| a.fail(&message));
-                pending.for_each(|j| j.fail(&message));
+                log::warn!(
+                    "group commit of {} writes failed ({e}); retrying them one by one",
+                    jobs.len()
+                );
+                for job in jobs {
+                    let result = self.write(|c| job.execute(c));
+                    job.answer(result);
+                }
             }
         }
     }
@@ -1418,10 +1405,13 @@ mod tests {
             file_url("sqlite:/tmp/x.db?mode=rw"),
             Some((PathBuf::from("/tmp/x.db"), false))
         );
+        // Without `mode=rwc` a missing file is an error, as with sqlx.
         assert_eq!(
             file_url("sqlite:///abs/a.db"),
-            Some((PathBuf::from("/abs/a.db"), true))
+            Some((PathBuf::from("/abs/a.db"), false))
         );
+        // Percent-encoded paths are decoded by sqlx: they stay with it.
+        assert_eq!(file_url("sqlite://data/auth%20db.db?mode=rwc"), None);
         assert_eq!(file_url("sqlite::memory:"), None);
         assert_eq!(file_url("sqlite://x.db?mode=memory"), None);
         assert_eq!(file_url("sqlite://x.db?cache=shared"), None);
@@ -1521,6 +1511,44 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_database_error_in_a_batch_reaches_only_its_own_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), true, 1).unwrap();
+        for c in ["a", "b"] {
+            store.insert_code(&code(c)).await.unwrap();
+            assert!(matches!(
+                store.redeem_code(c, 2).await.unwrap(),
+                CodeRedemption::Fresh(_)
+            ));
+        }
+        let (good, good_rx) = grant_job("g-a", "a");
+        // The same access-token id as the good job: a primary-key violation.
+        let (mut bad, bad_rx) = grant_job("g-b", "b");
+        if let Job::Grant { issued, .. } = &mut bad {
+            issued.access.jti = "jti-g-a".into();
+        }
+        store.queue.lock().unwrap().extend([good, bad]);
+        store.flush();
+        good_rx.await.unwrap().unwrap();
+        assert!(bad_rx.await.unwrap().is_err());
+        assert!(store.find_grant("g-a").await.unwrap().is_some());
+        assert!(store.find_grant("g-b").await.unwrap().is_none());
+        // The failed job left nothing behind: its code is still unlinked, so the
+        // exchange can be retried by the caller that got the error.
+        let b = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT grant_id FROM auth_codes WHERE code_hash = 'b'",
+                    [],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .map_err(StoreError::from)
+            })
+            .unwrap();
+        assert_eq!(b, None);
     }
 
     #[test]

@@ -235,9 +235,15 @@ async fn sessions_used_only_through_direct_answers_stay_open() {
     let list = r#"{"jsonrpc":"2.0","id":99,"method":"tools/list"}"#;
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello_world"}}"#;
 
-    // Control: an idle session is closed by rmcp after 2 s.
+    // Control: an idle session is closed (after 2 s + the 1 s touch interval + 1 s).
     let idle = open_session(&http, &server, &token).await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        post(&http, &server, &token, Some(&idle), list).await.status,
+        200,
+        "session_idle_secs is a lower bound"
+    );
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     assert_eq!(
         post(&http, &server, &token, Some(&idle), list).await.status,
         404
@@ -245,7 +251,7 @@ async fn sessions_used_only_through_direct_answers_stay_open() {
 
     // A session used only for direct answers for longer than that stays open.
     let busy = open_session(&http, &server, &token).await;
-    for _ in 0..14 {
+    for _ in 0..22 {
         let answer = post(&http, &server, &token, Some(&busy), call).await;
         assert_eq!(answer.status, 200, "{}", answer.text);
         assert!(!answer.text.contains("retry:"), "answered directly");
@@ -283,4 +289,40 @@ async fn a_direct_answer_needs_a_live_session() {
     let mallory = fake.token("mallory", "mcp:read", &server.resource);
     let answer = post(&http, &server, &mallory, Some(&session), call).await;
     assert_eq!(answer.status, 403, "{}", answer.text);
+}
+
+/// HTTP/1.0 may come without a Host header; the DNS-rebinding check must not be
+/// skipped for it, with or without direct answers.
+#[actix_web::test]
+async fn a_request_without_host_is_refused_on_both_paths() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fake = FakeAs::start().await;
+    for direct in [true, false] {
+        let server = start(&fake, |s| {
+            s.transport.stateless = true;
+            s.transport.direct_tool_calls = direct;
+        })
+        .await;
+        let token = fake.token("frank", "mcp:read", &server.resource);
+        let body =
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello_world"}}"#;
+        let request = format!(
+            "POST /mcp HTTP/1.0\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let address = server
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches("/mcp");
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.0 400") || answer.starts_with("HTTP/1.1 400"),
+            "direct={direct}: {answer}"
+        );
+        assert!(!answer.contains("Hello"), "direct={direct}: {answer}");
+    }
 }

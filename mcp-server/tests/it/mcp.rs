@@ -1242,7 +1242,8 @@ async fn expired_sessions_are_forgotten() {
     let s = spawn_with(|settings, _| settings.transport.session_idle_secs = 1).await;
     let token = s.token("pia", "mcp:read");
     let session = s.initialize(Some(&token)).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Closed within session_idle_secs + the touch interval (1 s) + 1 s.
+    tokio::time::sleep(Duration::from_millis(3600)).await;
     let (status, _, _) = s
         .rpc(Some(&token), &session, 2, "tools/list", json!({}))
         .await;
