@@ -48,10 +48,18 @@ async fn main() -> anyhow::Result<()> {
 
     let mut auth_task = auth_task;
     let mut mcp_task = mcp_task;
+    // actix-web stops a server cleanly on SIGINT/SIGTERM/SIGQUIT by itself, and may do
+    // so before `ctrl_c` fires here: a clean stop is a normal shutdown, only an error
+    // or a panic is unexpected.
+    let stopped = |name: &str, res: Result<std::io::Result<()>, tokio::task::JoinError>| match res {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::anyhow!("{name} failed: {e}")),
+        Err(e) => Err(anyhow::anyhow!("{name} stopped unexpectedly: {e}")),
+    };
     let outcome = tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(()),
-        res = &mut auth_task => Err(anyhow::anyhow!("auth-server stopped unexpectedly: {res:?}")),
-        res = &mut mcp_task => Err(anyhow::anyhow!("mcp-server stopped unexpectedly: {res:?}")),
+        res = &mut auth_task => stopped("auth-server", res),
+        res = &mut mcp_task => stopped("mcp-server", res),
     };
     println!("\nstopping…");
     mcp_handle.stop(true).await;
