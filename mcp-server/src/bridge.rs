@@ -82,7 +82,9 @@ pub fn bearer_token(headers: &HeaderMap) -> Presented<'_> {
 /// the common request skips the syntax scan of a ~1 KB token.
 fn cached_principal(req: &HttpRequest, state: &AppState) -> Option<Arc<Principal>> {
     let mut values = req.headers().get_all(header::AUTHORIZATION);
-    let value = values.next()?.to_str().ok()?;
+    // UTF-8 validation runs word-at-a-time (`to_str` checks byte by byte); a token
+    // with anything but base64url in it is never in the cache anyway.
+    let value = std::str::from_utf8(values.next()?.as_bytes()).ok()?;
     if values.next().is_some() {
         return None;
     }
@@ -544,8 +546,10 @@ async fn answer_directly(
         let Some(id) = session_id else {
             return Ok(None);
         };
-        if !state.session_manager.sessions.read().await.contains_key(id) {
-            return Ok(None);
+        // Never waits: when rmcp is changing its session table, rmcp answers.
+        match state.session_manager.sessions.try_read() {
+            Ok(sessions) if sessions.contains_key(id) => {}
+            _ => return Ok(None),
         }
         // rmcp closes a session whose worker saw nothing for `session_idle_secs`;
         // calls answered here must still count as activity.

@@ -193,24 +193,23 @@ impl SessionOwners {
     /// Whether `principal` may use `session_id`.
     pub fn check(&self, session_id: &str, principal: Option<&Principal>) -> Binding {
         let mut inner = self.lock();
-        let Some((owner, seq)) = inner.by_id.get(session_id).cloned() else {
-            return Binding::Unknown;
+        // Decided on a borrow (this runs on every session request); only the claim of
+        // an anonymous session by a signed-in subject changes anything.
+        let (seq, claimant) = match (inner.by_id.get(session_id), principal) {
+            (None, _) => return Binding::Unknown,
+            (Some((Owner::Anonymous, _)), None) => return Binding::Allowed,
+            (Some((Owner::Subject(_), _)), None) => return Binding::NeedsAuthentication,
+            (Some((Owner::Subject(s), _)), Some(p)) if *s == p.subject => return Binding::Allowed,
+            (Some((Owner::Subject(_), _)), Some(_)) => return Binding::OtherSubject,
+            (Some((Owner::Anonymous, seq)), Some(p)) => (*seq, p),
         };
-        match (&owner, principal) {
-            (Owner::Anonymous, None) => Binding::Allowed,
-            (Owner::Anonymous, Some(p)) => {
-                inner.unindex(&Owner::Anonymous, seq);
-                inner.by_id.insert(
-                    session_id.to_string(),
-                    (Owner::Subject(p.subject.clone()), seq),
-                );
-                inner.index(&p.subject, seq, session_id);
-                Binding::Allowed
-            }
-            (Owner::Subject(_), None) => Binding::NeedsAuthentication,
-            (Owner::Subject(s), Some(p)) if *s == p.subject => Binding::Allowed,
-            (Owner::Subject(_), Some(_)) => Binding::OtherSubject,
-        }
+        inner.unindex(&Owner::Anonymous, seq);
+        inner.by_id.insert(
+            session_id.to_string(),
+            (Owner::Subject(claimant.subject.clone()), seq),
+        );
+        inner.index(&claimant.subject, seq, session_id);
+        Binding::Allowed
     }
 
     pub fn forget(&self, session_id: &str) {
