@@ -618,41 +618,43 @@ def auth_server_loads(ctx: Ctx) -> None:
     token_url = tok["token_endpoint"].replace("http://localhost", "http://127.0.0.1")
     prefix = "grant_type=authorization_code&client_id=" + urllib.parse.quote(tok["client_id"], safe="") + "&code="
     suffix = "&" + urllib.parse.urlencode({"redirect_uri": tok["redirect_uri"], "code_verifier": tok["code_verifier"], "resource": ctx.mcp_url})
+    def exchange_env(codes_file: Path) -> dict:
+        return {"BENCH_CODES_FILE": str(codes_file), "BENCH_BODY_PREFIX": prefix, "BENCH_BODY_SUFFIX": suffix}
+
+    def mint(codes_file: Path) -> tuple[int, dict]:
+        """Up to --token-codes codes through /authorize into `codes_file`."""
+        codes_file.write_text("")
+        def enough() -> bool:
+            try:
+                return codes_file.read_bytes().count(b"\n") >= a.token_codes
+            except OSError:
+                return False
+        result = run_wrk(authorize_target, "mint_codes.lua",
+                         {"BENCH_HEADERS": f"Cookie: {tok['cookie']}", "BENCH_CODES_OUT": str(codes_file), "BENCH_MAX_CODES": str(a.token_codes)},
+                         16, a.mint_secs, stop_when=enough)
+        n_codes = sum(1 for line in codes_file.read_text().splitlines() if line.strip())
+        if n_codes < 100:
+            raise BenchError(f"minting codes through /authorize failed ({n_codes} codes): {result.get('first_error')}")
+        return n_codes, result
+
     rss_idle = p.rss_kib()
     runs = []
     for i in range(a.runs):
         codes_file = ctx.workdir / f"codes-{i}.txt"
-        codes_file.write_text("")
-        def enough(path=codes_file):
-            try:
-                return path.read_bytes().count(b"\n") >= a.token_codes
-            except OSError:
-                return False
-        mint = run_wrk(authorize_target, "mint_codes.lua",
-                       {"BENCH_HEADERS": f"Cookie: {tok['cookie']}", "BENCH_CODES_OUT": str(codes_file), "BENCH_MAX_CODES": str(a.token_codes)},
-                       16, a.mint_secs, stop_when=enough)
-        n_codes = sum(1 for line in codes_file.read_text().splitlines() if line.strip())
-        if n_codes < 100:
-            raise BenchError(f"minting codes through /authorize failed ({n_codes} codes): {mint.get('first_error')}")
-        r = measured_load(p, token_url, "token_exchange.lua",
-                          {"BENCH_CODES_FILE": str(codes_file), "BENCH_BODY_PREFIX": prefix, "BENCH_BODY_SUFFIX": suffix},
-                          c, a.duration)
+        n_codes, minted = mint(codes_file)
+        r = measured_load(p, token_url, "token_exchange.lua", exchange_env(codes_file), c, a.duration)
         elapsed = r.get("elapsed_us") or r["duration_us"]
         r["rps"] = r.get("ok", 0) / (elapsed / 1e6) if elapsed else 0.0
         r["codes"] = n_codes
-        r["authorize_rps"] = mint["rps"]
-        log(f"  /token run {i + 1}: {n_codes} codes minted ({mint['rps']:.0f}/s through /authorize), "
+        r["authorize_rps"] = minted["rps"]
+        log(f"  /token run {i + 1}: {n_codes} codes minted ({minted['rps']:.0f}/s through /authorize), "
             f"{r.get('ok', 0)} exchanges at {r['rps']:.0f}/s, p99 {r['latency_us']['p99'] / 1000:.2f} ms, "
             f"cpu {r['cpu_us_per_req']:.1f} us/req, errors {r['errors']}")
         runs.append(r)
     if "auth_server" in a.perf:
         codes_file = ctx.workdir / "codes-perf.txt"
-        codes_file.write_text("")
-        run_wrk(authorize_target, "mint_codes.lua",
-                {"BENCH_HEADERS": f"Cookie: {tok['cookie']}", "BENCH_CODES_OUT": str(codes_file), "BENCH_MAX_CODES": str(a.token_codes)},
-                16, a.mint_secs, stop_when=lambda: codes_file.read_bytes().count(b"\n") >= a.token_codes)
-        profile(ctx, "auth_server", p, token_url, "token_exchange.lua",
-                {"BENCH_CODES_FILE": str(codes_file), "BENCH_BODY_PREFIX": prefix, "BENCH_BODY_SUFFIX": suffix}, c)
+        mint(codes_file)
+        profile(ctx, "auth_server", p, token_url, "token_exchange.lua", exchange_env(codes_file), c)
     s = summarize(runs)
     s["authorize_rps"] = statistics.median(r["authorize_rps"] for r in runs)
     s["codes_per_run"] = [r["codes"] for r in runs]

@@ -53,7 +53,10 @@ fn is_b64token(s: &str) -> bool {
         })
 }
 
-pub fn bearer_token(headers: &HeaderMap) -> Presented<'_> {
+/// The one `Authorization: Bearer` header's token, before its syntax check. UTF-8
+/// validation runs word-at-a-time (`HeaderValue::to_str` checks byte by byte); the
+/// b64token check rejects anything but ASCII afterwards.
+fn bearer_credentials(headers: &HeaderMap) -> Presented<'_> {
     let mut values = headers.get_all(header::AUTHORIZATION);
     let Some(first) = values.next() else {
         return Presented::Missing;
@@ -61,7 +64,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Presented<'_> {
     if values.next().is_some() {
         return Presented::Malformed;
     }
-    let Ok(value) = first.to_str() else {
+    let Ok(value) = std::str::from_utf8(first.as_bytes()) else {
         return Presented::Malformed;
     };
     let value = value.trim();
@@ -69,30 +72,23 @@ pub fn bearer_token(headers: &HeaderMap) -> Presented<'_> {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Presented::Missing;
     }
-    let token = rest.trim();
-    if is_b64token(token) {
-        Presented::Token(token)
-    } else {
-        Presented::Malformed
+    Presented::Token(rest.trim())
+}
+
+pub fn bearer_token(headers: &HeaderMap) -> Presented<'_> {
+    match bearer_credentials(headers) {
+        Presented::Token(token) if !is_b64token(token) => Presented::Malformed,
+        presented => presented,
     }
 }
 
-/// The token of the one `Authorization: Bearer` header, unchecked: only for the cache
-/// lookup (a cached token passed [`bearer_token`]'s checks when it was verified), so
-/// the common request skips the syntax scan of a ~1 KB token.
+/// A cached principal for the request's token. The syntax scan of the ~1 KB token is
+/// skipped: a cached token passed [`bearer_token`]'s checks when it was verified.
 fn cached_principal(req: &HttpRequest, state: &AppState) -> Option<Arc<Principal>> {
-    let mut values = req.headers().get_all(header::AUTHORIZATION);
-    // UTF-8 validation runs word-at-a-time (`to_str` checks byte by byte); a token
-    // with anything but base64url in it is never in the cache anyway.
-    let value = std::str::from_utf8(values.next()?.as_bytes()).ok()?;
-    if values.next().is_some() {
-        return None;
+    match bearer_credentials(req.headers()) {
+        Presented::Token(token) => state.verifier.cached(token),
+        _ => None,
     }
-    let (scheme, token) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    state.verifier.cached(token.trim())
 }
 
 fn base_scope() -> ScopeSet {

@@ -23,7 +23,6 @@ use rmcp::model::{
     CallToolResult, ErrorData, JsonObject, ProtocolVersion, RequestId, ServerResult,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// A single JSON-RPC `tools/call` request with nothing but a name and arguments.
 /// Unknown fields (`_meta`, `task`, ...) make the parse fail: rmcp handles those.
@@ -154,15 +153,11 @@ pub fn response(message: String, json: bool) -> HttpResponse {
         .body(event)
 }
 
-/// `Value` of a JSON-RPC id for logs and tests.
-pub fn id_value(id: &RequestId) -> Value {
-    serde_json::to_value(id).unwrap_or(Value::Null)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use actix_web::http::header::HeaderValue;
+    use serde_json::Value;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -185,7 +180,7 @@ mod tests {
         };
         assert_eq!(call.params.name, "protected_data");
         assert_eq!(call.category(), Some("admin"));
-        assert_eq!(id_value(&call.id), serde_json::json!(7));
+        assert_eq!(call.id, RequestId::Number(7));
         assert!(DirectCall::parse(
             br#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"hello_world"}}"#
         )

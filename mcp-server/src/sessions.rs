@@ -31,18 +31,23 @@ pub enum Binding {
     OtherSubject,
 }
 
+#[derive(Debug)]
+struct Entry {
+    owner: Owner,
+    /// Creation sequence number (the per-subject and anonymous indexes' key).
+    seq: u64,
+    /// When rmcp's session worker last saw activity caused by us (monotonic: a
+    /// wall-clock step must not starve a session); see [`SessionOwners::touch_due`].
+    touched: Instant,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// Session id → owner and creation sequence number.
-    by_id: HashMap<String, (Owner, u64)>,
+    by_id: HashMap<String, Entry>,
     /// Subject → its sessions by sequence number (oldest first).
     by_subject: HashMap<String, BTreeMap<u64, String>>,
     /// Unclaimed anonymous sessions by sequence number (oldest first).
     anonymous: BTreeMap<u64, String>,
-    /// Session id → when rmcp's session worker last saw activity caused by us
-    /// (monotonic: a wall-clock step must not starve a session); see
-    /// [`SessionOwners::touch_due`].
-    touched: HashMap<String, Instant>,
 }
 
 impl Inner {
@@ -63,9 +68,8 @@ impl Inner {
     }
 
     fn remove(&mut self, session_id: &str) {
-        self.touched.remove(session_id);
-        if let Some((owner, seq)) = self.by_id.remove(session_id) {
-            self.unindex(&owner, seq);
+        if let Some(entry) = self.by_id.remove(session_id) {
+            self.unindex(&entry.owner, entry.seq);
         }
     }
 
@@ -141,7 +145,7 @@ impl SessionOwners {
             if let Some(oldest) = inner
                 .by_id
                 .iter()
-                .min_by_key(|(_, (_, s))| *s)
+                .min_by_key(|(_, entry)| entry.seq)
                 .map(|(k, _)| k.clone())
             {
                 inner.remove(&oldest);
@@ -170,8 +174,12 @@ impl SessionOwners {
             inner.remove(&id);
             evicted.push(id);
         }
-        inner.by_id.insert(session_id.to_string(), (owner, seq));
-        inner.touched.insert(session_id.to_string(), Instant::now());
+        let entry = Entry {
+            owner,
+            seq,
+            touched: Instant::now(),
+        };
+        inner.by_id.insert(session_id.to_string(), entry);
         evicted
     }
 
@@ -180,13 +188,12 @@ impl SessionOwners {
     /// is recorded as done at `now`.
     pub fn touch_due(&self, session_id: &str, now: Instant, every: Duration) -> bool {
         let mut inner = self.lock();
-        match inner.touched.get_mut(session_id) {
-            Some(last) if now.saturating_duration_since(*last) < every => false,
-            Some(last) => {
-                *last = now;
+        match inner.by_id.get_mut(session_id) {
+            Some(entry) if now.saturating_duration_since(entry.touched) >= every => {
+                entry.touched = now;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -195,19 +202,19 @@ impl SessionOwners {
         let mut inner = self.lock();
         // Decided on a borrow (this runs on every session request); only the claim of
         // an anonymous session by a signed-in subject changes anything.
-        let (seq, claimant) = match (inner.by_id.get(session_id), principal) {
-            (None, _) => return Binding::Unknown,
-            (Some((Owner::Anonymous, _)), None) => return Binding::Allowed,
-            (Some((Owner::Subject(_), _)), None) => return Binding::NeedsAuthentication,
-            (Some((Owner::Subject(s), _)), Some(p)) if *s == p.subject => return Binding::Allowed,
-            (Some((Owner::Subject(_), _)), Some(_)) => return Binding::OtherSubject,
-            (Some((Owner::Anonymous, seq)), Some(p)) => (*seq, p),
+        let Some(entry) = inner.by_id.get_mut(session_id) else {
+            return Binding::Unknown;
         };
+        let claimant = match (&entry.owner, principal) {
+            (Owner::Anonymous, None) => return Binding::Allowed,
+            (Owner::Subject(_), None) => return Binding::NeedsAuthentication,
+            (Owner::Subject(s), Some(p)) if *s == p.subject => return Binding::Allowed,
+            (Owner::Subject(_), Some(_)) => return Binding::OtherSubject,
+            (Owner::Anonymous, Some(p)) => p,
+        };
+        entry.owner = Owner::Subject(claimant.subject.clone());
+        let seq = entry.seq;
         inner.unindex(&Owner::Anonymous, seq);
-        inner.by_id.insert(
-            session_id.to_string(),
-            (Owner::Subject(claimant.subject.clone()), seq),
-        );
         inner.index(&claimant.subject, seq, session_id);
         Binding::Allowed
     }

@@ -89,14 +89,6 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn scope_error(scope: &shared::ScopeSet) -> ErrorData {
-    ErrorData::new(
-        ErrorCode(crate::error::JSONRPC_UNAUTHORIZED as i32),
-        format!("this call needs the scope(s) {scope}"),
-        None,
-    )
-}
-
 fn text_error(message: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.into())])
 }
@@ -351,13 +343,8 @@ impl McpTools {
         if !self.router.has_route(name) {
             return None;
         }
-        // The same second line of defence as `call_tool`.
-        match policy::decide(name, arguments, caller.scopes()) {
-            policy::Decision::Allow => {}
-            policy::Decision::Unauthenticated { scope }
-            | policy::Decision::InsufficientScope { needed: scope, .. } => {
-                return Some(Err(scope_error(&scope)));
-            }
+        if let Err(refused) = self.authorize(name, arguments, &caller) {
+            return Some(Err(refused));
         }
         fn parse<T: serde::de::DeserializeOwned>(arguments: Option<&JsonObject>) -> Option<T> {
             match arguments {
@@ -379,6 +366,29 @@ impl McpTools {
             "oauth_info" => self.oauth_info().await,
             _ => return None,
         })
+    }
+
+    /// The scope policy as the handlers' second line of defence (the bridge answered
+    /// 401/403 before). A tool that is not served is "not found" for everybody, with
+    /// no scope hint.
+    fn authorize(
+        &self,
+        name: &str,
+        arguments: Option<&JsonObject>,
+        caller: &Caller,
+    ) -> Result<(), ErrorData> {
+        if !self.router.has_route(name) {
+            return Ok(());
+        }
+        match policy::decide(name, arguments, caller.scopes()) {
+            policy::Decision::Allow => Ok(()),
+            policy::Decision::Unauthenticated { scope }
+            | policy::Decision::InsufficientScope { needed: scope, .. } => Err(ErrorData::new(
+                ErrorCode(crate::error::JSONRPC_UNAUTHORIZED as i32),
+                format!("this call needs the scope(s) {scope}"),
+                None,
+            )),
+        }
     }
 
     fn filtered_tools(&self, caller: &Caller) -> Vec<Tool> {
@@ -427,19 +437,7 @@ impl ServerHandler for McpTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = Caller::from_request_context(&context);
-        // A tool that is not served is "not found" for everybody (no scope hint).
-        let decision = if self.router.has_route(&request.name) {
-            policy::decide(&request.name, request.arguments.as_ref(), caller.scopes())
-        } else {
-            policy::Decision::Allow
-        };
-        match decision {
-            policy::Decision::Allow => {}
-            policy::Decision::Unauthenticated { scope }
-            | policy::Decision::InsufficientScope { needed: scope, .. } => {
-                return Err(scope_error(&scope));
-            }
-        }
+        self.authorize(&request.name, request.arguments.as_ref(), &caller)?;
         let tcc = ToolCallContext::new(self, request, context);
         self.router.call(tcc).await
     }

@@ -12,6 +12,15 @@ use std::sync::Arc;
 use crate::domain::keys::StoredKey;
 use crate::domain::registration_policy::ClientMetadata;
 
+/// `auth_codes.grant_id` of a code replayed before its first redemption finished.
+/// Part of the stored data: both stores must write and read the same mark.
+const REPLAYED_MARK: &str = "!replayed";
+
+/// A boolean column (portable: SQLite and PostgreSQL BIGINT 0/1).
+fn flag(v: bool) -> i64 {
+    i64::from(v)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]

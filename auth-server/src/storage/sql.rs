@@ -50,13 +50,6 @@ fn pool_options(sqlite: bool, max_connections: u32) -> AnyPoolOptions {
     })
 }
 
-fn flag(v: bool) -> i64 {
-    i64::from(v)
-}
-
-/// `auth_codes.grant_id` of a code replayed before its first redemption finished.
-const REPLAYED_MARK: &str = "!replayed";
-
 impl SqlStore {
     /// Connects (creating the SQLite file and its directory), enables WAL and runs
     /// the embedded migrations.

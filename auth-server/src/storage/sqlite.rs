@@ -82,9 +82,6 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// background checkpoints cannot keep up.
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16 * 1024;
 
-/// `auth_codes.grant_id` of a code replayed before its first redemption finished.
-const REPLAYED_MARK: &str = "!replayed";
-
 pub struct SqliteStore {
     /// Hot-path writes waiting for the next group commit.
     queue: Mutex<Vec<Job>>,
@@ -351,10 +348,6 @@ fn all<T>(
         out.push(f(r)?);
     }
     Ok(out)
-}
-
-fn flag(v: bool) -> i64 {
-    i64::from(v)
 }
 
 macro_rules! user_cols {
