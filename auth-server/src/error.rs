@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::service::ServiceError;
 use crate::storage::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,9 +96,46 @@ impl From<StoreError> for AppError {
     }
 }
 
-impl From<actix_web::error::BlockingError> for AppError {
-    fn from(e: actix_web::error::BlockingError) -> Self {
-        AppError::Internal(e.to_string())
+/// Every flow outcome's HTTP answer: RFC 6749 §5.2 JSON, RFC 6750 bearer
+/// challenges, or (for the browser flow, when no redirect can be trusted) a page.
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::InvalidClient { description, basic } => {
+                AppError::InvalidClient { description, basic }
+            }
+            ServiceError::IntrospectionNotAllowed => AppError::OAuth {
+                status: StatusCode::FORBIDDEN,
+                error: e.oauth_code(),
+                description: e.to_string(),
+            },
+            ServiceError::InvalidToken(description) => AppError::unauthorized(description),
+            ServiceError::TokenRequired { description, scope } => AppError::Bearer {
+                status: StatusCode::UNAUTHORIZED,
+                error: None,
+                description: description.into(),
+                scope: scope.map(str::to_owned),
+            },
+            ServiceError::InsufficientScope(scope) => AppError::insufficient_scope(scope),
+            ServiceError::MissingClientId => AppError::page("Invalid request", "The request has no client_id."),
+            ServiceError::UnknownClient => AppError::page(
+                "Unknown application",
+                "The application that sent you here is not registered with this server. It may have been removed; ask it to register again.",
+            ),
+            ServiceError::UnregisteredRedirect => AppError::page(
+                "Invalid redirect",
+                "The redirect address in this request is not registered for the application, so you cannot be sent back to it.",
+            ),
+            ServiceError::ClientUnavailable(detail) => AppError::page("Application not available", detail),
+            ServiceError::NoDecision => AppError::page("Invalid request", "Choose Allow or Deny."),
+            ServiceError::NotFound(what) => AppError::NotFound(what),
+            ServiceError::RateLimited { retry_after_secs } => {
+                AppError::RateLimited { retry_after_secs }
+            }
+            ServiceError::Store(e) => e.into(),
+            ServiceError::Internal(detail) => AppError::Internal(detail),
+            other => AppError::oauth(other.oauth_code(), other.to_string()),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use shared::metadata::AuthorizationServerMetadata;
 
 use crate::domain::scope_policy;
 use crate::error::{AppError, AppResult};
-use crate::state::AppState;
+use crate::service::AppState;
 
 pub fn document(state: &AppState) -> AuthorizationServerMetadata {
     let issuer = &state.issuer;
@@ -85,6 +85,13 @@ pub fn document(state: &AppState) -> AuthorizationServerMetadata {
     }
 }
 
+/// The path of the issuer URL without a trailing slash ("" for a root issuer).
+pub fn issuer_path(issuer: &str) -> String {
+    url::Url::parse(issuer)
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default()
+}
+
 fn serve(state: &AppState) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
@@ -101,7 +108,7 @@ pub async fn path_inserted(
     state: web::Data<AppState>,
 ) -> AppResult<HttpResponse> {
     let tail = req.match_info().get("tail").unwrap_or("");
-    let path = crate::app::issuer_path(&state.issuer);
+    let path = issuer_path(&state.issuer);
     if !path.is_empty() && format!("/{}", tail.trim_end_matches('/')) == path {
         Ok(serve(&state))
     } else {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::domain::keys::StoredKey;
 use crate::domain::registration_policy::ClientMetadata;
+use crate::domain::scope_policy::Role;
 
 /// `auth_codes.grant_id` of a code replayed before its first redemption finished.
 /// Part of the stored data: both stores must write and read the same mark.
@@ -59,7 +60,7 @@ pub struct UserRecord {
     pub id: String,
     pub username: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub email: Option<String>,
     pub name: Option<String>,
     pub disabled: bool,
@@ -84,12 +85,54 @@ pub struct ClientRecord {
     /// SHA-256 (base64url) of the secret; `None` for public clients.
     pub secret_hash: Option<String>,
     pub metadata: ClientMetadata,
-    /// `dcr`, `config`, `demo` or `cimd`.
-    pub source: String,
+    pub source: ClientSource,
     pub registration_token_hash: Option<String>,
     pub can_introspect: bool,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// Where a client record comes from; some rules depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSource {
+    /// Dynamic client registration (RFC 7591).
+    Dcr,
+    /// `[[clients]]` in the configuration.
+    Config,
+    /// The demo mode's resource-server client.
+    Demo,
+    /// A Client ID Metadata Document, remembered after its first authorization.
+    Cimd,
+}
+
+impl ClientSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientSource::Dcr => "dcr",
+            ClientSource::Config => "config",
+            ClientSource::Demo => "demo",
+            ClientSource::Cimd => "cimd",
+        }
+    }
+
+    /// The stored value; anything else is corrupt data.
+    pub fn parse(raw: &str) -> StoreResult<ClientSource> {
+        match raw {
+            "dcr" => Ok(ClientSource::Dcr),
+            "config" => Ok(ClientSource::Config),
+            "demo" => Ok(ClientSource::Demo),
+            "cimd" => Ok(ClientSource::Cimd),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown client source {other:?}"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for ClientSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 impl ClientRecord {

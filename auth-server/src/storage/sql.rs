@@ -111,7 +111,7 @@ fn user(row: &AnyRow) -> StoreResult<UserRecord> {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
         password_hash: row.try_get("password_hash")?,
-        role: row.try_get("role")?,
+        role: Role::from_stored(&row.try_get::<String, _>("role")?),
         email: row.try_get("email")?,
         name: row.try_get("name")?,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
@@ -128,7 +128,7 @@ fn client(row: &AnyRow) -> StoreResult<ClientRecord> {
         client_id,
         client_name: row.try_get("client_name")?,
         secret_hash: row.try_get("secret_hash")?,
-        source: row.try_get("source")?,
+        source: ClientSource::parse(&row.try_get::<String, _>("source")?)?,
         registration_token_hash: row.try_get("registration_token_hash")?,
         can_introspect: row.try_get::<i64, _>("can_introspect")? != 0,
         created_at: row.try_get("created_at")?,
@@ -314,7 +314,7 @@ impl Store for SqlStore {
         .bind(&u.id)
         .bind(&u.username)
         .bind(&u.password_hash)
-        .bind(&u.role)
+        .bind(u.role.as_str())
         .bind(&u.email)
         .bind(&u.name)
         .bind(flag(u.disabled))
@@ -416,7 +416,7 @@ impl Store for SqlStore {
         .bind(&c.client_name)
         .bind(&c.secret_hash)
         .bind(metadata)
-        .bind(&c.source)
+        .bind(c.source.as_str())
         .bind(&c.registration_token_hash)
         .bind(flag(c.can_introspect))
         .bind(c.created_at)
@@ -437,7 +437,7 @@ impl Store for SqlStore {
         .bind(&c.client_name)
         .bind(&c.secret_hash)
         .bind(metadata)
-        .bind(&c.source)
+        .bind(c.source.as_str())
         .bind(&c.registration_token_hash)
         .bind(flag(c.can_introspect))
         .bind(c.created_at)

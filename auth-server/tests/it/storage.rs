@@ -349,7 +349,7 @@ fn user(name: &str) -> UserRecord {
         id: format!("id-{name}"),
         username: name.into(),
         password_hash: "hash".into(),
-        role: "user".into(),
+        role: auth_server::domain::scope_policy::Role::User,
         email: None,
         name: None,
         disabled: false,
