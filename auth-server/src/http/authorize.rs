@@ -23,6 +23,22 @@ pub struct LoginForm {
     pub csrf_token: Option<String>,
 }
 
+impl LoginForm {
+    fn attempt(&self, ip: std::net::IpAddr, client_id: &str) -> LoginAttempt {
+        LoginAttempt {
+            username: self
+                .username
+                .as_deref()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            password: self.password.clone().unwrap_or_default(),
+            ip,
+            client_id: client_id.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ConsentForm {
     #[serde(flatten)]
@@ -37,12 +53,7 @@ pub async fn authorize(
     query: web::Query<AuthorizeParams>,
 ) -> AppResult<HttpResponse> {
     let params = query.into_inner();
-    let browser = Browser {
-        state: &state,
-        req: &req,
-        params: &params,
-        status: StatusCode::FOUND,
-    };
+    let browser = Browser::new(&state, &req, &params, StatusCode::FOUND);
     let result = async {
         let v = authorization::validate(&state, &params).await?;
         let session = match v.forces_login() {
@@ -67,27 +78,11 @@ pub async fn login(
     form: web::Form<LoginForm>,
 ) -> AppResult<HttpResponse> {
     let form = form.into_inner();
-    cookies::require_csrf(&state, &req, form.csrf_token.as_deref())?;
-    let browser = Browser {
-        state: &state,
-        req: &req,
-        params: &form.params,
-        status: StatusCode::SEE_OTHER,
-    };
+    let browser = Browser::form(&state, &req, &form.params, form.csrf_token.as_deref())?;
     let result = async {
         let v = authorization::validate(&state, &form.params).await?;
-        let username = form
-            .username
-            .as_deref()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        let attempt = LoginAttempt {
-            username: username.clone(),
-            password: form.password.clone().unwrap_or_default(),
-            ip: client_ip(&state, &req),
-            client_id: v.client.client_id.clone(),
-        };
+        let attempt = form.attempt(client_ip(&state, &req), &v.client.client_id);
+        let username = attempt.username.clone();
         match login::login(&state, attempt).await? {
             LoginOutcome::SignedIn(session) => {
                 let cookie = cookies::session_cookie(&state, &session);
@@ -106,13 +101,7 @@ pub async fn consent(
     form: web::Form<ConsentForm>,
 ) -> AppResult<HttpResponse> {
     let form = form.into_inner();
-    cookies::require_csrf(&state, &req, form.csrf_token.as_deref())?;
-    let browser = Browser {
-        state: &state,
-        req: &req,
-        params: &form.params,
-        status: StatusCode::SEE_OTHER,
-    };
+    let browser = Browser::form(&state, &req, &form.params, form.csrf_token.as_deref())?;
     let result = async {
         let v = authorization::validate(&state, &form.params).await?;
         let Some((user, auth_time)) = cookies::session_user(&state, &req).await? else {

@@ -75,13 +75,38 @@ fn as_page(e: AppError) -> AppError {
 
 /// One browser request: `/authorize` answers with 302, the forms with 303.
 pub struct Browser<'a> {
-    pub state: &'a AppState,
-    pub req: &'a HttpRequest,
-    pub params: &'a AuthorizeParams,
-    pub status: StatusCode,
+    state: &'a AppState,
+    req: &'a HttpRequest,
+    params: &'a AuthorizeParams,
+    status: StatusCode,
 }
 
-impl Browser<'_> {
+impl<'a> Browser<'a> {
+    pub fn new(
+        state: &'a AppState,
+        req: &'a HttpRequest,
+        params: &'a AuthorizeParams,
+        status: StatusCode,
+    ) -> Self {
+        Browser {
+            state,
+            req,
+            params,
+            status,
+        }
+    }
+
+    /// A login or consent form submission, once its CSRF token checks out.
+    pub fn form(
+        state: &'a AppState,
+        req: &'a HttpRequest,
+        params: &'a AuthorizeParams,
+        csrf_token: Option<&str>,
+    ) -> AppResult<Self> {
+        cookies::require_csrf(state, req, csrf_token)?;
+        Ok(Browser::new(state, req, params, StatusCode::SEE_OTHER))
+    }
+
     /// The answer to the browser: an error goes back to the client when its
     /// redirect URI is trusted, else it is an HTML page.
     pub fn finish(

@@ -111,6 +111,43 @@ fn check_binding(
     )
 }
 
+/// The tokens of a new grant, with the values only the response shows.
+struct Minted {
+    issued: Issued,
+    access_token: String,
+    refresh_token: Option<String>,
+    id_token: Option<String>,
+}
+
+fn mint(
+    state: &AppState,
+    client: &ClientRecord,
+    record: &AuthCodeRecord,
+    user: &UserRecord,
+    (scope, grant_id): (&ScopeSet, &str),
+) -> ServiceResult<Minted> {
+    let client_id = client.client_id.as_str();
+    let (access_token, access) = issuance::mint_access(
+        state,
+        client_id,
+        Some(user),
+        scope,
+        &record.resource,
+        Some(grant_id),
+    )?;
+    let refresh = issuance::wants_refresh(state, client, scope)
+        .then(|| issuance::new_refresh(state, grant_id, scope));
+    let nonce = record.nonce.clone();
+    let id_token = issuance::id_token_for(state, client_id, user, scope, record.auth_time, nonce)?;
+    let (refresh_token, refresh) = refresh.unzip();
+    Ok(Minted {
+        issued: Issued { access, refresh },
+        access_token,
+        refresh_token,
+        id_token,
+    })
+}
+
 /// Mints the tokens and stores the grant with them, the code's link to it and the
 /// audit row in one transaction: nothing is issued without its audit row.
 async fn create_grant(
@@ -124,46 +161,34 @@ async fn create_grant(
     let scope =
         ScopeSet::parse(&record.scope).map_err(|e| ServiceError::Internal(e.to_string()))?;
     let grant_id = uuid::Uuid::new_v4().simple().to_string();
-    let client_id = client.client_id.as_str();
-    let (access_token, access) = issuance::mint_access(
-        state,
-        client_id,
-        Some(user),
-        &scope,
-        &record.resource,
-        Some(&grant_id),
-    )?;
-    let refresh = issuance::wants_refresh(state, client, &scope)
-        .then(|| issuance::new_refresh(state, &grant_id, &scope));
-    let nonce = record.nonce.clone();
-    let id_token = issuance::id_token_for(state, client_id, user, &scope, record.auth_time, nonce)?;
+    let minted = mint(state, client, record, user, (&scope, &grant_id))?;
+    let issued = &minted.issued;
     let grant = GrantRecord {
         id: grant_id,
         user_id: Some(user.id.clone()),
-        client_id: client_id.to_string(),
+        client_id: client.client_id.clone(),
         scope: scope.to_string(),
         resource: record.resource.clone(),
         auth_time: record.auth_time,
         created_at: now(),
-        expires_at: refresh
+        expires_at: issued
+            .refresh
             .as_ref()
-            .map_or(access.expires_at, |r| r.1.expires_at),
+            .map_or(issued.access.expires_at, |r| r.expires_at),
         revoked_at: None,
     };
-    let (refresh_token, refresh) = refresh.unzip();
-    let issued = Issued { access, refresh };
     let detail = format!("grant=authorization_code scope={scope}");
     let ip = Some(ip.to_string());
     let audit = AppState::audit_record(
         "token_issued",
         Some(&user.username),
-        Some(client_id),
+        Some(&client.client_id),
         ip,
         &detail,
     );
     match state
         .store
-        .create_grant(&grant, &issued, Some(code_hash), Some(&audit))
+        .create_grant(&grant, issued, Some(code_hash), Some(&audit))
         .await
     {
         Ok(()) => {}
@@ -172,9 +197,9 @@ async fn create_grant(
     }
     Ok(issuance::token_response(
         state,
-        access_token,
+        minted.access_token,
         &scope,
-        refresh_token,
-        id_token,
+        minted.refresh_token,
+        minted.id_token,
     ))
 }
