@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{bootstrap, new_user, Application};
+use crate::app::Application;
 use crate::domain::scope_policy::Role;
 use crate::domain::{keys, now, passwords};
+use crate::service::bootstrap::{bootstrap, new_user};
 use crate::settings::Settings;
 use crate::storage::{Store, StoreError};
 

@@ -56,15 +56,6 @@ impl AppError {
     pub fn invalid_request(description: impl Into<String>) -> Self {
         Self::oauth("invalid_request", description)
     }
-    pub fn invalid_grant(description: impl Into<String>) -> Self {
-        Self::oauth("invalid_grant", description)
-    }
-    pub fn invalid_client(description: impl Into<String>, basic: bool) -> Self {
-        AppError::InvalidClient {
-            description: description.into(),
-            basic,
-        }
-    }
     pub fn page(title: impl Into<String>, message: impl Into<String>) -> Self {
         AppError::Page {
             status: StatusCode::BAD_REQUEST,
@@ -143,6 +134,21 @@ fn quote(value: &str) -> String {
     value.replace(['"', '\\'], "'")
 }
 
+/// The RFC 6750 §3 `WWW-Authenticate` challenge.
+fn bearer_challenge(error: Option<&str>, description: &str, scope: Option<&str>) -> String {
+    let mut challenge = String::from("Bearer realm=\"auth-server\"");
+    if let Some(e) = error {
+        challenge.push_str(&format!(
+            ", error=\"{e}\", error_description=\"{}\"",
+            quote(description)
+        ));
+    }
+    if let Some(s) = scope {
+        challenge.push_str(&format!(", scope=\"{}\"", quote(s)));
+    }
+    challenge
+}
+
 /// The `Cache-Control`/`Pragma` pair that every token-bearing or OAuth error answer carries.
 pub fn no_store(builder: &mut actix_web::HttpResponseBuilder) {
     builder
@@ -185,16 +191,7 @@ impl ResponseError for AppError {
                 scope,
                 ..
             } => {
-                let mut challenge = String::from("Bearer realm=\"auth-server\"");
-                if let Some(e) = error {
-                    challenge.push_str(&format!(
-                        ", error=\"{e}\", error_description=\"{}\"",
-                        quote(description)
-                    ));
-                }
-                if let Some(s) = scope {
-                    challenge.push_str(&format!(", scope=\"{}\"", quote(s)));
-                }
+                let challenge = bearer_challenge(*error, description, scope.as_deref());
                 if let Ok(v) = HeaderValue::from_str(&challenge) {
                     b.insert_header((header::WWW_AUTHENTICATE, v));
                 }

@@ -14,11 +14,14 @@ use super::{issuance, AppState, ServiceError, ServiceResult};
 pub enum Introspection {
     Inactive,
     Access(Box<AccessTokenClaims>),
-    Refresh {
-        record: RefreshRecord,
-        grant: GrantRecord,
-        user: Option<UserRecord>,
-    },
+    Refresh(Box<ActiveRefresh>),
+}
+
+/// An active refresh token with its grant and (for user grants) its user.
+pub struct ActiveRefresh {
+    pub record: RefreshRecord,
+    pub grant: GrantRecord,
+    pub user: Option<UserRecord>,
 }
 
 pub async fn introspect(
@@ -66,9 +69,9 @@ async fn refresh_token(state: &AppState, token: &str) -> ServiceResult<Introspec
     if user.as_ref().is_some_and(|u| u.disabled) {
         return Ok(Introspection::Inactive);
     }
-    Ok(Introspection::Refresh {
+    Ok(Introspection::Refresh(Box::new(ActiveRefresh {
         record,
         grant,
         user,
-    })
+    })))
 }

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod authorization;
+pub mod bootstrap;
 pub mod client_credentials;
 pub mod clients;
 pub mod code_exchange;
@@ -137,3 +138,20 @@ impl ServiceError {
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_errors_read_by_the_side_that_failed() {
+        let challenge = ServiceError::Pkce(PkceError::UnsupportedMethod);
+        let verifier = ServiceError::Pkce(PkceError::Mismatch);
+        assert_eq!(challenge.oauth_code(), "invalid_request");
+        assert_eq!(verifier.oauth_code(), "invalid_grant");
+        assert_eq!(
+            ServiceError::Scope(ScopeError::Widening).oauth_code(),
+            "invalid_scope"
+        );
+    }
+}
