@@ -78,11 +78,7 @@ impl<T> Column for T where
 pub(crate) trait Fields {
     fn get<T: Column>(&self, index: usize) -> StoreResult<T>;
     /// Hands a TEXT column to `f` without copying it.
-    fn with_text<T>(
-        &self,
-        index: usize,
-        f: impl FnOnce(&str) -> StoreResult<T>,
-    ) -> StoreResult<T>;
+    fn with_text<T>(&self, index: usize, f: impl FnOnce(&str) -> StoreResult<T>) -> StoreResult<T>;
 }
 
 /// A value built from one result row (the mappers live in `rows.rs`).

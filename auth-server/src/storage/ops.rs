@@ -44,7 +44,10 @@ pub(crate) async fn find_user_by_name(
     e.fetch_optional(q::USER_BY_NAME, args![username]).await
 }
 
-pub(crate) async fn find_user_by_id(e: &mut impl Exec, id: &str) -> StoreResult<Option<UserRecord>> {
+pub(crate) async fn find_user_by_id(
+    e: &mut impl Exec,
+    id: &str,
+) -> StoreResult<Option<UserRecord>> {
     e.fetch_optional(q::USER_BY_ID, args![id]).await
 }
 
@@ -58,7 +61,9 @@ pub(crate) async fn set_password(
     hash: &str,
     now: i64,
 ) -> StoreResult<bool> {
-    Ok(e.execute(q::SET_PASSWORD, args![hash, now, username]).await? > 0)
+    Ok(e.execute(q::SET_PASSWORD, args![hash, now, username])
+        .await?
+        > 0)
 }
 
 /// In a transaction: disabling also revokes the user's grants and ends their sessions.
@@ -68,7 +73,10 @@ pub(crate) async fn set_disabled(
     disabled: bool,
     now: i64,
 ) -> StoreResult<bool> {
-    if e.execute(q::SET_DISABLED, args![disabled, now, username]).await? == 0 {
+    if e.execute(q::SET_DISABLED, args![disabled, now, username])
+        .await?
+        == 0
+    {
         return Ok(false);
     }
     if disabled {
@@ -76,7 +84,8 @@ pub(crate) async fn set_disabled(
         for id in grants {
             revoke_grant(e, &id, now, false).await?;
         }
-        e.execute(q::DELETE_SESSIONS_OF_USER, args![username]).await?;
+        e.execute(q::DELETE_SESSIONS_OF_USER, args![username])
+            .await?;
     }
     Ok(true)
 }
@@ -148,14 +157,18 @@ pub(crate) async fn delete_client(
     client_id: &str,
     now: i64,
 ) -> StoreResult<bool> {
-    let grants: Vec<String> = e.fetch_all(q::LIVE_GRANTS_OF_CLIENT, args![client_id]).await?;
+    let grants: Vec<String> = e
+        .fetch_all(q::LIVE_GRANTS_OF_CLIENT, args![client_id])
+        .await?;
     for id in grants {
         revoke_grant(e, &id, now, false).await?;
     }
     e.execute(q::REVOKE_ACCESS_TOKENS_OF_CLIENT, args![now, client_id])
         .await?;
-    e.execute(q::DELETE_CODES_OF_CLIENT, args![client_id]).await?;
-    e.execute(q::DELETE_CONSENTS_OF_CLIENT, args![client_id]).await?;
+    e.execute(q::DELETE_CODES_OF_CLIENT, args![client_id])
+        .await?;
+    e.execute(q::DELETE_CONSENTS_OF_CLIENT, args![client_id])
+        .await?;
     Ok(e.execute(q::DELETE_CLIENT, args![client_id]).await? > 0)
 }
 
@@ -225,7 +238,8 @@ pub(crate) async fn find_consent(
     user_id: &str,
     client_id: &str,
 ) -> StoreResult<Option<String>> {
-    e.fetch_optional(q::CONSENT, args![user_id, client_id]).await
+    e.fetch_optional(q::CONSENT, args![user_id, client_id])
+        .await
 }
 
 pub(crate) async fn save_consent(
@@ -271,7 +285,10 @@ pub(crate) async fn redeem_code(
     now: i64,
 ) -> StoreResult<CodeRedemption> {
     // The common case in one statement: claim the unused code.
-    if let Some(record) = e.fetch_optional(q::CLAIM_CODE, args![now, code_hash]).await? {
+    if let Some(record) = e
+        .fetch_optional(q::CLAIM_CODE, args![now, code_hash])
+        .await?
+    {
         return Ok(CodeRedemption::Fresh(record));
     }
     let Some(record) = e
@@ -427,7 +444,10 @@ pub(crate) async fn rotate_refresh(
     now: i64,
     issued: &Issued,
 ) -> StoreResult<bool> {
-    if e.execute(q::ROTATE_REFRESH_TOKEN, args![now, old_hash]).await? != 1 {
+    if e.execute(q::ROTATE_REFRESH_TOKEN, args![now, old_hash])
+        .await?
+        != 1
+    {
         return Ok(false);
     }
     add_tokens(e, issued).await?;
@@ -500,7 +520,11 @@ pub(crate) async fn ping(e: &mut impl Exec) -> StoreResult<()> {
 }
 
 /// In a transaction.
-pub(crate) async fn get_or_init_kv(e: &mut impl Exec, key: &str, init: &str) -> StoreResult<String> {
+pub(crate) async fn get_or_init_kv(
+    e: &mut impl Exec,
+    key: &str,
+    init: &str,
+) -> StoreResult<String> {
     e.execute(q::INIT_KV, args![key, init]).await?;
     fetch_one(e, q::KV, args![key]).await
 }

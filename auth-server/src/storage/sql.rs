@@ -140,12 +140,11 @@ impl Exec for AnyConnection {
 }
 
 fn bind(sql: &'static str, args: &[Arg<'_>]) -> Query<'static, sqlx::Any, AnyArguments> {
-    args.iter()
-        .fold(sqlx::query(sql), |query, arg| match *arg {
-            Arg::Text(v) => query.bind(v),
-            Arg::NullableText(v) => query.bind(v),
-            Arg::Int(v) => query.bind(v),
-        })
+    args.iter().fold(sqlx::query(sql), |query, arg| match *arg {
+        Arg::Text(v) => query.bind(v),
+        Arg::NullableText(v) => query.bind(v),
+        Arg::Int(v) => query.bind(v),
+    })
 }
 
 impl Fields for AnyRow {
@@ -153,11 +152,7 @@ impl Fields for AnyRow {
         Ok(self.try_get(index)?)
     }
 
-    fn with_text<T>(
-        &self,
-        index: usize,
-        f: impl FnOnce(&str) -> StoreResult<T>,
-    ) -> StoreResult<T> {
+    fn with_text<T>(&self, index: usize, f: impl FnOnce(&str) -> StoreResult<T>) -> StoreResult<T> {
         f(self.try_get::<&str, _>(index)?)
     }
 }
@@ -263,7 +258,14 @@ impl Store for SqlStore {
         scope: &str,
         now: i64,
     ) -> StoreResult<()> {
-        ops::save_consent(&mut *self.write.acquire().await?, user_id, client_id, scope, now).await
+        ops::save_consent(
+            &mut *self.write.acquire().await?,
+            user_id,
+            client_id,
+            scope,
+            now,
+        )
+        .await
     }
 
     async fn insert_code(&self, c: &AuthCodeRecord) -> StoreResult<()> {

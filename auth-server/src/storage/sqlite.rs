@@ -63,9 +63,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-use rusqlite::{
-    params, params_from_iter, Connection, OpenFlags, Row, ToSql, TransactionBehavior,
-};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, Row, ToSql, TransactionBehavior};
 
 use tokio::sync::oneshot;
 
@@ -282,9 +280,7 @@ impl SqliteStore {
         for i in 0..n {
             match self.readers[(start + i) % n].try_lock() {
                 Ok(g) => return f(&mut Rusqlite(&reset(g))),
-                Err(TryLockError::Poisoned(p)) => {
-                    return f(&mut Rusqlite(&reset(p.into_inner())))
-                }
+                Err(TryLockError::Poisoned(p)) => return f(&mut Rusqlite(&reset(p.into_inner()))),
                 Err(TryLockError::WouldBlock) => {}
             }
         }
@@ -343,7 +339,10 @@ fn run<T>(op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
 
 impl Exec for Rusqlite<'_> {
     async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
-        let changed = self.0.prepare_cached(sql)?.execute(params_from_iter(args))?;
+        let changed = self
+            .0
+            .prepare_cached(sql)?
+            .execute(params_from_iter(args))?;
         Ok(changed as u64)
     }
 
@@ -389,11 +388,7 @@ impl Fields for Row<'_> {
         Ok(Row::get::<usize, T>(self, index)?)
     }
 
-    fn with_text<T>(
-        &self,
-        index: usize,
-        f: impl FnOnce(&str) -> StoreResult<T>,
-    ) -> StoreResult<T> {
+    fn with_text<T>(&self, index: usize, f: impl FnOnce(&str) -> StoreResult<T>) -> StoreResult<T> {
         let text = self
             .get_ref(index)?
             .as_str()
