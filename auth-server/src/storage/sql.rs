@@ -1,7 +1,9 @@
-//! The `Store` implementation on sqlx's `Any` driver. SQLite is the default (WAL,
-//! `BEGIN IMMEDIATE` for write transactions so that concurrent writers queue on the
-//! busy timeout instead of failing); the SQL is portable to PostgreSQL (`$n`
-//! placeholders, `ON CONFLICT`, BIGINT unix seconds).
+//! The `Store` implementation on sqlx's `Any` driver, for PostgreSQL and for the
+//! SQLite URLs the rusqlite store does not take (in-memory databases). On SQLite
+//! it uses WAL and `BEGIN IMMEDIATE` for write transactions, so that concurrent
+//! writers queue on the busy timeout instead of failing. The statements and
+//! operations are the shared ones (`queries`, `ops`); this file only chooses the
+//! pool and the transaction for each.
 
 use std::borrow::Cow;
 
@@ -23,13 +25,20 @@ pub struct SqlStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        include_str!("../../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(
+        queries::MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 fn pool_options(sqlite: bool, max_connections: u32) -> AnyPoolOptions {

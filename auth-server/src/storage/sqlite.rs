@@ -13,6 +13,10 @@
 //! rare and short for this workload. No lock is ever held across an `.await` (the
 //! only awaits, in the group commit below, hold none).
 //!
+//! The statements, row mappers and operations are the ones the sqlx store runs
+//! (`queries`, `rows`, `ops`). They are `async` for sqlx's sake; this driver
+//! never suspends, so `run` completes each in a single poll, inline.
+//!
 //! # Connections
 //!
 //! - One write connection behind a mutex: writers queue on the mutex instead of
@@ -72,9 +76,6 @@ use super::*;
 
 /// sqlx's migration ledger (shared with [`super::sql::SqlStore`]).
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
-/// `(version, description, sql)`, in order; the same list the sqlx store embeds.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound on read connections, whatever the configured pool size.
@@ -181,7 +182,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
             execution_time BIGINT NOT NULL
         );"
     ))?;
-    for &(version, description, sql) in MIGRATIONS {
+    for &(version, description, sql) in queries::MIGRATIONS {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let applied: Option<(bool, Vec<u8>)> = {
             let mut stmt = tx.prepare(&format!(
