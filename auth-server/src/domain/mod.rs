@@ -3,6 +3,7 @@
 
 pub mod client_auth;
 pub mod keys;
+pub mod metadata_document;
 pub mod passwords;
 pub mod pkce;
 pub mod redirect_uri;

@@ -1,9 +1,15 @@
 //! Persistence behind one trait, so that handlers never see SQL. [`open`] picks
 //! the implementation from the URL: `sqlite::SqliteStore` (rusqlite, statements
 //! inline on the calling thread) for SQLite files, `sql::SqlStore` (sqlx `Any`)
-//! for PostgreSQL (and in-memory SQLite). Both run the same schema. Every
-//! multi-row change is one transaction inside the implementation.
+//! for PostgreSQL (and in-memory SQLite). Both run the same schema, the same
+//! statements (`queries`), row mappers (`rows`) and operations (`ops`, over the
+//! small driver interface of `exec`); a store only chooses the connection and
+//! the transaction. Every multi-row change is one transaction.
 
+mod exec;
+mod ops;
+mod queries;
+mod rows;
 pub mod sql;
 pub mod sqlite;
 
@@ -16,11 +22,6 @@ use crate::domain::scope_policy::Role;
 /// `auth_codes.grant_id` of a code replayed before its first redemption finished.
 /// Part of the stored data: both stores must write and read the same mark.
 const REPLAYED_MARK: &str = "!replayed";
-
-/// A boolean column (portable: SQLite and PostgreSQL BIGINT 0/1).
-fn flag(v: bool) -> i64 {
-    i64::from(v)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
