@@ -400,11 +400,8 @@ impl Application {
         manager.session_config.sse_retry = sse_retry;
         let session_manager = Arc::new(manager);
         // One handler per MCP session.
-        let mcp = StreamableHttpService::new(
-            move || Ok(new_handler()),
-            session_manager.clone(),
-            config,
-        );
+        let mcp =
+            StreamableHttpService::new(move || Ok(new_handler()), session_manager.clone(), config);
 
         let prm = ProtectedResourceMetadata {
             resource: resource.clone(),
