@@ -288,8 +288,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 KeysCommand::Rewrap => {
-                    let (rewrapped, unchanged) =
-                        keys_at_rest::rewrap(store.as_ref(), &enc).await?;
+                    let (rewrapped, unchanged) = keys_at_rest::rewrap(store.as_ref(), &enc).await?;
                     println!(
                         "re-encrypted {rewrapped} stored secret(s) under key-encryption key {}; {unchanged} already were",
                         enc.current_id().unwrap_or("-")

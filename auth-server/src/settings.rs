@@ -430,6 +430,9 @@ can_introspect = true
         assert!(s.validate().unwrap_err().contains("secrets.key"));
         let mut s = Settings::default();
         s.secrets.previous_key_files = vec!["/run/secrets/old-kek".into()];
-        assert!(s.validate().unwrap_err().contains("secrets.previous_key_files"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .contains("secrets.previous_key_files"));
     }
 }

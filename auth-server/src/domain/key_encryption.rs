@@ -77,7 +77,9 @@ pub enum SealError {
          the stored value was altered or copied from another row"
     )]
     Undecryptable { slot: SecretSlot, kek_id: String },
-    #[error("{slot} is not a readable sealed value (expected {VERSION}:<kek-id>:<nonce>:<ciphertext>)")]
+    #[error(
+        "{slot} is not a readable sealed value (expected {VERSION}:<kek-id>:<nonce>:<ciphertext>)"
+    )]
     Malformed { slot: SecretSlot },
     #[error("encrypting {slot} failed")]
     Seal { slot: SecretSlot },
@@ -221,7 +223,9 @@ impl KeyEncryption {
             .ok()
             .and_then(|n| n.try_into().ok())
             .ok_or_else(malformed)?;
-        let mut in_out = URL_SAFE_NO_PAD.decode(ciphertext).map_err(|_| malformed())?;
+        let mut in_out = URL_SAFE_NO_PAD
+            .decode(ciphertext)
+            .map_err(|_| malformed())?;
         let undecryptable = || SealError::Undecryptable {
             slot: slot.clone(),
             kek_id: kek_id.to_string(),
@@ -339,10 +343,7 @@ mod tests {
             (plain.value.expose(), plain.at_rest),
             ("QUJD+/==", AtRest::Plaintext)
         );
-        assert_eq!(
-            KeyEncryption::plaintext().seal(&slot(), "x").unwrap(),
-            "x"
-        );
+        assert_eq!(KeyEncryption::plaintext().seal(&slot(), "x").unwrap(), "x");
         assert!(matches!(
             rotated.open(&slot(), "v2:abc:def:ghi"),
             Err(SealError::Malformed { .. })

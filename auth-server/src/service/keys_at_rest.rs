@@ -35,7 +35,8 @@ pub fn key_encryption(settings: &SecretsSettings) -> anyhow::Result<KeyEncryptio
         previous.push(kek_from_file("secrets.previous_key_files", path)?);
     }
     for key in &settings.previous_keys {
-        previous.push(KeyEncryptionKey::from_base64(key.expose()).context("secrets.previous_keys")?);
+        previous
+            .push(KeyEncryptionKey::from_base64(key.expose()).context("secrets.previous_keys")?);
     }
     Ok(KeyEncryption::new(current, previous))
 }

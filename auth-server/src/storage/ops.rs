@@ -544,9 +544,7 @@ pub(crate) async fn replace_secrets(
             SecretSlot::SigningKey(kid) => (q::RESEAL_KEY, kid),
             SecretSlot::Setting(key) => (q::RESEAL_KV, key),
         };
-        let changed = e
-            .execute(sql, args![&u.replacement, id, &u.stored])
-            .await?;
+        let changed = e.execute(sql, args![&u.replacement, id, &u.stored]).await?;
         if changed != 1 {
             return Err(StoreError::Failed(format!(
                 "{} changed while it was being re-encrypted; nothing was written",

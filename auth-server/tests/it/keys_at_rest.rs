@@ -259,7 +259,10 @@ async fn rewrap_moves_every_secret_to_the_new_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("re-encrypted 2 stored secret(s)"), "{stdout}");
+    assert!(
+        stdout.contains("re-encrypted 2 stored secret(s)"),
+        "{stdout}"
+    );
     assert_sealed_under(&db, &new_kek);
     let out = cli(&db, &env, &["keys", "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("v1:{}", new_kek.id())));

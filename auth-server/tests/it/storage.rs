@@ -613,7 +613,10 @@ async fn secrets_are_replaced_all_or_nothing(store: &dyn Store) {
         update(cookie_slot.clone(), "not what is stored", "sealed-cookie"),
     ];
     assert!(store.replace_secrets(&stale).await.is_err());
-    assert_eq!(store.list_keys().await.unwrap()[0].private_pkcs8_b64, "private");
+    assert_eq!(
+        store.list_keys().await.unwrap()[0].private_pkcs8_b64,
+        "private"
+    );
     assert_eq!(
         store.find_kv("cookie_key").await.unwrap().as_deref(),
         Some("plain")
