@@ -288,10 +288,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 KeysCommand::Rewrap => {
-                    let (rewrapped, unchanged) = keys_at_rest::rewrap(store.as_ref(), &enc).await?;
+                    let done = keys_at_rest::rewrap(store.as_ref(), &enc).await?;
                     println!(
-                        "re-encrypted {rewrapped} stored secret(s) under key-encryption key {}; {unchanged} already were",
-                        enc.current_id().unwrap_or("-")
+                        "re-encrypted {} stored secret(s) under key-encryption key {}; {} already were",
+                        done.resealed,
+                        enc.current_id().unwrap_or("-"),
+                        done.unchanged
                     );
                 }
             }

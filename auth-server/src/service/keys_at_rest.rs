@@ -42,6 +42,15 @@ pub fn key_encryption(settings: &SecretsSettings) -> anyhow::Result<KeyEncryptio
 }
 
 fn kek_from_file(setting: &str, path: &str) -> anyhow::Result<KeyEncryptionKey> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                log::warn!("{setting}: {path} is readable by other users; `chmod 600` it");
+            }
+        }
+    }
     let text = Secret::new(
         std::fs::read_to_string(path)
             .with_context(|| format!("{setting}: reading the key-encryption key {path}"))?,
@@ -94,10 +103,18 @@ fn refuse_start(e: SealError) -> anyhow::Error {
     anyhow::anyhow!("cannot open the stored keys: {e}; refusing to start rather than replace them")
 }
 
+/// What `keys rewrap` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrapped {
+    /// Secrets re-sealed under the current KEK (they were plaintext or under a previous one).
+    pub resealed: usize,
+    /// Secrets that already were under the current KEK.
+    pub unchanged: usize,
+}
+
 /// Re-seals every stored secret that is not under the current KEK (plaintext, or a
-/// previous KEK), in one transaction. Returns how many were re-sealed and how many
-/// already were under the current key.
-pub async fn rewrap(store: &dyn Store, enc: &KeyEncryption) -> anyhow::Result<(usize, usize)> {
+/// previous KEK), in one transaction.
+pub async fn rewrap(store: &dyn Store, enc: &KeyEncryption) -> anyhow::Result<Rewrapped> {
     if enc.current_id().is_none() {
         anyhow::bail!(
             "keys rewrap needs the new key-encryption key in secrets.key_file (or secrets.key) \
@@ -115,7 +132,10 @@ pub async fn rewrap(store: &dyn Store, enc: &KeyEncryption) -> anyhow::Result<(u
         }
     }
     store.replace_secrets(&updates).await?;
-    Ok((updates.len(), unchanged))
+    Ok(Rewrapped {
+        resealed: updates.len(),
+        unchanged,
+    })
 }
 
 /// Every stored secret with the row it belongs to.

@@ -21,6 +21,11 @@ fn kek_file(dir: &Path, name: &str, byte: u8) -> (PathBuf, KeyEncryptionKey) {
     let text = format!("{}\n", STANDARD.encode([byte; 32]));
     let path = dir.join(name);
     std::fs::write(&path, &text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     (path, KeyEncryptionKey::from_base64(&text).unwrap())
 }
 
@@ -266,8 +271,7 @@ async fn rewrap_moves_every_secret_to_the_new_key() {
     assert_sealed_under(&db, &new_kek);
     let out = cli(&db, &env, &["keys", "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("v1:{}", new_kek.id())));
-    // Without the old key, a rewrap cannot read what it should re-seal... but
-    // everything is already under the new key, so it has nothing to do.
+    // Again with only the new key: nothing is left under the old one.
     let out = cli(
         &db,
         &[("AUTH__SECRETS__KEY_FILE", new.to_str().unwrap())],
