@@ -110,6 +110,15 @@ async fn access_token(app: &TestApp) -> String {
         .to_string()
 }
 
+/// Runs the server once on `settings` with `kek`: it creates the signing key and
+/// the cookie key and signs a token, which is returned.
+async fn first_run(settings: &Settings, kek: Option<&Path>) -> String {
+    let app = start(with_kek(settings, kek)).await;
+    let token = access_token(&app).await;
+    app.stop().await;
+    token
+}
+
 async fn build_error(settings: Settings) -> String {
     match Application::build(settings).await {
         Ok(_) => panic!("the server started"),
@@ -122,10 +131,7 @@ async fn the_database_holds_no_private_key_in_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("auth.db");
     let (kek_path, kek) = kek_file(dir.path(), "kek", 1);
-    let app = start(with_kek(&test_settings(&db), Some(&kek_path))).await;
-    let token = access_token(&app).await;
-    assert!(verifies(&jwks(&app).await, &token));
-    app.stop().await;
+    first_run(&test_settings(&db), Some(&kek_path)).await;
 
     assert_sealed_under(&db, &kek);
     let enc = KeyEncryption::new(kek, Vec::new());
@@ -186,9 +192,7 @@ async fn a_wrong_or_missing_key_stops_start_up_and_replaces_nothing() {
     let (right, right_kek) = kek_file(dir.path(), "right", 3);
     let (wrong, _) = kek_file(dir.path(), "wrong", 4);
     let settings = test_settings(&db);
-    let app = start(with_kek(&settings, Some(&right))).await;
-    access_token(&app).await;
-    app.stop().await;
+    first_run(&settings, Some(&right)).await;
     let before = stored(&db);
 
     for kek in [Some(wrong.as_path()), None] {
@@ -245,9 +249,7 @@ async fn rewrap_moves_every_secret_to_the_new_key() {
     let (old, old_kek) = kek_file(dir.path(), "old", 5);
     let (new, new_kek) = kek_file(dir.path(), "new", 6);
     let settings = test_settings(&db);
-    let app = start(with_kek(&settings, Some(&old))).await;
-    let token = access_token(&app).await;
-    app.stop().await;
+    let token = first_run(&settings, Some(&old)).await;
     assert_sealed_under(&db, &old_kek);
 
     // The new key from the environment (containers without files), the old one
