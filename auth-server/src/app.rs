@@ -17,6 +17,7 @@ use crate::domain::{keys, now};
 use crate::error::AppError;
 use crate::http;
 use crate::service::bootstrap::{bootstrap, retire_demo_leftovers};
+use crate::service::keys_at_rest;
 use crate::service::AppState;
 use crate::settings::Settings;
 
@@ -32,11 +33,14 @@ impl Application {
         settings
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let key_encryption = keys_at_rest::key_encryption(&settings.secrets)?;
         let store =
             crate::storage::open(&settings.database_url(), settings.database.max_connections)
                 .await
                 .with_context(|| format!("opening the database {}", settings.database_url()))?;
-        bootstrap(&settings, store.as_ref()).await?;
+        // Before anything is generated: a wrong key-encryption key stops here.
+        keys_at_rest::seal_plaintext_secrets(store.as_ref(), &key_encryption).await?;
+        bootstrap(&settings, store.as_ref(), &key_encryption).await?;
         if !settings.demo.enabled {
             retire_demo_leftovers(store.as_ref()).await?;
         }
@@ -46,16 +50,14 @@ impl Application {
             );
         }
         let ring = keys::KeyRing::from_stored(
-            &store.list_keys().await?,
+            &keys_at_rest::open_keys(&key_encryption, &store.list_keys().await?)?,
             now(),
             settings
                 .oauth
                 .access_token_ttl_secs
                 .max(settings.oauth.id_token_ttl_secs),
         )?;
-        let cookie_secret = store
-            .get_or_init_kv("cookie_key", &shared::secret::random_token(32))
-            .await?;
+        let cookie_secret = keys_at_rest::cookie_secret(store.as_ref(), &key_encryption).await?;
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let local_addr = listener.local_addr()?;
@@ -64,7 +66,8 @@ impl Application {
             settings,
             store,
             ring,
-            cookie_secret.as_bytes(),
+            key_encryption,
+            cookie_secret.expose().as_bytes(),
         )?);
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

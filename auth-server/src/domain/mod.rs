@@ -2,6 +2,7 @@
 //! or SQL.
 
 pub mod client_auth;
+pub mod key_encryption;
 pub mod keys;
 pub mod metadata_document;
 pub mod passwords;

@@ -4,6 +4,7 @@
 
 use anyhow::Context as _;
 
+use crate::domain::key_encryption::KeyEncryption;
 use crate::domain::registration_policy::ClientMetadata;
 use crate::domain::scope_policy::Role;
 use crate::domain::{keys, now, passwords};
@@ -11,6 +12,7 @@ use crate::settings::{ClientConfig, Settings};
 use crate::storage::{ClientRecord, ClientSource, Store, StoreError, UserRecord};
 
 use super::clients::client_record;
+use super::keys_at_rest::seal_key;
 
 /// The demo accounts with their published passwords.
 const DEMO_USERS: [(&str, &str, Role, &str); 3] = [
@@ -51,9 +53,14 @@ pub async fn retire_demo_leftovers(store: &dyn Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the first signing key, configured clients and (with `demo.enabled`) the
-/// demo users and mcp-server's client. Idempotent.
-pub async fn bootstrap(settings: &Settings, store: &dyn Store) -> anyhow::Result<()> {
+/// Creates the first signing key (its private part sealed with `enc`), configured
+/// clients and (with `demo.enabled`) the demo users and mcp-server's client.
+/// Idempotent.
+pub async fn bootstrap(
+    settings: &Settings,
+    store: &dyn Store,
+    enc: &KeyEncryption,
+) -> anyhow::Result<()> {
     if store
         .list_keys()
         .await?
@@ -61,7 +68,7 @@ pub async fn bootstrap(settings: &Settings, store: &dyn Store) -> anyhow::Result
         .all(|k| k.retired_at.is_some())
     {
         let key = keys::generate(now()).context("generating the signing key")?;
-        if store.insert_first_key(&key).await? {
+        if store.insert_first_key(&seal_key(enc, &key)?).await? {
             log::info!("generated signing key {}", key.kid);
         }
     }

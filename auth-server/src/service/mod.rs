@@ -12,6 +12,7 @@ pub mod code_exchange;
 pub mod consent;
 pub mod introspection;
 pub mod issuance;
+pub mod keys_at_rest;
 pub mod limits;
 pub mod login;
 pub mod metrics;

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use actix_web::cookie::Key;
 
 use crate::cimd::CimdResolver;
+use crate::domain::key_encryption::KeyEncryption;
 use crate::domain::keys::KeyRing;
 use crate::domain::now;
 use crate::ratelimit::TrustedProxy;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub resources: Vec<String>,
     pub store: Arc<dyn Store>,
     keys: RwLock<Arc<KeyRing>>,
+    /// Opens the stored private keys when the ring is rebuilt.
+    key_encryption: KeyEncryption,
     /// Seals the session and CSRF cookies (the cookie crate's private jar).
     pub cookie_key: Key,
     pub cookie_secure: bool,
@@ -35,11 +38,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// `cookie_secret` is the stored random master key of the cookie jar.
+    /// `cookie_secret` is the stored random master key of the cookie jar;
+    /// `key_encryption` opens stored private keys when they change.
     pub fn new(
         settings: Settings,
         store: Arc<dyn Store>,
         ring: KeyRing,
+        key_encryption: KeyEncryption,
         cookie_secret: &[u8],
     ) -> anyhow::Result<AppState> {
         if cookie_secret.len() < 32 {
@@ -63,6 +68,7 @@ impl AppState {
             settings,
             store,
             keys: RwLock::new(Arc::new(ring)),
+            key_encryption,
             cookie_key: Key::derive_from(cookie_secret),
             cimd,
             trusted_proxies,
@@ -93,7 +99,9 @@ impl AppState {
         if current.same_keys(&stored, now(), self.max_token_ttl()) {
             return Ok(current);
         }
-        let ring = KeyRing::from_stored(&stored, now(), self.max_token_ttl())
+        let opened = super::keys_at_rest::open_keys(&self.key_encryption, &stored)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let ring = KeyRing::from_stored(&opened, now(), self.max_token_ttl())
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let ring = Arc::new(ring);
         match self.keys.write() {

@@ -15,6 +15,7 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
+use crate::domain::key_encryption::SecretSlot;
 use crate::domain::keys::StoredKey;
 use crate::domain::registration_policy::ClientMetadata;
 use crate::domain::scope_policy::Role;
@@ -242,6 +243,23 @@ pub struct UserStat {
     pub active_grants: i64,
 }
 
+/// A stored secret (a signing key's private part, a kv value) to write again,
+/// re-sealed: `stored` is the value that was read, `replacement` the new one.
+#[derive(Clone)]
+pub struct SecretUpdate {
+    pub slot: SecretSlot,
+    pub stored: String,
+    pub replacement: String,
+}
+
+impl std::fmt::Debug for SecretUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretUpdate")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The tokens minted by one token-endpoint call.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -338,6 +356,11 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Returns the stored value for `key`, storing `init` first if there is none.
     async fn get_or_init_kv(&self, key: &str, init: &str) -> StoreResult<String>;
+    /// The stored value for `key`, if any.
+    async fn find_kv(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Writes every replacement in one transaction, each only if its row still
+    /// holds `stored`; if one does not, nothing is written and this fails.
+    async fn replace_secrets(&self, updates: &[SecretUpdate]) -> StoreResult<()>;
     /// Deletes expired codes, sessions and tokens; returns rows removed.
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
 }

@@ -529,6 +529,32 @@ pub(crate) async fn get_or_init_kv(
     fetch_one(e, q::KV, args![key]).await
 }
 
+pub(crate) async fn find_kv(e: &mut impl Exec, key: &str) -> StoreResult<Option<String>> {
+    e.fetch_optional(q::KV, args![key]).await
+}
+
+/// In a transaction: all replacements or (when a row no longer holds the value
+/// that was read) none.
+pub(crate) async fn replace_secrets(
+    e: &mut impl Exec,
+    updates: &[SecretUpdate],
+) -> StoreResult<()> {
+    for u in updates {
+        let (sql, id) = match &u.slot {
+            SecretSlot::SigningKey(kid) => (q::RESEAL_KEY, kid),
+            SecretSlot::Setting(key) => (q::RESEAL_KV, key),
+        };
+        let changed = e.execute(sql, args![&u.replacement, id, &u.stored]).await?;
+        if changed != 1 {
+            return Err(StoreError::Failed(format!(
+                "{} changed while it was being re-encrypted; nothing was written",
+                u.slot
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// In a transaction: deletes expired codes, sessions and tokens; returns rows removed.
 pub(crate) async fn purge_expired(e: &mut impl Exec, now: i64) -> StoreResult<u64> {
     // Codes (and access tokens) are kept an hour past expiry, so that a late

@@ -117,6 +117,9 @@ statements! {
         (kid, alg, private_pkcs8, public_key, created_at, retired_at) \
         VALUES ($1, $2, $3, $4, $5, NULL)";
     COUNT_ACTIVE_KEYS = "SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL";
+    /// Re-seals a private key, only if it still holds the value that was read.
+    RESEAL_KEY = "UPDATE signing_keys SET private_pkcs8 = $1 \
+        WHERE kid = $2 AND private_pkcs8 = $3";
 
     // ----- sessions and consent -----
 
@@ -195,6 +198,8 @@ statements! {
     PING = "SELECT 1";
     INIT_KV = "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
     KV = "SELECT value FROM kv WHERE key = $1";
+    /// Re-seals a stored setting, only if it still holds the value that was read.
+    RESEAL_KV = "UPDATE kv SET value = $1 WHERE key = $2 AND value = $3";
     PURGE_CODES = "DELETE FROM auth_codes WHERE expires_at < $1";
     PURGE_SESSIONS = "DELETE FROM sessions WHERE expires_at < $1";
     PURGE_ACCESS_TOKENS = "DELETE FROM access_tokens WHERE expires_at < $1";

@@ -364,6 +364,14 @@ impl Store for SqlStore {
         in_transaction!(self, get_or_init_kv(k, init))
     }
 
+    async fn find_kv(&self, k: &str) -> StoreResult<Option<String>> {
+        ops::find_kv(&mut *self.read.acquire().await?, k).await
+    }
+
+    async fn replace_secrets(&self, updates: &[SecretUpdate]) -> StoreResult<()> {
+        in_transaction!(self, replace_secrets(updates))
+    }
+
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
         in_transaction!(self, purge_expired(now))
     }

@@ -740,6 +740,14 @@ impl Store for SqliteStore {
         self.write(|c| run(ops::get_or_init_kv(c, k, init)))
     }
 
+    async fn find_kv(&self, k: &str) -> StoreResult<Option<String>> {
+        self.read(|c| run(ops::find_kv(c, k)))
+    }
+
+    async fn replace_secrets(&self, updates: &[SecretUpdate]) -> StoreResult<()> {
+        self.write(|c| run(ops::replace_secrets(c, updates)))
+    }
+
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
         self.write(|c| run(ops::purge_expired(c, now)))
     }

@@ -8,6 +8,7 @@ mod config_clients;
 mod flow;
 mod hardening;
 mod helpers;
+mod keys_at_rest;
 mod logging;
 mod negative;
 mod persistence;

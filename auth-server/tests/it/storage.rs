@@ -593,6 +593,52 @@ async fn users_clients_keys_sessions_and_settings_round_trip(store: &dyn Store) 
 }
 every_store!(users_clients_keys_sessions_and_settings_round_trip);
 
+/// Re-sealing stored secrets writes all replacements or none: a row that no
+/// longer holds the value that was read stops the whole batch.
+async fn secrets_are_replaced_all_or_nothing(store: &dyn Store) {
+    use auth_server::domain::key_encryption::SecretSlot;
+    assert_eq!(store.find_kv("cookie_key").await.unwrap(), None);
+    store.get_or_init_kv("cookie_key", "plain").await.unwrap();
+    assert!(store.insert_first_key(&key("k1", NOW)).await.unwrap());
+    let update = |slot: SecretSlot, stored: &str, replacement: &str| SecretUpdate {
+        slot,
+        stored: stored.into(),
+        replacement: replacement.into(),
+    };
+    let key_slot = SecretSlot::SigningKey("k1".into());
+    let cookie_slot = SecretSlot::Setting("cookie_key".into());
+
+    let stale = [
+        update(key_slot.clone(), "private", "sealed-key"),
+        update(cookie_slot.clone(), "not what is stored", "sealed-cookie"),
+    ];
+    assert!(store.replace_secrets(&stale).await.is_err());
+    assert_eq!(
+        store.list_keys().await.unwrap()[0].private_pkcs8_b64,
+        "private"
+    );
+    assert_eq!(
+        store.find_kv("cookie_key").await.unwrap().as_deref(),
+        Some("plain")
+    );
+
+    let fresh = [
+        update(key_slot, "private", "sealed-key"),
+        update(cookie_slot, "plain", "sealed-cookie"),
+    ];
+    store.replace_secrets(&fresh).await.unwrap();
+    assert_eq!(
+        store.list_keys().await.unwrap()[0].private_pkcs8_b64,
+        "sealed-key"
+    );
+    assert_eq!(
+        store.find_kv("cookie_key").await.unwrap().as_deref(),
+        Some("sealed-cookie")
+    );
+    store.replace_secrets(&[]).await.unwrap();
+}
+every_store!(secrets_are_replaced_all_or_nothing);
+
 /// A user grant for `user-1` on `client-1` with one access and one refresh token.
 async fn granted(store: &dyn Store, id: &str) {
     store
