@@ -196,7 +196,10 @@ mod tests {
         assert_eq!(d.metadata.grant_types, vec!["authorization_code"]);
         assert_eq!(d.metadata.response_types, vec!["code"]);
         assert_eq!(d.metadata.token_endpoint_auth_method, "none");
-        assert_eq!(d.metadata.client_uri.as_deref(), Some("https://app.example.com"));
+        assert_eq!(
+            d.metadata.client_uri.as_deref(),
+            Some("https://app.example.com")
+        );
         assert_eq!(d.metadata.logo_uri, None);
         let d = validate_document(ID, &doc(serde_json::json!({"grant_types": ["authorization_code", "refresh_token"], "scope": "mcp:read"}))).unwrap();
         assert_eq!(d.metadata.grant_types.len(), 2);
@@ -297,8 +300,10 @@ mod tests {
                 .client_name,
             Some(long_name)
         );
-        assert!(err_of(&doc(serde_json::json!({"client_name": "n".repeat(257)})))
-            .contains("longer than 256 characters"));
+        assert!(
+            err_of(&doc(serde_json::json!({"client_name": "n".repeat(257)})))
+                .contains("longer than 256 characters")
+        );
         // The count is checked before any URI.
         let mut many: Vec<String> = (0..32).map(|i| format!("https://a.example/{i}")).collect();
         many.push("com.example.app:/oauth".into());

@@ -216,7 +216,13 @@ mod tests {
         for h in ["localhost", "LocalHost", "127.0.0.1", "127.9.9.9", "[::1]"] {
             assert!(loopback(h), "{h}");
         }
-        for h in ["example.com", "localhost.example", "10.0.0.1", "[::2]", "0.0.0.0"] {
+        for h in [
+            "example.com",
+            "localhost.example",
+            "10.0.0.1",
+            "[::2]",
+            "0.0.0.0",
+        ] {
             assert!(!loopback(h), "{h}");
         }
     }

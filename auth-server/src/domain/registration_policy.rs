@@ -125,14 +125,18 @@ impl std::fmt::Display for Limit {
 
 /// A free-text member, trimmed (blank is absent), within `limit` and without
 /// control characters.
-fn text(field: &str, value: Option<String>, limit: Limit) -> Result<Option<String>, RegistrationError> {
+fn text(
+    field: &str,
+    value: Option<String>,
+    limit: Limit,
+) -> Result<Option<String>, RegistrationError> {
     match value
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
     {
-        Some(v) if limit.exceeded_by(&v) => Err(RegistrationError::InvalidClientMetadata(
-            format!("{field} is longer than {limit}"),
-        )),
+        Some(v) if limit.exceeded_by(&v) => Err(RegistrationError::InvalidClientMetadata(format!(
+            "{field} is longer than {limit}"
+        ))),
         Some(v) if v.chars().any(|c| c.is_control() || is_bidi_control(c)) => {
             Err(RegistrationError::InvalidClientMetadata(format!(
                 "{field} contains control characters"
@@ -287,11 +291,7 @@ pub fn validate(
         contacts,
         tos_uri: web_uri("tos_uri", req.tos_uri)?,
         policy_uri: web_uri("policy_uri", req.policy_uri)?,
-        software_id: text(
-            "software_id",
-            req.software_id,
-            Limit::Bytes(MAX_TEXT_BYTES),
-        )?,
+        software_id: text("software_id", req.software_id, Limit::Bytes(MAX_TEXT_BYTES))?,
         software_version: text(
             "software_version",
             req.software_version,

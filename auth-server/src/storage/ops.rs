@@ -203,13 +203,20 @@ async fn insert_key(e: &mut impl Exec, k: &StoredKey) -> StoreResult<()> {
 }
 
 /// Retires the active keys and stores `k` as the new one.
-pub(crate) async fn rotate_keys(e: &mut impl InTransaction, k: &StoredKey, now: i64) -> StoreResult<()> {
+pub(crate) async fn rotate_keys(
+    e: &mut impl InTransaction,
+    k: &StoredKey,
+    now: i64,
+) -> StoreResult<()> {
     e.execute(q::RETIRE_KEYS, args![now]).await?;
     insert_key(e, k).await
 }
 
 /// Stores `k` only if no key is active; returns whether it did.
-pub(crate) async fn insert_first_key(e: &mut impl InTransaction, k: &StoredKey) -> StoreResult<bool> {
+pub(crate) async fn insert_first_key(
+    e: &mut impl InTransaction,
+    k: &StoredKey,
+) -> StoreResult<bool> {
     let active: i64 = fetch_one(e, q::COUNT_ACTIVE_KEYS, args![]).await?;
     if active > 0 {
         return Ok(false);
@@ -481,7 +488,10 @@ pub(crate) async fn revoke_access_token(
 // ----- admin views -----
 
 /// Two queries, in one (read) transaction for a consistent view.
-pub(crate) async fn active_grants(e: &mut impl InTransaction, now: i64) -> StoreResult<Vec<GrantSummary>> {
+pub(crate) async fn active_grants(
+    e: &mut impl InTransaction,
+    now: i64,
+) -> StoreResult<Vec<GrantSummary>> {
     let mut grants: Vec<GrantSummary> = e.fetch_all(q::ACTIVE_GRANTS, args![now]).await?;
     let tokens: Vec<(String, String)> = e.fetch_all(q::ACTIVE_GRANT_TOKENS, args![now]).await?;
     let mut by_grant: HashMap<String, Vec<String>> = HashMap::new();

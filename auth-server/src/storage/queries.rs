@@ -33,13 +33,16 @@ macro_rules! code_columns {
          code_challenge, nonce, auth_time, created_at, expires_at, grant_id"
     };
 }
+/// `$t` (a table alias with its dot, or `""`) before each of the column names.
+macro_rules! prefixed {
+    ($t:literal: $first:ident $(, $name:ident)*) => {
+        concat!($t, stringify!($first) $(, ", ", $t, stringify!($name))*)
+    };
+}
 /// The grant columns, each after `$t`: a table alias with its dot (`"g."`), or `""`.
 macro_rules! grant_columns {
     ($t:literal) => {
-        concat!(
-            $t, "id, ", $t, "user_id, ", $t, "client_id, ", $t, "scope, ", $t, "resource, ",
-            $t, "auth_time, ", $t, "created_at, ", $t, "expires_at, ", $t, "revoked_at"
-        )
+        prefixed!($t: id, user_id, client_id, scope, resource, auth_time, created_at, expires_at, revoked_at)
     };
 }
 macro_rules! refresh_columns {
