@@ -624,7 +624,9 @@ async fn granted(store: &dyn Store, id: &str) {
         .unwrap();
 }
 
-async fn disabling_a_user_or_deleting_a_client_revokes_what_it_holds(store: &dyn Store) {
+/// The user `alice` (id `user-1`) and the client `client-1`, the owners of
+/// [`granted`] grants.
+async fn alice_and_client_1(store: &dyn Store) {
     let mut alice = user("alice");
     alice.id = "user-1".into();
     store.create_user(&alice).await.unwrap();
@@ -632,6 +634,19 @@ async fn disabling_a_user_or_deleting_a_client_revokes_what_it_holds(store: &dyn
         .insert_client(&client("client-1", "One"))
         .await
         .unwrap();
+}
+
+fn session_of_user_1() -> SessionRecord {
+    SessionRecord {
+        id_hash: "s1".into(),
+        user_id: "user-1".into(),
+        auth_time: NOW,
+        expires_at: NOW + 600,
+    }
+}
+
+async fn disabling_a_user_or_deleting_a_client_revokes_what_it_holds(store: &dyn Store) {
+    alice_and_client_1(store).await;
     granted(store, "g1").await;
     granted(store, "g2").await;
     store
@@ -681,15 +696,7 @@ async fn disabling_a_user_or_deleting_a_client_revokes_what_it_holds(store: &dyn
 
     // Disabling revokes the user's grants and ends their sessions.
     granted(store, "g3").await;
-    store
-        .create_session(&SessionRecord {
-            id_hash: "s1".into(),
-            user_id: "user-1".into(),
-            auth_time: NOW,
-            expires_at: NOW + 600,
-        })
-        .await
-        .unwrap();
+    store.create_session(&session_of_user_1()).await.unwrap();
     assert!(store.set_disabled("alice", true, NOW + 3).await.unwrap());
     assert!(!store.set_disabled("nobody", true, NOW + 3).await.unwrap());
     assert!(
@@ -912,28 +919,14 @@ impl Database<'_> {
 }
 
 async fn cascades_are_atomic(store: &dyn Store, database: Database<'_>) {
-    let mut alice = user("alice");
-    alice.id = "user-1".into();
-    store.create_user(&alice).await.unwrap();
-    store
-        .insert_client(&client("client-1", "One"))
-        .await
-        .unwrap();
+    alice_and_client_1(store).await;
     granted(store, "g1").await;
     store
         .save_consent("user-1", "client-1", "mcp:read", NOW)
         .await
         .unwrap();
     store.insert_code(&code("c1", NOW + 60)).await.unwrap();
-    store
-        .create_session(&SessionRecord {
-            id_hash: "s1".into(),
-            user_id: "user-1".into(),
-            auth_time: NOW,
-            expires_at: NOW + 600,
-        })
-        .await
-        .unwrap();
+    store.create_session(&session_of_user_1()).await.unwrap();
     database.refuse_refresh_token_deletion().await;
 
     assert!(store.revoke_grant("g1", NOW + 1, true).await.is_err());
