@@ -238,7 +238,9 @@ impl Settings {
             ));
         }
         if issuer.scheme() == "http"
-            && !crate::domain::redirect_uri::is_loopback_host(issuer.host_str().unwrap_or(""))
+            && !issuer
+                .host()
+                .is_some_and(crate::domain::redirect_uri::is_loopback_host)
         {
             log::warn!(
                 "server.issuer uses plain http on a non-loopback host; use https in production"

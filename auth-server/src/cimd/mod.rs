@@ -126,7 +126,7 @@ fn parse_client_id(s: &str, allow_insecure: bool) -> Option<Url> {
     }
     match url.scheme() {
         "https" => {}
-        "http" if allow_insecure && url.host_str().is_some_and(is_loopback_host) => {}
+        "http" if allow_insecure && url.host().is_some_and(is_loopback_host) => {}
         _ => return None,
     }
     if url.host().is_none()
