@@ -208,8 +208,15 @@ pub fn validate(
         )));
     }
     for uri in &redirect_uris {
-        redirect_uri::validate_registered(uri)
+        let kind = redirect_uri::validate_registered(uri)
             .map_err(|e| RegistrationError::InvalidRedirectUri(e.to_string()))?;
+        // A web application is a browser origin: only an http(s) URL it serves can
+        // receive its codes. Private-use schemes are for native apps (RFC 8252).
+        if application_type == "web" && !kind.is_web() {
+            return Err(RegistrationError::InvalidRedirectUri(format!(
+                "redirect URI {uri:?}: a web application may only use https, or http on a loopback host; a native app registers with application_type \"native\""
+            )));
+        }
     }
 
     // Accept `scope: ""`. Scopes we do not offer to users are dropped (RFC 7591 §2:
@@ -268,6 +275,26 @@ mod tests {
         assert!(!m.is_confidential());
         assert_eq!(m.scope, "");
         assert_eq!(m.response_types, vec!["code"]);
+    }
+
+    #[test]
+    fn redirect_kinds_follow_the_application_type() {
+        let kind = |app: Option<&str>, uri: &str| {
+            let mut r = req(&[uri]);
+            r.application_type = app.map(str::to_owned);
+            validate(r, 10).map_err(|e| e.code())
+        };
+        assert!(kind(None, "https://a.example/cb").is_ok());
+        assert!(kind(Some("web"), "http://127.0.0.1/cb").is_ok());
+        assert!(kind(Some("native"), "com.example.app:/cb").is_ok());
+        for (app, uri) in [
+            (None, "com.example.app:/cb"),
+            (Some("web"), "mailto:a@example.com"),
+            (Some("native"), "mailto:a@example.com"),
+            (Some("native"), "myapp:/cb"),
+        ] {
+            assert_eq!(kind(app, uri).unwrap_err(), "invalid_redirect_uri", "{uri}");
+        }
     }
 
     #[test]

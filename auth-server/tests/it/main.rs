@@ -13,5 +13,6 @@ mod negative;
 mod persistence;
 mod refresh;
 mod registration;
+mod security;
 mod storage;
 mod switch_account;
