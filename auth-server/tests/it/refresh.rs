@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-async fn tokens_for(app: &TestApp, scope: &str) -> (String, Value) {
+pub(crate) async fn tokens_for(app: &TestApp, scope: &str) -> (String, Value) {
     let client = app.register_public(&[REDIRECT]).await;
     let client_id = client["client_id"].as_str().unwrap().to_string();
     let mut browser = Browser::default();

@@ -8,6 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::refresh::tokens_for;
+use crate::registration::register;
 
 // ----- a refused URL client_id says why -----
 
@@ -129,26 +131,22 @@ async fn refused_client_id_urls_show_the_address_and_scheme_rules() {
     let plain_http = "http://app.example.com/client.json";
     let reasons = refusal_reasons(&app, plain_http).await;
     assert_reason(plain_http, &reasons, "https");
+
+    let off = spawn_with(|s| s.cimd.enabled = false).await;
+    let document = "https://app.example.com/client.json";
+    let reasons = refusal_reasons(&off, document).await;
+    assert_reason(document, &reasons, "not enabled on this server");
 }
 
 // ----- one live refresh token per family -----
 
+/// A public client and the first refresh token of a user grant.
 async fn refreshable_tokens(app: &TestApp) -> (String, String) {
-    let client = app.register_public(&[REDIRECT]).await;
-    let client_id = client["client_id"].as_str().unwrap().to_string();
-    let mut browser = Browser::default();
-    let p = obtain_code(
-        app,
-        &mut browser,
-        &client_id,
-        &[("scope", "mcp:read offline_access")],
-        "demo",
-        "demo123",
+    let (client_id, tokens) = tokens_for(app, "mcp:read offline_access").await;
+    (
+        client_id,
+        tokens["refresh_token"].as_str().unwrap().to_string(),
     )
-    .await;
-    let tokens = app.exchange(&client_id, &p["code"]).await;
-    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
-    (client_id, refresh)
 }
 
 async fn refreshed(app: &TestApp, client_id: &str, token: &str) -> Value {
@@ -208,18 +206,6 @@ async fn a_stolen_token_replayed_in_the_grace_window_gets_no_chain_of_its_own() 
 
 // ----- redirect URI schemes by application type -----
 
-async fn register_status(app: &TestApp, body: Value) -> (StatusCode, Value) {
-    let res = app
-        .http
-        .post(app.url("/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn redirect_schemes_follow_the_application_type() {
     let app = spawn_app().await;
@@ -242,7 +228,7 @@ async fn redirect_schemes_follow_the_application_type() {
         if let Some(t) = application_type {
             body["application_type"] = json!(t);
         }
-        let (status, answer) = register_status(&app, body).await;
+        let (status, answer) = register(&app, body).await;
         if *accepted {
             assert_eq!(
                 status,
@@ -371,7 +357,7 @@ async fn json_endpoints_refuse_other_content_types_with_415() {
 
 #[tokio::test]
 async fn introspection_says_inactive_at_exp() {
-    let app = spawn_with(|s| s.oauth.access_token_ttl_secs = 1).await;
+    let app = spawn_with(|s| s.oauth.access_token_ttl_secs = 3).await;
     let token = app.client_credentials(None).await;
     let token = token["access_token"].as_str().unwrap();
     assert_eq!(app.introspect(token).await["active"], true);
