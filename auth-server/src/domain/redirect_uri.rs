@@ -12,6 +12,8 @@ pub enum RedirectUriError {
     InsecureHttp(String),
     #[error("redirect URI {0:?} uses a forbidden scheme")]
     ForbiddenScheme(String),
+    #[error("redirect URI {0:?} uses a private-use scheme that is not in reverse domain name form (like com.example.app:/callback)")]
+    NotReverseDomainScheme(String),
     #[error("redirect URI {0:?} must not carry credentials")]
     Credentials(String),
     #[error("redirect URI is too long")]
@@ -64,7 +66,9 @@ const FORBIDDEN_SCHEMES: &[&str] = &[
 
 /// Whether `uri` may be registered, and what kind of redirect it is: at most
 /// [`MAX_REDIRECT_URI_BYTES`], absolute, no fragment, no userinfo; https, http on
-/// loopback, or a private-use scheme for native apps (RFC 8252 §7.1).
+/// loopback, or a reverse-domain private-use scheme for native apps (RFC 8252 §7.1).
+/// Which kinds a client may use depends on its application type
+/// (`registration_policy`).
 pub fn validate_registered(uri: &str) -> Result<RedirectKind, RedirectUriError> {
     if uri.len() > MAX_REDIRECT_URI_BYTES {
         return Err(RedirectUriError::TooLong);
@@ -91,7 +95,11 @@ pub fn validate_registered(uri: &str) -> Result<RedirectKind, RedirectUriError> 
             }
         }
         s if FORBIDDEN_SCHEMES.contains(&s) => Err(RedirectUriError::ForbiddenScheme(uri.into())),
-        _ => Ok(RedirectKind::PrivateUse),
+        // RFC 8252 §7.1: a private-use scheme names a domain the app's publisher
+        // controls, reversed. A dot-less scheme (`mailto:`, `tel:`, `myapp:`) is
+        // either another program's or one that any app may claim.
+        s if s.contains('.') => Ok(RedirectKind::PrivateUse),
+        _ => Err(RedirectUriError::NotReverseDomainScheme(uri.into())),
     }
 }
 
@@ -183,6 +191,12 @@ mod tests {
         );
         assert!(validate_registered("https://app.example/cb#frag").is_err());
         assert!(validate_registered("javascript:alert(1)").is_err());
+        for dotless in ["mailto:a@example.com", "tel:+15555550100", "myapp:/cb"] {
+            assert_eq!(
+                validate_registered(dotless),
+                Err(RedirectUriError::NotReverseDomainScheme(dotless.into()))
+            );
+        }
         assert!(validate_registered("/relative").is_err());
         assert!(validate_registered("https://user:pw@app.example/cb").is_err());
         let long = format!("https://app.example/{}", "a".repeat(MAX_REDIRECT_URI_BYTES));

@@ -179,15 +179,15 @@ pub enum RedirectPolicy {
 
 impl RedirectPolicy {
     /// Checks one redirect URI against [`redirect_uri::validate_registered`] and
-    /// this policy.
-    pub fn check(self, uri: &str) -> Result<(), RegistrationError> {
+    /// this policy, and says which kind of URI it is.
+    pub fn check(self, uri: &str) -> Result<RedirectKind, RegistrationError> {
         let kind = redirect_uri::validate_registered(uri);
-        match self {
-            RedirectPolicy::AnyRegistrable => kind
-                .map(drop)
-                .map_err(|e| RegistrationError::InvalidRedirectUri(e.to_string())),
-            RedirectPolicy::HttpUrlsOnly if kind.is_ok_and(RedirectKind::is_http_url) => Ok(()),
-            RedirectPolicy::HttpUrlsOnly => Err(RegistrationError::InvalidRedirectUri(format!(
+        match (self, kind) {
+            (RedirectPolicy::AnyRegistrable, kind) => {
+                kind.map_err(|e| RegistrationError::InvalidRedirectUri(e.to_string()))
+            }
+            (RedirectPolicy::HttpUrlsOnly, Ok(kind)) if kind.is_http_url() => Ok(kind),
+            (RedirectPolicy::HttpUrlsOnly, _) => Err(RegistrationError::InvalidRedirectUri(format!(
                 "redirect URI {uri:?} is not allowed (absolute https, or http on a loopback host, without fragment)"
             ))),
         }
@@ -257,7 +257,14 @@ pub fn validate(
         )));
     }
     for uri in &redirect_uris {
-        redirect_policy.check(uri)?;
+        let kind = redirect_policy.check(uri)?;
+        // A web application is a browser origin: only an http(s) URL it serves can
+        // receive its codes. Private-use schemes are for native apps (RFC 8252).
+        if application_type == "web" && !kind.is_http_url() {
+            return Err(RegistrationError::InvalidRedirectUri(format!(
+                "redirect URI {uri:?}: a web application may only use https, or http on a loopback host; a native app registers with application_type \"native\""
+            )));
+        }
     }
 
     // Accept `scope: ""`. Scopes we do not offer to users are dropped (RFC 7591 §2:
@@ -326,6 +333,26 @@ mod tests {
         assert!(!m.is_confidential());
         assert_eq!(m.scope, "");
         assert_eq!(m.response_types, vec!["code"]);
+    }
+
+    #[test]
+    fn redirect_kinds_follow_the_application_type() {
+        let kind = |app: Option<&str>, uri: &str| {
+            let mut r = req(&[uri]);
+            r.application_type = app.map(str::to_owned);
+            validate(r, 10, ANY).map_err(|e| e.code())
+        };
+        assert!(kind(None, "https://a.example/cb").is_ok());
+        assert!(kind(Some("web"), "http://127.0.0.1/cb").is_ok());
+        assert!(kind(Some("native"), "com.example.app:/cb").is_ok());
+        for (app, uri) in [
+            (None, "com.example.app:/cb"),
+            (Some("web"), "mailto:a@example.com"),
+            (Some("native"), "mailto:a@example.com"),
+            (Some("native"), "myapp:/cb"),
+        ] {
+            assert_eq!(kind(app, uri).unwrap_err(), "invalid_redirect_uri", "{uri}");
+        }
     }
 
     #[test]

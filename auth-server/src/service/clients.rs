@@ -25,12 +25,17 @@ pub async fn find(state: &AppState, client_id: &str) -> ServiceResult<Option<Cli
             return Ok(Some(c));
         }
     }
-    let Some(resolver) = &state.cimd else {
-        return Ok(None);
-    };
-    if !resolver.is_cimd_client_id(client_id) {
+    // A URL client id that is not stored can only be a metadata document: say
+    // why it cannot be used (CIMD off, not https, unreachable ...) rather than
+    // calling the application unknown.
+    if !crate::cimd::looks_like_url_client_id(client_id) {
         return Ok(None);
     }
+    let Some(resolver) = &state.cimd else {
+        return Err(ServiceError::ClientUnavailable(
+            crate::cimd::CimdError::Disabled.to_string(),
+        ));
+    };
     match resolver.resolve(client_id).await {
         Ok(doc) => Ok(Some(cimd_client(doc))),
         Err(e) => Err(ServiceError::ClientUnavailable(e.to_string())),
