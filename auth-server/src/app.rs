@@ -63,28 +63,28 @@ impl Extensions {
                 "auth_http_requests_total",
                 "HTTP requests by route, method and status.",
                 &["route", "method", "status"],
-            ),
+            )?,
             http_latency: registry.histogram(
                 "auth_http_request_duration_seconds",
                 "HTTP request latency by route.",
                 &["route"],
                 shared::metrics::DEFAULT_LATENCY_BUCKETS,
-            ),
+            )?,
             logins: registry.counter(
                 "auth_logins_total",
                 "Login attempts by outcome.",
                 &["outcome"],
-            ),
+            )?,
             tokens: registry.counter(
                 "auth_token_requests_total",
                 "Token endpoint requests by grant type and outcome.",
                 &["grant_type", "outcome"],
-            ),
+            )?,
             rate_limited: registry.counter(
                 "auth_rate_limited_total",
                 "Requests refused by a rate limit, by bucket.",
                 &["bucket"],
-            ),
+            )?,
             registry,
         })
     }
@@ -508,7 +508,7 @@ async fn track(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let method = req.method().to_string();
+    let method = shared::metrics::method_label(req.method());
     let res = next.call(req).await?;
     if let Some(state) = state {
         let route = res
@@ -517,7 +517,7 @@ async fn track(
             .unwrap_or_else(|| "unmatched".into());
         let status = res.status().as_u16().to_string();
         let ext = &state.extensions;
-        ext.http_requests.inc(&[&route, &method, &status]);
+        ext.http_requests.inc(&[&route, method, &status]);
         ext.http_latency
             .observe_duration(&[&route], start.elapsed());
     }
