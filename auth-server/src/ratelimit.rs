@@ -6,7 +6,6 @@
 //! minute per key, with a burst of `N`), how many keys they may remember, how a refusal
 //! becomes a `Retry-After`, and which address a request is counted against ([`client_ip`]).
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU32;
@@ -146,7 +145,7 @@ struct KeyStore {
 /// The stored theoretical arrival time, read by a decision that always declines to write.
 fn stored_tat(state: &InMemoryState) -> Option<Nanos> {
     state
-        .measure_and_replace(&NotKeyed::NonKey, |tat| Err::<((), Nanos), _>(tat))
+        .measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>)
         .err()
         .flatten()
 }
@@ -200,7 +199,7 @@ pub struct RateLimiter<C: Clock = MonotonicClock> {
     keys_per_bucket: usize,
 }
 
-impl<C: Clock> fmt::Debug for RateLimiter<C> {
+impl<C: Clock + Clone> fmt::Debug for RateLimiter<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
             .field("enabled", &self.enabled)
@@ -223,9 +222,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
             .map(|b| {
                 let quota = Quota::per_minute(NonZeroU32::new(b.per_minute(settings))?);
                 let store = KeyStore {
-                    states: HashMapStateStore::new(std::collections::HashMap::with_hasher(
-                        RandomState::new(),
-                    )),
+                    states: HashMapStateStore::default(),
                     capacity: keys_per_bucket,
                 };
                 Some(governor::RateLimiter::new(quota, store, clock.clone()))
@@ -237,9 +234,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
             keys_per_bucket,
         }
     }
-}
 
-impl<C: Clock> RateLimiter<C> {
     fn limiter(&self, bucket: Bucket) -> Option<&KeyedLimiter<C>> {
         if !self.enabled {
             return None;
