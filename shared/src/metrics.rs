@@ -75,9 +75,8 @@ impl Registry {
 
     pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, Error> {
         let opts = prometheus::Opts::new(name, help);
-        Ok(GaugeVec(
-            self.add(prometheus::GaugeVec::new(opts, labels)?)?,
-        ))
+        let vec = self.add(prometheus::GaugeVec::new(opts, labels)?)?;
+        Ok(GaugeVec(vec))
     }
 
     /// Registers histogram `name` with these bucket upper bounds (`+Inf` is implicit).
