@@ -154,7 +154,7 @@ async fn track(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let method = req.method().to_string();
+    let method = shared::metrics::method_label(req.method());
     let res = next.call(req).await?;
     if let Some(state) = state {
         let route = res
@@ -164,7 +164,7 @@ async fn track(
         let status = res.status().as_u16().to_string();
         state
             .metrics
-            .http_request(&route, &method, &status, start.elapsed());
+            .http_request(&route, method, &status, start.elapsed());
     }
     Ok(res)
 }
