@@ -63,7 +63,8 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?;
         let refresh_successors = SuccessorKey::derive(cookie_secret)
             .ok_or_else(|| anyhow::anyhow!("deriving the refresh-token key failed"))?;
-        let metrics = Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("registering metrics: {e}"))?);
+        let metrics =
+            Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("registering metrics: {e}"))?);
         let issuer = settings.issuer();
         Ok(AppState {
             resources: settings.canonical_resources(),
