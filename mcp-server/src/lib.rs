@@ -26,6 +26,7 @@ pub mod data;
 pub mod direct;
 pub mod error;
 pub mod fixtures;
+pub mod inspection;
 pub mod metrics;
 pub mod policy;
 pub mod routes;
@@ -107,7 +108,7 @@ pub struct AppState {
     pub last_prune: AtomicU64,
     /// The handler the bridge answers plain `tools/call`s with (see `direct`); `None`
     /// with the conformance fixtures or `transport.direct_tool_calls = false`.
-    pub direct_tools: Option<McpTools>,
+    pub direct_tools: Option<direct::DirectTools>,
     /// Direct answers as JSON (stateless `json_response`) rather than one SSE event.
     pub direct_json: bool,
     /// How often a session used only through direct answers resets rmcp's idle timer.
@@ -285,7 +286,7 @@ impl Application {
         });
         let prototype = McpTools::new(ctx);
         let direct_tools = (settings.transport.direct_tool_calls && !settings.fixtures.conformance)
-            .then(|| prototype.clone());
+            .then(|| direct::DirectTools::new(prototype.clone()));
         let tool_names = prototype.tool_names();
 
         let allowed_hosts = settings.effective_allowed_hosts(&resource);
