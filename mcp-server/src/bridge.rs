@@ -522,14 +522,9 @@ async fn handle(
                 let granted = principal.as_deref().map(|p| &p.scopes);
                 is_initialize = check_policy(&parsed, granted, state)?;
                 if json_content {
-                    if let Some(answer) = answer_directly(
-                        req,
-                        parsed,
-                        principal.as_ref(),
-                        session_id.as_ref(),
-                        state,
-                    )
-                    .await?
+                    if let Some(answer) =
+                        answer_directly(req, parsed, principal.as_ref(), session_id.as_ref(), state)
+                            .await?
                     {
                         return Ok(answer);
                     }

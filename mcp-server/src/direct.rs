@@ -25,7 +25,9 @@ use std::borrow::Cow;
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::HttpResponse;
-use rmcp::model::{CallToolResponse, ErrorData, JsonObject, ProtocolVersion, RequestId, ServerResult};
+use rmcp::model::{
+    CallToolResponse, ErrorData, JsonObject, ProtocolVersion, RequestId, ServerResult,
+};
 use rmcp::service::{Peer, RequestContext, RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::RoleServer;
 use serde::{Deserialize, Serialize};
@@ -325,8 +327,7 @@ mod tests {
             value["result"].get("resultType").is_none(),
             "legacy shape: {value}"
         );
-        let err: Result<CallToolResponse, ErrorData> =
-            Err(ErrorData::invalid_params("nope", None));
+        let err: Result<CallToolResponse, ErrorData> = Err(ErrorData::invalid_params("nope", None));
         let Some(text) = message(&RequestId::String("x".into()), err) else {
             panic!("serializable");
         };

@@ -419,9 +419,9 @@ mod tests {
 
     #[test]
     fn batches_and_errors() {
-        let Ok(Body::Batch(messages)) =
-            Body::parse(br#"[{"method":"tools/list"},42,[1],{"method":"tools/call","params":{"name":"a"}}]"#)
-        else {
+        let Ok(Body::Batch(messages)) = Body::parse(
+            br#"[{"method":"tools/list"},42,[1],{"method":"tools/call","params":{"name":"a"}}]"#,
+        ) else {
             panic!("a batch");
         };
         assert_eq!(messages.len(), 4);

@@ -237,7 +237,6 @@ impl McpTools {
             "admin_api": ctx.admin.as_ref().map(|a| a.base_url().to_string()),
         })))
     }
-
 }
 
 /// Tools that act beyond this server (the authorization server's admin API): always

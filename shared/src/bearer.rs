@@ -80,8 +80,11 @@ impl BearerChallenge {
     /// backslash, a control or non-ASCII character) becomes a space, so the value
     /// never needs escaping and the header is always valid.
     pub fn param(mut self, name: &str, value: &str) -> Self {
-        self.0
-            .push_str(if self.0.len() == "Bearer".len() { " " } else { ", " });
+        self.0.push_str(if self.0.len() == "Bearer".len() {
+            " "
+        } else {
+            ", "
+        });
         self.0.push_str(name);
         self.0.push_str("=\"");
         self.0.extend(value.chars().map(|c| match c {

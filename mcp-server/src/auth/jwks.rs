@@ -361,8 +361,8 @@ impl Inner {
         }
         // The signature checked out, so the claims may be read (the claim rules
         // follow).
-        let claims: RawClaims =
-            jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| VerifyError::Malformed)?;
+        let claims: RawClaims = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| VerifyError::Malformed)?;
         self.rules.principal(claims, ClaimSource::Jwt, now)
     }
 }
