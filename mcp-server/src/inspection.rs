@@ -96,23 +96,35 @@ pub enum Arguments {
 }
 
 /// A string value (borrowed unless escaped); `None` for any other JSON value.
+#[derive(Default)]
 struct Text<'a>(Option<Cow<'a, str>>);
 
-/// Reads any JSON value: a map goes to `visit_map`, everything else is skipped and
-/// becomes `T::default()`, or `other` for a non-null, non-map value.
-trait ObjectOr<'de>: Default + Sized {
-    fn other() -> Self {
-        Self::default()
+/// A type read from any JSON value, one hook per shape. By default maps and arrays
+/// are skipped, and every shape but `null` reads as [`other`](Self::other).
+trait FromAnyJson<'de>: Default {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Self::other())
+    }
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Self::other())
+    }
+    fn from_str(_: Cow<'de, str>) -> Self {
+        Self::other()
     }
     fn null() -> Self {
         Self::default()
     }
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+    /// A number or a boolean (and, unless overridden, a string, a map or an array).
+    fn other() -> Self {
+        Self::default()
+    }
 }
 
-struct ObjectOrVisitor<T>(PhantomData<T>);
+struct AnyJsonVisitor<T>(PhantomData<T>);
 
-impl<'de, T: ObjectOr<'de>> Visitor<'de> for ObjectOrVisitor<T> {
+impl<'de, T: FromAnyJson<'de>> Visitor<'de> for AnyJsonVisitor<T> {
     type Value = T;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
@@ -120,9 +132,17 @@ impl<'de, T: ObjectOr<'de>> Visitor<'de> for ObjectOrVisitor<T> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
         T::from_map(map)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(T::other())
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        T::from_seq(seq)
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<T, E> {
+        Ok(T::from_str(Cow::Borrowed(s)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<T, E> {
+        Ok(T::from_str(Cow::Owned(s.to_owned())))
+    }
+    fn visit_string<E>(self, s: String) -> Result<T, E> {
+        Ok(T::from_str(Cow::Owned(s)))
     }
     fn visit_unit<E>(self) -> Result<T, E> {
         Ok(T::null())
@@ -139,183 +159,111 @@ impl<'de, T: ObjectOr<'de>> Visitor<'de> for ObjectOrVisitor<T> {
     fn visit_f64<E>(self, _: f64) -> Result<T, E> {
         Ok(T::other())
     }
-    fn visit_str<E>(self, _: &str) -> Result<T, E> {
-        Ok(T::other())
-    }
 }
 
-fn object_or<'de, T: ObjectOr<'de>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
-    d.deserialize_any(ObjectOrVisitor(PhantomData))
-}
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Some(Cow::Borrowed(s))))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Some(Cow::Owned(s.to_owned()))))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Text<'de>, E> {
-                Ok(Text(Some(Cow::Owned(s))))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text<'de>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Text(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Text(None))
-            }
-            fn visit_unit<E>(self) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
+/// `Deserialize` through [`FromAnyJson`].
+macro_rules! deserialize_any_json {
+    ($($ty:ident),*) => {$(
+        impl<'de> Deserialize<'de> for $ty<'de> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(AnyJsonVisitor(PhantomData))
             }
         }
-        d.deserialize_any(TextVisitor)
+    )*};
+}
+
+deserialize_any_json!(Text, Message, Params, Body);
+
+impl<'de> FromAnyJson<'de> for Text<'de> {
+    fn from_str(s: Cow<'de, str>) -> Self {
+        Text(Some(s))
     }
 }
 
-/// Marks `slot` seen; `false` when it was seen before (a duplicate key).
-fn first_time(seen: &mut bool) -> bool {
-    !std::mem::replace(seen, true)
+/// Reads a JSON object: the value of each of `keys` goes to `read` (with the key's
+/// index), other keys are skipped. `Ok(true)` when there was no other key and none
+/// twice (of duplicate keys the last wins, as in a JSON value).
+fn read_object<'de, A: MapAccess<'de>, const N: usize>(
+    mut map: A,
+    keys: [&str; N],
+    mut read: impl FnMut(usize, &mut A) -> Result<(), A::Error>,
+) -> Result<bool, A::Error> {
+    let mut plain = true;
+    let mut seen = [false; N];
+    while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+        match key.and_then(|key| keys.iter().position(|known| *known == key)) {
+            Some(index) => {
+                plain &= !std::mem::replace(&mut seen[index], true);
+                read(index, &mut map)?;
+            }
+            None => {
+                plain = false;
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    Ok(plain)
 }
 
-impl<'de> ObjectOr<'de> for Message<'de> {
-    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut message = Message {
-            plain: true,
-            ..Message::default()
-        };
-        let mut seen = [false; 4];
-        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            let slot = match key.as_deref() {
-                Some("jsonrpc") => 0,
-                Some("id") => 1,
-                Some("method") => 2,
-                Some("params") => 3,
-                _ => {
-                    message.plain = false;
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-            };
-            message.plain &= first_time(&mut seen[slot]);
-            match slot {
+impl<'de> FromAnyJson<'de> for Message<'de> {
+    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut message = Message::default();
+        let keys = ["jsonrpc", "id", "method", "params"];
+        message.plain = read_object(map, keys, |index, map| {
+            match index {
                 0 => message.jsonrpc = map.next_value::<Text<'de>>()?.0,
                 1 => message.id = Some(map.next_value()?),
                 2 => message.method = map.next_value::<Text<'de>>()?.0,
                 _ => message.params = map.next_value()?,
             }
-        }
+            Ok(())
+        })?;
         Ok(message)
     }
 }
 
-impl<'de> Deserialize<'de> for Message<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        object_or(d)
-    }
-}
-
-impl<'de> ObjectOr<'de> for Params<'de> {
+impl<'de> FromAnyJson<'de> for Params<'de> {
     fn other() -> Self {
         Params::NotObject
     }
     fn null() -> Self {
         Params::Null
     }
-    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut params = CallParams {
-            plain: true,
-            ..CallParams::default()
-        };
-        let mut seen = [false; 2];
-        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            match key.as_deref() {
-                Some("name") => {
-                    params.plain &= first_time(&mut seen[0]);
-                    params.name = map.next_value::<Text<'de>>()?.0;
-                }
-                Some("arguments") => {
-                    params.plain &= first_time(&mut seen[1]);
+    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut params = CallParams::default();
+        params.plain = read_object(map, ["name", "arguments"], |index, map| {
+            match index {
+                0 => params.name = map.next_value::<Text<'de>>()?.0,
+                _ => {
                     params.arguments = match map.next_value::<Value>()? {
                         Value::Null => Arguments::Absent,
                         Value::Object(arguments) => Arguments::Object(arguments),
                         _ => Arguments::NotObject,
-                    };
-                }
-                _ => {
-                    params.plain = false;
-                    map.next_value::<IgnoredAny>()?;
+                    }
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(Params::Object(params))
     }
 }
 
-impl<'de> Deserialize<'de> for Params<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        object_or(d)
+impl Default for Body<'_> {
+    fn default() -> Self {
+        Body::Single(Message::default())
     }
 }
 
-impl<'de> Deserialize<'de> for Body<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct BodyVisitor;
-        impl<'de> Visitor<'de> for BodyVisitor {
-            type Value = Body<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body<'de>, A::Error> {
-                let mut messages = Vec::new();
-                while let Some(message) = seq.next_element()? {
-                    messages.push(message);
-                }
-                Ok(Body::Batch(messages))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Body<'de>, A::Error> {
-                Message::from_map(map).map(Body::Single)
-            }
-            fn visit_unit<E>(self) -> Result<Body<'de>, E> {
-                Ok(Body::Single(Message::default()))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Body<'de>, E> {
-                Ok(Body::Single(Message::default()))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Body<'de>, E> {
-                Ok(Body::Single(Message::default()))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Body<'de>, E> {
-                Ok(Body::Single(Message::default()))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Body<'de>, E> {
-                Ok(Body::Single(Message::default()))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Body<'de>, E> {
-                Ok(Body::Single(Message::default()))
-            }
+impl<'de> FromAnyJson<'de> for Body<'de> {
+    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        Message::from_map(map).map(Body::Single)
+    }
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut messages = Vec::new();
+        while let Some(message) = seq.next_element()? {
+            messages.push(message);
         }
-        d.deserialize_any(BodyVisitor)
+        Ok(Body::Batch(messages))
     }
 }
 
