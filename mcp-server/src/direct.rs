@@ -75,7 +75,7 @@ impl<'a> DirectCall<'a> {
     }
 }
 
-/// The self-contained tools (see [`McpTools::call_self_contained`]) and what rmcp's
+/// The self-contained tools (see `McpTools::call_self_contained`) and what rmcp's
 /// tool dispatch needs to run them outside a session.
 pub struct DirectTools {
     tools: McpTools,
@@ -100,8 +100,9 @@ impl DirectTools {
         DirectTools { tools, peer }
     }
 
-    /// Runs `call` for `caller`; `None` leaves it to rmcp (not a self-contained tool,
-    /// or arguments that do not deserialize: rmcp words that answer).
+    /// Runs the call of tool `name` for `caller`; `None` leaves it to rmcp (not a
+    /// self-contained tool, or arguments that do not deserialize: rmcp words that
+    /// answer).
     pub async fn call(
         &self,
         id: RequestId,
