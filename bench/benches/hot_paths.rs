@@ -6,7 +6,10 @@
 //! - PKCE S256 check (`auth_server::domain::pkce::verify`);
 //! - scope check (`shared::ScopeSet::grants_all`);
 //! - ES256 JWT signing: `jsonwebtoken` with an aws-lc-rs key, and auth-server's own
-//!   `mint_access_token`.
+//!   `mint_access_token`;
+//! - mcp-server's bridge on the benchmark's `tools/call`: the one parse of the body
+//!   (scope-policy and direct-path inputs), and the direct answer through rmcp's tool
+//!   route; the JOSE header decode of a cache miss.
 //!
 //! `cargo bench -p bench --bench hot_paths` (add `-- --quick` for a short run).
 //!
@@ -29,6 +32,10 @@ use mcp_server::auth::cache::{token_key, TokenCache};
 use mcp_server::auth::claims::ClaimRules;
 use mcp_server::auth::jwks::{JwksOptions, JwksVerifier};
 use mcp_server::auth::{Principal, TokenVerifier};
+use mcp_server::direct::{self, DirectCall, DirectTools};
+use mcp_server::inspection::Body;
+use mcp_server::tools::{McpTools, ToolContext};
+use mcp_server::Caller;
 use shared::{AccessTokenClaims, Audience, ScopeSet};
 
 const ISSUER: &str = "http://127.0.0.1:3001";
@@ -233,11 +240,79 @@ fn bench_signing(c: &mut Criterion) {
     g.finish();
 }
 
+/// The `tools/call` the session-mode load sends (docs/benchmarks.md).
+const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello_world","arguments":{"name":"bench"}}}"#;
+
+fn plain_call(body: &[u8]) -> DirectCall<'_> {
+    match Body::parse(body).unwrap() {
+        Body::Single(message) => DirectCall::from_message(message).unwrap(),
+        Body::Batch(_) => panic!("a single message"),
+    }
+}
+
+fn bench_bridge(c: &mut Criterion) {
+    let fx = fixture();
+    let mut g = c.benchmark_group("bridge");
+    g.bench_function("inspect_plain_call", |b| {
+        b.iter(|| plain_call(black_box(CALL)))
+    });
+
+    let tools = McpTools::new(Arc::new(ToolContext {
+        verifier: Arc::new(verifier(&fx, 10)),
+        metadata: None,
+        issuer: ISSUER.into(),
+        resource: RESOURCE.into(),
+        resource_metadata_url: format!("{RESOURCE}/.well-known"),
+        data: mcp_server::data::ProtectedData::parse("{}").unwrap(),
+        admin: None,
+    }));
+    let direct_tools = {
+        let _runtime = fx.runtime.enter();
+        DirectTools::new(tools)
+    };
+    let caller = Caller(Some(Arc::new(Principal {
+        subject: "user-1".into(),
+        username: Some("demo".into()),
+        name: None,
+        email: None,
+        roles: vec!["user".into()],
+        client_id: Some("client-1".into()),
+        scopes: ScopeSet::parse("mcp:read").unwrap(),
+        audience: vec![RESOURCE.into()],
+        issuer: ISSUER.into(),
+        expires_at: now() + 3600,
+        token_id: Some("jti-a".into()),
+    })));
+    // Parse, run the tool through its rmcp route, serialize the JSON-RPC answer.
+    g.bench_function("direct_answer_hello_world", |b| {
+        b.iter(|| {
+            let call = plain_call(black_box(CALL));
+            let outcome = fx
+                .runtime
+                .block_on(direct_tools.call(
+                    call.id.clone(),
+                    call.name,
+                    call.arguments,
+                    caller.clone(),
+                ))
+                .unwrap();
+            direct::message(&call.id, outcome).unwrap()
+        })
+    });
+    g.finish();
+
+    let token = tokens::mint_access_token(&fx.ring, &claims("jti-h")).unwrap();
+    c.bench_function("verify/jose_header", |b| {
+        b.iter(|| jsonwebtoken::decode_header(black_box(&token)).unwrap())
+    });
+}
+
 criterion_group!(
     benches,
     bench_verify,
     bench_pkce,
     bench_scopes,
-    bench_signing
+    bench_signing,
+    bench_bridge
 );
 criterion_main!(benches);
