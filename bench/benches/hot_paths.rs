@@ -127,6 +127,23 @@ fn verifier(fx: &Fixture, cache_entries: usize) -> JwksVerifier {
     v
 }
 
+/// What the verifier makes of `claims("jti-a")`.
+fn principal() -> Principal {
+    Principal {
+        subject: "user-1".into(),
+        username: Some("demo".into()),
+        name: None,
+        email: None,
+        roles: vec!["user".into()],
+        client_id: Some("client-1".into()),
+        scopes: ScopeSet::parse("mcp:read").unwrap(),
+        audience: vec![RESOURCE.into()],
+        issuer: ISSUER.into(),
+        expires_at: now() + 3600,
+        token_id: Some("jti-a".into()),
+    }
+}
+
 fn bench_verify(c: &mut Criterion) {
     let fx = fixture();
     let token_a = tokens::mint_access_token(&fx.ring, &claims("jti-a")).unwrap();
@@ -175,19 +192,7 @@ fn bench_verify(c: &mut Criterion) {
 
     // The cache alone: SHA-256 of the token + LRU lookup + Arc clone.
     let cache = TokenCache::new(10_000);
-    let principal = Arc::new(Principal {
-        subject: "user-1".into(),
-        username: Some("demo".into()),
-        name: None,
-        email: None,
-        roles: vec!["user".into()],
-        client_id: Some("client-1".into()),
-        scopes: ScopeSet::parse("mcp:read").unwrap(),
-        audience: vec![RESOURCE.into()],
-        issuer: ISSUER.into(),
-        expires_at: now() + 3600,
-        token_id: Some("jti-a".into()),
-    });
+    let principal = Arc::new(principal());
     cache
         .admit(token_key(&token_a), principal, now() + 3600, now())
         .unwrap();
@@ -270,19 +275,7 @@ fn bench_bridge(c: &mut Criterion) {
         let _runtime = fx.runtime.enter();
         DirectTools::new(tools)
     };
-    let caller = Caller(Some(Arc::new(Principal {
-        subject: "user-1".into(),
-        username: Some("demo".into()),
-        name: None,
-        email: None,
-        roles: vec!["user".into()],
-        client_id: Some("client-1".into()),
-        scopes: ScopeSet::parse("mcp:read").unwrap(),
-        audience: vec![RESOURCE.into()],
-        issuer: ISSUER.into(),
-        expires_at: now() + 3600,
-        token_id: Some("jti-a".into()),
-    })));
+    let caller = Caller(Some(Arc::new(principal())));
     // Parse, run the tool through its rmcp route, serialize the JSON-RPC answer.
     g.bench_function("direct_answer_hello_world", |b| {
         b.iter(|| {
