@@ -10,6 +10,9 @@
 //! - metrics: what mcp-server records per authenticated request (HTTP counter, JSON-RPC
 //!   method counter, verification histogram), each lookup alone, and a plain atomic add as
 //!   the floor.
+//! - mcp-server's bridge on the benchmark's `tools/call`: the one parse of the body
+//!   (scope-policy and direct-path inputs), and the direct answer through rmcp's tool
+//!   route; the JOSE header decode of a cache miss.
 //!
 //! `cargo bench -p bench --bench hot_paths` (add `-- --quick` for a short run).
 //!
@@ -32,6 +35,10 @@ use mcp_server::auth::cache::{token_key, TokenCache};
 use mcp_server::auth::claims::ClaimRules;
 use mcp_server::auth::jwks::{JwksOptions, JwksVerifier};
 use mcp_server::auth::{Principal, TokenVerifier};
+use mcp_server::direct::{self, DirectCall, DirectTools};
+use mcp_server::inspection::Body;
+use mcp_server::tools::{McpTools, ToolContext};
+use mcp_server::Caller;
 use shared::{AccessTokenClaims, Audience, ScopeSet};
 
 const ISSUER: &str = "http://127.0.0.1:3001";
@@ -123,6 +130,23 @@ fn verifier(fx: &Fixture, cache_entries: usize) -> JwksVerifier {
     v
 }
 
+/// What the verifier makes of `claims("jti-a")`.
+fn principal() -> Principal {
+    Principal {
+        subject: "user-1".into(),
+        username: Some("demo".into()),
+        name: None,
+        email: None,
+        roles: vec!["user".into()],
+        client_id: Some("client-1".into()),
+        scopes: ScopeSet::parse("mcp:read").unwrap(),
+        audience: vec![RESOURCE.into()],
+        issuer: ISSUER.into(),
+        expires_at: now() + 3600,
+        token_id: Some("jti-a".into()),
+    }
+}
+
 fn bench_verify(c: &mut Criterion) {
     let fx = fixture();
     let token_a = tokens::mint_access_token(&fx.ring, &claims("jti-a")).unwrap();
@@ -171,19 +195,7 @@ fn bench_verify(c: &mut Criterion) {
 
     // The cache alone: SHA-256 of the token + LRU lookup + Arc clone.
     let cache = TokenCache::new(10_000);
-    let principal = Arc::new(Principal {
-        subject: "user-1".into(),
-        username: Some("demo".into()),
-        name: None,
-        email: None,
-        roles: vec!["user".into()],
-        client_id: Some("client-1".into()),
-        scopes: ScopeSet::parse("mcp:read").unwrap(),
-        audience: vec![RESOURCE.into()],
-        issuer: ISSUER.into(),
-        expires_at: now() + 3600,
-        token_id: Some("jti-a".into()),
-    });
+    let principal = Arc::new(principal());
     cache
         .admit(token_key(&token_a), principal, now() + 3600, now())
         .unwrap();
@@ -272,12 +284,68 @@ fn bench_metrics(c: &mut Criterion) {
     g.finish();
 }
 
+/// The `tools/call` the session-mode load sends (docs/benchmarks.md).
+const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello_world","arguments":{"name":"bench"}}}"#;
+
+fn plain_call(body: &[u8]) -> DirectCall<'_> {
+    match Body::parse(body).unwrap() {
+        Body::Single(message) => DirectCall::from_message(message).unwrap(),
+        Body::Batch(_) => panic!("a single message"),
+    }
+}
+
+fn bench_bridge(c: &mut Criterion) {
+    let fx = fixture();
+    let mut g = c.benchmark_group("bridge");
+    g.bench_function("inspect_plain_call", |b| {
+        b.iter(|| plain_call(black_box(CALL)))
+    });
+
+    let tools = McpTools::new(Arc::new(ToolContext {
+        verifier: Arc::new(verifier(&fx, 10)),
+        metadata: None,
+        issuer: ISSUER.into(),
+        resource: RESOURCE.into(),
+        resource_metadata_url: format!("{RESOURCE}/.well-known"),
+        data: mcp_server::data::ProtectedData::parse("{}").unwrap(),
+        admin: None,
+    }));
+    let direct_tools = {
+        let _runtime = fx.runtime.enter();
+        DirectTools::new(tools)
+    };
+    let caller = Caller(Some(Arc::new(principal())));
+    // Parse, run the tool through its rmcp route, serialize the JSON-RPC answer.
+    g.bench_function("direct_answer_hello_world", |b| {
+        b.iter(|| {
+            let call = plain_call(black_box(CALL));
+            let outcome = fx
+                .runtime
+                .block_on(direct_tools.call(
+                    call.id.clone(),
+                    call.name,
+                    call.arguments,
+                    caller.clone(),
+                ))
+                .unwrap();
+            direct::message(&call.id, outcome).unwrap()
+        })
+    });
+    g.finish();
+
+    let token = tokens::mint_access_token(&fx.ring, &claims("jti-h")).unwrap();
+    c.bench_function("verify/jose_header", |b| {
+        b.iter(|| jsonwebtoken::decode_header(black_box(&token)).unwrap())
+    });
+}
+
 criterion_group!(
     benches,
     bench_verify,
     bench_pkce,
     bench_scopes,
     bench_signing,
-    bench_metrics
+    bench_metrics,
+    bench_bridge
 );
 criterion_main!(benches);

@@ -30,13 +30,20 @@ impl Caller {
         self.0.as_deref().map(|p| &p.scopes)
     }
 
-    /// The caller recorded by the bridge for this request; anonymous when absent
-    /// (a request that did not come through the bridge carries no authority).
+    /// The caller recorded by the bridge for this request: in the HTTP request rmcp
+    /// received, or in the context itself for a call the bridge answers directly.
+    /// Anonymous when absent (a request that did not come through the bridge carries
+    /// no authority).
     pub fn from_request_context(context: &RequestContext<RoleServer>) -> Self {
         context
             .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Caller>())
+            .get::<Caller>()
+            .or_else(|| {
+                context
+                    .extensions
+                    .get::<http::request::Parts>()
+                    .and_then(|parts| parts.extensions.get::<Caller>())
+            })
             .cloned()
             .unwrap_or_default()
     }

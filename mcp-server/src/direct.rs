@@ -1,5 +1,5 @@
 //! Direct answers to `tools/call` for the tools that need nothing from an MCP session
-//! (see [`crate::tools::McpTools::call_direct`]).
+//! (the self-contained tools of [`crate::tools::McpTools`]).
 //!
 //! Why: rmcp's Streamable HTTP transport hands every message to a per-session worker
 //! task through channels, opens a request-wise SSE channel, primes it and frames the
@@ -15,47 +15,106 @@
 //! Only requests rmcp would accept without any further check take this path; anything
 //! else (other methods, `_meta`, task augmentation, 2026-07-28 per-request metadata or
 //! SEP-2243 headers, unusual `Accept` values, unknown ids or arguments that don't
-//! deserialize) goes to rmcp unchanged, so the protocol rules stay in one place.
+//! deserialize) goes to rmcp unchanged, so the protocol rules stay in one place. The
+//! tools themselves run through rmcp's own tool dispatch (the routes `#[tool_router]`
+//! generated), so argument parsing and results are rmcp's too. The differential test
+//! `tests/it/direct.rs` compares both paths; rmcp is pinned to an exact version so
+//! that an upgrade is a deliberate change that re-runs it.
+
+use std::borrow::Cow;
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::HttpResponse;
 use rmcp::model::{
-    CallToolResult, ErrorData, JsonObject, ProtocolVersion, RequestId, ServerResult,
+    CallToolResponse, ErrorData, JsonObject, ProtocolVersion, RequestId, ServerResult,
 };
+use rmcp::service::{Peer, RequestContext, RxJsonRpcMessage, TxJsonRpcMessage};
+use rmcp::RoleServer;
 use serde::{Deserialize, Serialize};
 
-/// A single JSON-RPC `tools/call` request with nothing but a name and arguments.
-/// Unknown fields (`_meta`, `task`, ...) make the parse fail: rmcp handles those.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirectCall<'a> {
-    #[serde(borrow)]
-    jsonrpc: &'a str,
-    pub id: RequestId,
-    #[serde(borrow)]
-    method: &'a str,
-    pub params: DirectParams<'a>,
-}
+use crate::caller::Caller;
+use crate::inspection::{Arguments, Message, Params};
+use crate::tools::McpTools;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirectParams<'a> {
-    #[serde(borrow)]
+/// A single JSON-RPC `tools/call` request with nothing but an id, a name and
+/// arguments, spelled without escapes: a request rmcp reads exactly as the bridge
+/// does. Anything else (`_meta`, `task`, other keys, duplicate keys, a `null` or
+/// fractional id, ...) is rmcp's to handle.
+pub struct DirectCall<'a> {
+    pub id: RequestId,
     pub name: &'a str,
-    #[serde(default)]
     pub arguments: Option<JsonObject>,
 }
 
 impl<'a> DirectCall<'a> {
-    /// The call in `body`, when it is one the bridge may answer itself.
-    pub fn parse(body: &'a [u8]) -> Option<DirectCall<'a>> {
-        let call: DirectCall = serde_json::from_slice(body).ok()?;
-        (call.jsonrpc == "2.0" && call.method == "tools/call").then_some(call)
+    /// The call in `message`, when it is one the bridge may answer itself.
+    pub fn from_message(message: Message<'a>) -> Option<DirectCall<'a>> {
+        let Message {
+            jsonrpc: Some(Cow::Borrowed("2.0")),
+            id: Some(id),
+            method: Some(Cow::Borrowed("tools/call")),
+            params: Params::Object(params),
+            plain: true,
+        } = message
+        else {
+            return None;
+        };
+        let (Some(Cow::Borrowed(name)), true) = (params.name, params.plain) else {
+            return None;
+        };
+        let arguments = match params.arguments {
+            Arguments::Absent => None,
+            Arguments::Object(arguments) => Some(arguments),
+            Arguments::NotObject => return None,
+        };
+        Some(DirectCall {
+            id: RequestId::deserialize(id).ok()?,
+            name,
+            arguments,
+        })
+    }
+}
+
+/// The self-contained tools (see `McpTools::call_self_contained`) and what rmcp's
+/// tool dispatch needs to run them outside a session.
+pub struct DirectTools {
+    tools: McpTools,
+    /// A peer with no client behind it: rmcp's `RequestContext` needs one, and a
+    /// self-contained tool never uses it.
+    peer: Peer<RoleServer>,
+}
+
+impl DirectTools {
+    /// Must run inside the Tokio runtime (rmcp starts the peer's service task, which
+    /// ends at once: its transport has nothing to read).
+    pub fn new(tools: McpTools) -> Self {
+        let service = rmcp::service::serve_directly::<RoleServer, _, _, _, _>(
+            tools.clone(),
+            (
+                futures::sink::drain::<TxJsonRpcMessage<RoleServer>>(),
+                futures::stream::empty::<RxJsonRpcMessage<RoleServer>>(),
+            ),
+            None,
+        );
+        let peer = service.peer().clone();
+        DirectTools { tools, peer }
     }
 
-    /// The `category` argument the scope policy looks at.
-    pub fn category(&self) -> Option<&str> {
-        crate::policy::category_argument(self.params.arguments.as_ref())
+    /// Runs the call of tool `name` for `caller`; `None` leaves it to rmcp (not a
+    /// self-contained tool, or arguments that do not deserialize: rmcp words that
+    /// answer).
+    pub async fn call(
+        &self,
+        id: RequestId,
+        name: &str,
+        arguments: Option<JsonObject>,
+        caller: Caller,
+    ) -> Option<Result<CallToolResponse, ErrorData>> {
+        let mut context = RequestContext::new(id, self.peer.clone());
+        context.extensions.insert(caller);
+        self.tools
+            .call_self_contained(name, arguments, context)
+            .await
     }
 }
 
@@ -106,7 +165,7 @@ pub fn headers_allow(headers: &HeaderMap, session_mode: bool) -> bool {
 /// The JSON-RPC message answering `id`, as rmcp writes it for a peer on a protocol
 /// version before 2026-07-28 (the only peers [`headers_allow`] lets through): the
 /// result in the shape those versions define (rmcp's own legacy down-conversion).
-pub fn message(id: &RequestId, outcome: Result<CallToolResult, ErrorData>) -> Option<String> {
+pub fn message(id: &RequestId, outcome: Result<CallToolResponse, ErrorData>) -> Option<String> {
     #[derive(Serialize)]
     struct Message<'a> {
         jsonrpc: &'static str,
@@ -117,8 +176,8 @@ pub fn message(id: &RequestId, outcome: Result<CallToolResult, ErrorData>) -> Op
         error: Option<ErrorData>,
     }
     let (result, error) = match outcome {
-        Ok(result) => {
-            let mut result = ServerResult::CallToolResult(result);
+        Ok(response) => {
+            let mut result = ServerResult::from(response);
             result.strip_result_type_for_legacy_peer();
             result.strip_non_object_output_for_legacy_peer();
             (Some(result), None)
@@ -156,8 +215,17 @@ pub fn response(message: String, json: bool) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspection::Body;
     use actix_web::http::header::HeaderValue;
+    use rmcp::model::CallToolResult;
     use serde_json::Value;
+
+    fn parse(body: &[u8]) -> Option<DirectCall<'_>> {
+        match Body::parse(body).ok()? {
+            Body::Single(message) => DirectCall::from_message(message),
+            Body::Batch(_) => None,
+        }
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -172,16 +240,19 @@ mod tests {
 
     #[test]
     fn only_plain_calls_are_answered_directly() {
-        let call = DirectCall::parse(
+        let call = parse(
             br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"protected_data","arguments":{"category":"admin"}}}"#,
         );
         let Some(call) = call else {
             panic!("a plain call must parse");
         };
-        assert_eq!(call.params.name, "protected_data");
-        assert_eq!(call.category(), Some("admin"));
+        assert_eq!(call.name, "protected_data");
+        assert_eq!(
+            crate::policy::category_argument(call.arguments.as_ref()),
+            Some("admin")
+        );
         assert_eq!(call.id, RequestId::Number(7));
-        assert!(DirectCall::parse(
+        assert!(parse(
             br#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"hello_world"}}"#
         )
         .is_some());
@@ -200,7 +271,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"user_\u0070rofile"}}"#,
             r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello_world"}}]"#,
         ] {
-            assert!(DirectCall::parse(body.as_bytes()).is_none(), "{body}");
+            assert!(parse(body.as_bytes()).is_none(), "{body}");
         }
     }
 
@@ -244,9 +315,7 @@ mod tests {
 
     #[test]
     fn answers_are_framed_as_rmcp_frames_them() {
-        let ok = Ok(CallToolResult::success(vec![
-            rmcp::model::ContentBlock::text("hi"),
-        ]));
+        let ok = Ok(CallToolResult::success(vec![rmcp::model::ContentBlock::text("hi")]).into());
         let Some(text) = message(&RequestId::Number(3), ok) else {
             panic!("serializable");
         };
@@ -259,7 +328,7 @@ mod tests {
             value["result"].get("resultType").is_none(),
             "legacy shape: {value}"
         );
-        let err: Result<CallToolResult, ErrorData> = Err(ErrorData::invalid_params("nope", None));
+        let err: Result<CallToolResponse, ErrorData> = Err(ErrorData::invalid_params("nope", None));
         let Some(text) = message(&RequestId::String("x".into()), err) else {
             panic!("serializable");
         };

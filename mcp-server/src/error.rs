@@ -8,6 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
+use shared::bearer::BearerChallenge;
 use shared::ScopeSet;
 
 use crate::auth::VerifyError;
@@ -88,48 +89,32 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// Quoted-string content for a challenge parameter: RFC 6750 allows
-/// %x20-21 / %x23-5B / %x5D-7E; anything else becomes a space.
-fn challenge_text(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            ' ' | '!' | '#'..='[' | ']'..='~' => c,
-            _ => ' ',
-        })
-        .collect()
-}
-
-/// `Bearer resource_metadata="...", scope="..."` (+ `error`/`error_description`).
+/// `Bearer resource_metadata="...", scope="..."` (+ `error`/`error_description`);
+/// `insufficient_scope` leads with the error code.
 pub fn bearer_challenge(
     challenge: &ChallengeContext,
     scope: &ScopeSet,
     error: Option<(&str, &str)>,
 ) -> String {
-    let mut out = String::from("Bearer ");
-    match error {
-        Some(("insufficient_scope", _)) => {
-            out.push_str(&format!(
-                "error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\"",
-                challenge_text(&scope.to_string()),
-                challenge_text(&challenge.resource_metadata)
-            ));
-        }
+    let scope = scope.to_string();
+    let built = match error {
+        Some(("insufficient_scope", _)) => BearerChallenge::new()
+            .param("error", "insufficient_scope")
+            .param("scope", &scope)
+            .param("resource_metadata", &challenge.resource_metadata),
         _ => {
-            out.push_str(&format!(
-                "resource_metadata=\"{}\", scope=\"{}\"",
-                challenge_text(&challenge.resource_metadata),
-                challenge_text(&scope.to_string())
-            ));
-            if let Some((code, description)) = error {
-                out.push_str(&format!(
-                    ", error=\"{}\", error_description=\"{}\"",
-                    challenge_text(code),
-                    challenge_text(description)
-                ));
+            let built = BearerChallenge::new()
+                .param("resource_metadata", &challenge.resource_metadata)
+                .param("scope", &scope);
+            match error {
+                Some((code, description)) => built
+                    .param("error", code)
+                    .param("error_description", description),
+                None => built,
             }
         }
-    }
-    out
+    };
+    built.into_string()
 }
 
 /// A JSON-RPC 2.0 error object with a null id (the HTTP layer answers before the

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod data;
 pub mod direct;
 pub mod error;
+pub mod inspection;
 pub mod metrics;
 pub mod policy;
 pub mod routes;
@@ -102,7 +103,7 @@ pub struct AppState {
     pub last_prune: AtomicU64,
     /// The handler the bridge answers plain `tools/call`s with (see `direct`); `None`
     /// when another rmcp handler is served or `transport.direct_tool_calls = false`.
-    pub direct_tools: Option<McpTools>,
+    pub direct_tools: Option<direct::DirectTools>,
     /// Direct answers as JSON (stateless `json_response`) rather than one SSE event.
     pub direct_json: bool,
     /// How often a session used only through direct answers resets rmcp's idle timer.
@@ -312,7 +313,7 @@ impl Application {
         let direct_tools = settings
             .transport
             .direct_tool_calls
-            .then(|| prototype.clone());
+            .then(|| direct::DirectTools::new(prototype.clone()));
         let tool_names = prototype.tool_names();
         Self::mount(&settings, base, tool_names, direct_tools, move || {
             prototype.clone()
@@ -344,7 +345,7 @@ impl Application {
         settings: &Settings,
         base: Foundation,
         tool_names: Vec<String>,
-        direct_tools: Option<McpTools>,
+        direct_tools: Option<direct::DirectTools>,
         new_handler: F,
     ) -> anyhow::Result<Application>
     where

@@ -45,16 +45,6 @@ fn needed_scopes(tool: &str, category: Option<&str>) -> [Option<&'static str>; 2
     [tool_scope(tool), admin_category.then_some(MCP_ADMIN)]
 }
 
-/// Every scope a particular call needs, arguments included (`protected_data` with
-/// `category: "admin"` needs `mcp:admin`).
-pub fn required_scopes(tool: &str, arguments: Option<&Map<String, Value>>) -> ScopeSet {
-    ScopeSet::from_iter(
-        needed_scopes(tool, category_argument(arguments))
-            .into_iter()
-            .flatten(),
-    )
-}
-
 /// What the caller gets for a tool call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {

@@ -41,11 +41,13 @@ pub struct ToolContext {
     pub admin: Option<Arc<AdminClient>>,
 }
 
-/// The rmcp `ServerHandler`; cloned per session (two `Arc`s).
+/// The rmcp `ServerHandler`; cloned per session (three `Arc`s).
 #[derive(Clone)]
 pub struct McpTools {
     ctx: Arc<ToolContext>,
     router: Arc<ToolRouter<McpTools>>,
+    /// The routes of the self-contained tools (a subset of `router`).
+    self_contained: Arc<ToolRouter<McpTools>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -108,7 +110,11 @@ fn display_name(p: &Principal) -> &str {
         .unwrap_or(&p.subject)
 }
 
-#[tool_router(vis = "pub(crate)")]
+/// The self-contained tools: they need nothing from the MCP session (no peer, no
+/// progress, no request to the client) and change nothing, so the bridge may answer a
+/// plain call of one of them itself (see `crate::direct`). Being defined in this block
+/// is what makes a tool self-contained.
+#[tool_router(router = self_contained_tools, vis = "pub(crate)")]
 impl McpTools {
     #[tool(
         description = "Greets the caller (or `name`) and says whether the caller is authenticated.",
@@ -231,7 +237,12 @@ impl McpTools {
             "admin_api": ctx.admin.as_ref().map(|a| a.base_url().to_string()),
         })))
     }
+}
 
+/// Tools that act beyond this server (the authorization server's admin API): always
+/// answered through rmcp.
+#[tool_router(router = outward_tools, vis = "pub(crate)")]
+impl McpTools {
     #[tool(
         description = "Administration through the authorization server's admin API: list_tokens, revoke_token (target = grant id or token id prefix), user_stats. Needs mcp:admin.",
         annotations(read_only_hint = false, destructive_hint = true)
@@ -286,13 +297,15 @@ impl McpTools {
 
 impl McpTools {
     pub fn new(ctx: Arc<ToolContext>) -> Self {
-        let mut router = Self::tool_router();
+        let self_contained = Self::self_contained_tools();
+        let mut router = self_contained.clone() + Self::outward_tools();
         if ctx.admin.is_none() {
             router.remove_route(policy::ADMIN_PANEL);
         }
         Self {
             ctx,
             router: Arc::new(router),
+            self_contained: Arc::new(self_contained),
         }
     }
 
@@ -328,44 +341,25 @@ impl McpTools {
         Ok(json!({ "revoked": revoked, "token_ids_denied_locally": denied }))
     }
 
-    /// Runs a `tools/call` that needs nothing from the MCP session: no peer, no
-    /// progress, no request to the client, no side effect. The bridge answers such
-    /// calls without a round trip through rmcp's session worker (issue 6: that round
-    /// trip was most of a request's cost). `None` means "let rmcp handle it": a tool
-    /// outside this set (`admin_panel` calls the AS and revokes), an unknown tool, or
-    /// arguments that do not deserialize (rmcp words that error).
-    pub async fn call_direct(
+    /// Runs a `tools/call` of a self-contained tool through its rmcp route, for the
+    /// bridge's direct answers. `None` leaves the call to rmcp: another tool, or
+    /// arguments that do not deserialize (the tool did not run; rmcp words that
+    /// answer).
+    pub(crate) async fn call_self_contained(
         &self,
         name: &str,
-        arguments: Option<&JsonObject>,
-        caller: Caller,
-    ) -> Option<Result<CallToolResult, ErrorData>> {
-        if !self.router.has_route(name) {
-            return None;
-        }
-        if let Err(refused) = self.authorize(name, arguments, &caller) {
+        arguments: Option<JsonObject>,
+        context: RequestContext<RoleServer>,
+    ) -> Option<Result<CallToolResponse, ErrorData>> {
+        let (name, route) = self.self_contained.map.get_key_value(name)?;
+        let caller = Caller::from_request_context(&context);
+        if let Err(refused) = self.authorize(name, arguments.as_ref(), &caller) {
             return Some(Err(refused));
         }
-        fn parse<T: serde::de::DeserializeOwned>(arguments: Option<&JsonObject>) -> Option<T> {
-            match arguments {
-                Some(map) => T::deserialize(map).ok(),
-                None => T::deserialize(&JsonObject::new()).ok(),
-            }
-        }
-        Some(match name {
-            "hello_world" => {
-                self.hello_world(caller, Parameters(parse(arguments)?))
-                    .await
-            }
-            "auth_status" => self.auth_status(caller).await,
-            "user_profile" => self.user_profile(caller).await,
-            "protected_data" => {
-                self.protected_data(caller, Parameters(parse(arguments)?))
-                    .await
-            }
-            "oauth_info" => self.oauth_info().await,
-            _ => return None,
-        })
+        let mut request = CallToolRequestParams::new(name.clone());
+        request.arguments = arguments;
+        let response = (route.call)(ToolCallContext::new(self, request, context)).await;
+        response.ok().map(Ok)
     }
 
     /// The scope policy as the handlers' second line of defence (the bridge answered

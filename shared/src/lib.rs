@@ -1,7 +1,8 @@
 //! Types and rules that both services must agree on byte for byte: scope names and their
-//! hierarchy, access-token claims, canonical resource URLs and audience matching, the
+//! hierarchy, bearer tokens on the wire (RFC 6750), access-token claims, canonical resource URLs and audience matching, the
 //! well-known metadata documents, secret handling, layered configuration and logging.
 
+pub mod bearer;
 pub mod claims;
 pub mod metadata;
 pub mod metrics;

@@ -104,19 +104,11 @@ impl IntrospectionVerifier {
             VerifyError::Unavailable("introspection answer is not a JSON object".into())
         })
     }
-
-    /// The RFC 7662 answer rules: `active` must be `true`, `token_type` (when present)
-    /// must name an access token, then the shared `iss`/`aud`/`exp`/`nbf` rules.
-    pub fn principal_from_answer(
-        &self,
-        answer: RawClaims,
-        now: i64,
-    ) -> Result<Principal, VerifyError> {
-        answer_to_principal(&self.rules, answer, now)
-    }
 }
 
-/// Pure: an introspection answer to a principal.
+/// Pure: an introspection answer to a principal. The RFC 7662 answer rules: `active`
+/// must be `true`, `token_type` (when present) must name an access token, then the
+/// shared `iss`/`aud`/`exp`/`nbf` rules.
 pub fn answer_to_principal(
     rules: &ClaimRules,
     answer: RawClaims,
