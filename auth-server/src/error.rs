@@ -2,10 +2,11 @@
 //! (always `Cache-Control: no-store`), RFC 6750 `WWW-Authenticate` for bearer
 //! endpoints, an HTML error page for the browser flow, 429 with `Retry-After`.
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
+use shared::bearer::BearerChallenge;
 
 use crate::service::ServiceError;
 use crate::storage::StoreError;
@@ -130,21 +131,20 @@ impl From<ServiceError> for AppError {
     }
 }
 
-fn quote(value: &str) -> String {
-    value.replace(['"', '\\'], "'")
-}
-
 /// The RFC 6750 §3 `WWW-Authenticate` challenge.
-fn bearer_challenge(error: Option<&str>, description: &str, scope: Option<&str>) -> String {
-    let mut challenge = String::from("Bearer realm=\"auth-server\"");
+fn bearer_challenge(
+    error: Option<&str>,
+    description: &str,
+    scope: Option<&str>,
+) -> BearerChallenge {
+    let mut challenge = BearerChallenge::new().param("realm", "auth-server");
     if let Some(e) = error {
-        challenge.push_str(&format!(
-            ", error=\"{e}\", error_description=\"{}\"",
-            quote(description)
-        ));
+        challenge = challenge
+            .param("error", e)
+            .param("error_description", description);
     }
     if let Some(s) = scope {
-        challenge.push_str(&format!(", scope=\"{}\"", quote(s)));
+        challenge = challenge.param("scope", s);
     }
     challenge
 }
@@ -192,7 +192,7 @@ impl ResponseError for AppError {
                 ..
             } => {
                 let challenge = bearer_challenge(*error, description, scope.as_deref());
-                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                if let Ok(v) = challenge.header_value() {
                     b.insert_header((header::WWW_AUTHENTICATE, v));
                 }
                 no_store(&mut b);

@@ -22,14 +22,12 @@ use crate::error::no_store;
 use crate::service::clients::ClientCredentials;
 use crate::service::AppState;
 
-/// The bearer token of a request, if it has one.
+/// The bearer token of a request, if it carries exactly one well-formed one.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    match shared::bearer::bearer_token(req.headers()) {
+        shared::bearer::Presented::Token(token) => Some(token),
+        _ => None,
+    }
 }
 
 /// The client IP, honouring `X-Forwarded-For` only from trusted proxies.
