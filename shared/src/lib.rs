@@ -9,6 +9,7 @@
 )]
 
 pub mod claims;
+pub mod healthcheck;
 pub mod metadata;
 pub mod metrics;
 pub mod resource;
