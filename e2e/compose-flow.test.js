@@ -45,12 +45,15 @@ test('demo user: PRM, AS metadata, DCR, login + consent, token, tools', async ()
   assert.equal(claims.iss, issuer);
   assert.equal(claims.aud, mcpUrl);
 
-  const names = (await client.listTools()).tools.map((t) => t.name);
-  assert.ok(names.includes('hello_world') && names.includes('protected_data'), names.join(','));
-  assert.match(textOf(await client.callTool({ name: 'hello_world', arguments: {} })), /demo/i);
-  const personal = await client.callTool({ name: 'protected_data', arguments: { category: 'personal' } });
-  assert.ok(!personal.isError, textOf(personal));
-  await client.close();
+  try {
+    const names = (await client.listTools()).tools.map((t) => t.name);
+    assert.ok(names.includes('hello_world') && names.includes('protected_data'), names.join(','));
+    assert.match(textOf(await client.callTool({ name: 'hello_world', arguments: {} })), /demo/i);
+    const personal = await client.callTool({ name: 'protected_data', arguments: { category: 'personal' } });
+    assert.ok(!personal.isError, textOf(personal));
+  } finally {
+    await client.close();
+  }
 });
 
 test('admin user: step-up to mcp:admin, admin_panel through the AS admin API', async () => {
@@ -64,8 +67,11 @@ test('admin user: step-up to mcp:admin, admin_panel through the AS admin API', a
   await stepUp({ mcpUrl, provider, browser, scope: 'mcp:read mcp:admin', username: 'admin', password: 'admin123' });
   const admin = new Client({ name: 'compose-run', version: '1.0.0' });
   await admin.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider }));
-  const stats = await admin.callTool({ name: 'admin_panel', arguments: { action: 'user_stats' } });
-  assert.ok(!stats.isError, textOf(stats));
-  assert.match(textOf(stats), /demo/);
-  await admin.close();
+  try {
+    const stats = await admin.callTool({ name: 'admin_panel', arguments: { action: 'user_stats' } });
+    assert.ok(!stats.isError, textOf(stats));
+    assert.match(textOf(stats), /demo/);
+  } finally {
+    await admin.close();
+  }
 });

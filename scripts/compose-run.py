@@ -10,8 +10,14 @@ binary from the cargo target dir:
     named volumes a fresh temporary dir;
   - service host names (`auth-server:3001`) become 127.0.0.1 and each container port a
     free loopback port; a wildcard listen address (`0.0.0.0:3001`) binds that port on
-    127.0.0.1; a published port as the host sees it (`localhost:3001`) becomes
-    `localhost:` the same free port, so issuer and back-channel URLs keep their shapes;
+    127.0.0.1; `localhost:PORT` inside a service is the service itself unless PORT is
+    published;
+  - a published port (`3001:3001`) is a small proxy on another free loopback port, like
+    the engine's: `localhost:3001` as the host's browser sees it becomes `localhost:` that
+    port, so issuer and back-channel URLs keep their shapes. It refuses connections from
+    the topology's own processes, since inside a container `localhost:3001` is not the
+    host: a service that calls its issuer URL instead of its back-channel URL fails here
+    as it would under an engine;
   - services start in `depends_on` order, waiting for `service_healthy` with the
     service's own health check command.
 Then it runs the official TypeScript SDK client through the OAuth flow
@@ -30,11 +36,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import yaml
 
 SKIPPED = 3
+FLOW_TIMEOUT = 300
 
 
 class Unsupported(Exception):
@@ -103,6 +111,97 @@ def stage_chain(stages, name):
     return chain
 
 
+# --- published ports ----------------------------------------------------------------------
+
+def socket_owner_pids(client_port, pids):
+    """Which of `pids` holds the loopback TCP socket whose local port is `client_port`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == client_port:
+                inodes.add(f"socket:[{fields[9]}]")
+    owners = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    owners.add(pid)
+                    break
+            except OSError:
+                continue
+    return owners
+
+
+class PublishedPort(threading.Thread):
+    """The host side of a published port: forwards the host's connections to the service
+    and refuses the topology's own processes (for them the address is not the host)."""
+
+    def __init__(self, topology, host_port, service, container_port):
+        super().__init__(daemon=True)
+        self.topology, self.service = topology, service
+        self.label = f"localhost:{host_port}"
+        self.target_port = topology.port[(service, container_port)]
+        # Inside the target's own container `localhost:HOST_PORT` is still the service
+        # when it listens on that same port number.
+        self.reaches_itself = host_port == container_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+
+    def run(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+
+    def serve(self, client):
+        pids = {s.process.pid: s.name for s in self.topology.services.values() if s.process}
+        owners = {pids[pid] for pid in socket_owner_pids(client.getpeername()[1], pids)}
+        if owners and not (self.reaches_itself and owners == {self.service}):
+            for name in owners:
+                self.topology.refused.add((name, self.label))
+            client.close()
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            client.close()
+            return
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+
+
 # --- the runner -------------------------------------------------------------------------
 
 class Service:
@@ -129,6 +228,8 @@ class Topology:
         self.services = {n: Service(n, s) for n, s in (self.config.get("services") or {}).items()}
         self.port = {}  # (service, container port) -> free loopback port
         self.published = {}  # host port -> (service, container port)
+        self.proxies = {}  # host port -> PublishedPort
+        self.refused = set()  # (service, published address) it wrongly called
         for service in self.services.values():
             self.load_image(service)
         self.allocate_ports()
@@ -213,6 +314,8 @@ class Topology:
         for service in self.services.values():
             for port in sorted(service.container_ports):
                 self.port[(service.name, port)] = free_port()
+        for host_port, (name, target) in self.published.items():
+            self.proxies[host_port] = PublishedPort(self, host_port, name, target)
 
     def health_test(self, service):
         health = service.spec.get("healthcheck") or {}
@@ -235,10 +338,12 @@ class Topology:
             if m.group("wildcard"):  # a listen address on every interface
                 return f"127.0.0.1:{self.port[(service.name, int(m.group('wildcard_port')))]}"
             port = int(m.group("loopback_port"))
+            # A published port keeps the host's view, so identifiers (issuer, resource)
+            # read the same in every service and in the browser.
+            if port in self.proxies:
+                return f"{m.group('loopback')}:{self.proxies[port].port}"
             if (service.name, port) in self.port:  # its own port, seen from inside
                 return f"{m.group('loopback')}:{self.port[(service.name, port)]}"
-            if port in self.published:  # a published port, as the host's browser sees it
-                return f"{m.group('loopback')}:{self.port[self.published[port]]}"
             return m.group(0)
 
         # One pass, so that an address written once is never rewritten again.
@@ -270,6 +375,8 @@ class Topology:
         service.log_path = os.path.join(self.workdir, f"{service.name}.log")
         ports = ", ".join(f"{p}->127.0.0.1:{self.port[(service.name, p)]}"
                           for p in sorted(service.container_ports))
+        ports += "".join(f", published {proxy.label}->localhost:{proxy.port}"
+                         for proxy in self.proxies.values() if proxy.service == service.name)
         print(f"compose-run: starting {service.name}: {shlex.join(argv)}  [ports {ports}]", flush=True)
         log = open(service.log_path, "wb")
         service.process = subprocess.Popen(argv, cwd=cwd, env=self.environment(service),
@@ -310,6 +417,11 @@ class Topology:
                                  f"{self.tail(service)}")
             time.sleep(0.3)
 
+    def wiring_faults(self):
+        return [f"service {name} called {address}, the host's published address: inside its "
+                f"container that is the container itself (use the service name, e.g. a "
+                f"back-channel URL)" for name, address in sorted(self.refused)]
+
     def tail(self, service, lines=40):
         if not service.log_path or not os.path.exists(service.log_path):
             return ""
@@ -317,6 +429,8 @@ class Topology:
             return "".join(f.readlines()[-lines:])
 
     def up(self):
+        for proxy in self.proxies.values():
+            proxy.start()
         started = set()
         while len(started) < len(self.services):
             ready = [s for s in self.services.values() if s.name not in started
@@ -340,6 +454,8 @@ class Topology:
         return {d: (c or {}).get("condition", "service_started") for d, c in deps.items()}
 
     def down(self):
+        for proxy in self.proxies.values():
+            proxy.close()
         for service in reversed(list(self.services.values())):
             if service.process and service.process.poll() is None:
                 service.process.send_signal(signal.SIGTERM)
@@ -354,7 +470,7 @@ class Topology:
     def entry_urls(self):
         """The MCP URL and issuer a browser on the host uses: the resource (and issuer) a
         service is configured with whose port is published."""
-        published_ports = {self.port[v] for v in self.published.values()}
+        published_ports = {proxy.port for proxy in self.proxies.values()}
 
         def browser_facing(key_suffix):
             found = set()
@@ -378,6 +494,8 @@ def main():
                         "(default: the one published resource the services are configured with)")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
+    # A stop from outside (CI timeout, Ctrl-C) still stops the services (`finally` below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     repo = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
     workdir = tempfile.mkdtemp(prefix="compose-run-")
     topology = None
@@ -400,9 +518,16 @@ def main():
         if len(issuers) == 1:
             env["ISSUER"] = issuers.pop()
         print(f"compose-run: OAuth flow of the official TypeScript SDK client against {mcp_url}", flush=True)
-        flow = subprocess.run(["node", "--test", "--test-concurrency=1", "compose-flow.test.js"],
-                              cwd=os.path.join(repo, "e2e"), env=env)
-        if flow.returncode != 0:
+        try:
+            flow = subprocess.run(["node", "--test", "--test-concurrency=1", "compose-flow.test.js"],
+                                  cwd=os.path.join(repo, "e2e"), env=env, timeout=FLOW_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            flow = subprocess.CompletedProcess([], 1)
+            print(f"compose-run: the OAuth flow did not finish in {FLOW_TIMEOUT} s")
+        faults = topology.wiring_faults()
+        for fault in faults:
+            print(f"compose-run: {fault}")
+        if flow.returncode != 0 or faults:
             for service in topology.services.values():
                 print(f"--- {service.name} log (tail)\n{topology.tail(service)}")
             return 1
@@ -410,6 +535,8 @@ def main():
     except SystemExit as e:
         if isinstance(e.code, str):
             print(f"compose-run: {e.code}")
+            for fault in topology.wiring_faults() if topology else []:
+                print(f"compose-run: {fault}")
             return 1
         raise
     finally:
