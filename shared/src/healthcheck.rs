@@ -77,10 +77,19 @@ mod tests {
     #[test]
     fn wildcard_binds_are_probed_on_loopback() {
         let url = |listen| local_url(listen, "/healthz").map_err(|e| e.to_string());
-        assert_eq!(url("0.0.0.0:3001"), Ok("http://127.0.0.1:3001/healthz".into()));
+        assert_eq!(
+            url("0.0.0.0:3001"),
+            Ok("http://127.0.0.1:3001/healthz".into())
+        );
         assert_eq!(url("[::]:3000"), Ok("http://[::1]:3000/healthz".into()));
-        assert_eq!(url("127.0.0.1:8080"), Ok("http://127.0.0.1:8080/healthz".into()));
-        assert_eq!(url("localhost:3000"), Ok("http://localhost:3000/healthz".into()));
+        assert_eq!(
+            url("127.0.0.1:8080"),
+            Ok("http://127.0.0.1:8080/healthz".into())
+        );
+        assert_eq!(
+            url("localhost:3000"),
+            Ok("http://localhost:3000/healthz".into())
+        );
         assert_eq!(url(":3000"), Ok("http://127.0.0.1:3000/healthz".into()));
     }
 
@@ -88,7 +97,10 @@ mod tests {
     fn addresses_without_a_fixed_port_are_refused() {
         for listen in ["127.0.0.1:0", "127.0.0.1", "127.0.0.1:http", ""] {
             assert!(
-                matches!(local_url(listen, "/healthz"), Err(ProbeError::NoFixedPort(_))),
+                matches!(
+                    local_url(listen, "/healthz"),
+                    Err(ProbeError::NoFixedPort(_))
+                ),
                 "{listen}"
             );
         }

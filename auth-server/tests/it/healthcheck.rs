@@ -47,5 +47,7 @@ async fn healthcheck_probes_a_wildcard_listen_address_on_loopback() {
     let port = app.base.rsplit(':').next().unwrap().to_string();
     let up = healthcheck(&format!("0.0.0.0:{port}")).await;
     assert_eq!(up.status.code(), Some(0), "{up:?}");
-    assert!(String::from_utf8_lossy(&up.stdout).contains(&format!("http://127.0.0.1:{port}/healthz")));
+    assert!(
+        String::from_utf8_lossy(&up.stdout).contains(&format!("http://127.0.0.1:{port}/healthz"))
+    );
 }

@@ -50,7 +50,10 @@ async fn healthcheck_ready_exits_1_while_no_keys_can_be_loaded() {
     assert_eq!(live.status.code(), Some(0), "{live:?}");
     let ready = healthcheck(&listen_of(&s.base), &["--ready"]).await;
     assert_eq!(ready.status.code(), Some(1), "{ready:?}");
-    assert!(String::from_utf8_lossy(&ready.stderr).contains("503"), "{ready:?}");
+    assert!(
+        String::from_utf8_lossy(&ready.stderr).contains("503"),
+        "{ready:?}"
+    );
 }
 
 #[tokio::test]
@@ -60,5 +63,8 @@ async fn healthcheck_exits_1_when_nothing_listens() {
     drop(free);
     let down = healthcheck(&listen, &[]).await;
     assert_eq!(down.status.code(), Some(1), "{down:?}");
-    assert!(String::from_utf8_lossy(&down.stderr).contains("/healthz"), "{down:?}");
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("/healthz"),
+        "{down:?}"
+    );
 }
