@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Interoperability: our servers against software nobody here wrote.
 #   1. the official MCP conformance suite (0.1.16 + 0.2.0-alpha) against auth-server +
-#      mcp-server, auth on                                   -> e2e/conformance/run.sh
+#      conformance-fixture (mcp-server's application), auth on -> e2e/conformance/run.sh
 #   2. mcp-server behind node-oidc-provider (JWKS and introspection modes, audience
 #      check), driven by the official TypeScript SDK client   -> e2e/tests/oidc-provider.test.js
 #   3. auth-server tokens at a FastMCP resource server (Python) -> e2e/python/test_fastmcp_rs.py
 #
-#   e2e/run-interop.sh            # all three; needs target/debug/{auth-server,mcp-server}
+#   e2e/run-interop.sh            # all three; needs `cargo build --workspace --bins`
 #   INTEROP_ONLY=conformance,oidc,python e2e/run-interop.sh
 #
 # Installs are idempotent and cached (gitignored): e2e/node_modules (npm ci, only when
@@ -34,7 +34,7 @@ record() { # name passed failed
 started=$(date +%s)
 
 if want conformance; then
-  echo "== interop 1/3: MCP conformance suite (auth-server + mcp-server, auth on)"
+  echo "== interop 1/3: MCP conformance suite (auth-server + conformance-fixture, auth on)"
   out="$(mktemp)"
   "$e2e/conformance/run.sh" 2>&1 | tee "$out"
   rc=${PIPESTATUS[0]}

@@ -7,9 +7,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{bootstrap, new_user, Application};
+use crate::app::Application;
+use crate::domain::key_encryption::KeyEncryption;
 use crate::domain::scope_policy::Role;
 use crate::domain::{keys, now, passwords};
+use crate::service::bootstrap::{bootstrap, new_user};
+use crate::service::keys_at_rest;
 use crate::settings::Settings;
 use crate::storage::{Store, StoreError};
 
@@ -124,6 +127,10 @@ pub enum KeysCommand {
     Rotate,
     /// List signing keys.
     List,
+    /// Re-encrypt every stored secret key under the current key-encryption key
+    /// (`secrets.key_file`), reading the old ones with `secrets.previous_key_files`;
+    /// one transaction.
+    Rewrap,
 }
 
 /// Loads settings from the file and env, then applies command-line overrides.
@@ -264,22 +271,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(cmd) => {
             let store = open_store(&settings).await?;
+            let enc = keys_at_rest::key_encryption(&settings.secrets)?;
             match cmd {
                 KeysCommand::Rotate => {
-                    let kid = rotate_keys(store.as_ref()).await?;
+                    // The new key is sealed like the stored ones, or not at all.
+                    keys_at_rest::seal_plaintext_secrets(store.as_ref(), &enc).await?;
+                    let kid = rotate_keys(store.as_ref(), &enc).await?;
                     println!("new active signing key {kid}; previous keys stay in JWKS until their tokens expire");
                 }
                 KeysCommand::List => {
-                    println!("{:<20} {:<6} {:<26} RETIRED", "KID", "ALG", "CREATED");
+                    println!(
+                        "{:<20} {:<6} {:<26} {:<26} AT REST",
+                        "KID", "ALG", "CREATED", "RETIRED"
+                    );
                     for k in store.list_keys().await? {
                         println!(
-                            "{:<20} {:<6} {:<26} {}",
+                            "{:<20} {:<6} {:<26} {:<26} {}",
                             k.kid,
                             k.alg,
                             when(k.created_at),
-                            k.retired_at.map(when).unwrap_or_else(|| "active".into())
+                            k.retired_at.map(when).unwrap_or_else(|| "active".into()),
+                            keys_at_rest::describe_at_rest(&k)
                         );
                     }
+                }
+                KeysCommand::Rewrap => {
+                    let done = keys_at_rest::rewrap(store.as_ref(), &enc).await?;
+                    println!(
+                        "re-encrypted {} stored secret(s) under key-encryption key {}; {} already were",
+                        done.resealed,
+                        enc.current_id().unwrap_or("-"),
+                        done.unchanged
+                    );
                 }
             }
             Ok(())
@@ -302,21 +325,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Adds a new active signing key (the library function behind `keys rotate`).
-pub async fn rotate_keys(store: &dyn Store) -> anyhow::Result<String> {
+/// Adds a new active signing key, its private part sealed with `enc` (the library
+/// function behind `keys rotate`).
+pub async fn rotate_keys(store: &dyn Store, enc: &KeyEncryption) -> anyhow::Result<String> {
     let key = keys::generate(now())?;
-    store.rotate_keys(&key, now()).await?;
+    store
+        .rotate_keys(&keys_at_rest::seal_key(enc, &key)?, now())
+        .await?;
     Ok(key.kid)
 }
 
 async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
+    let enc = keys_at_rest::key_encryption(&settings.secrets)?;
+    keys_at_rest::seal_plaintext_secrets(store.as_ref(), &enc).await?;
     bootstrap(
         &Settings {
             demo: Default::default(),
             ..settings.clone()
         },
         store.as_ref(),
+        &enc,
     )
     .await?;
     match cmd {

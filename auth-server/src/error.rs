@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::service::ServiceError;
 use crate::storage::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,15 +56,6 @@ impl AppError {
     pub fn invalid_request(description: impl Into<String>) -> Self {
         Self::oauth("invalid_request", description)
     }
-    pub fn invalid_grant(description: impl Into<String>) -> Self {
-        Self::oauth("invalid_grant", description)
-    }
-    pub fn invalid_client(description: impl Into<String>, basic: bool) -> Self {
-        AppError::InvalidClient {
-            description: description.into(),
-            basic,
-        }
-    }
     pub fn page(title: impl Into<String>, message: impl Into<String>) -> Self {
         AppError::Page {
             status: StatusCode::BAD_REQUEST,
@@ -95,14 +87,66 @@ impl From<StoreError> for AppError {
     }
 }
 
-impl From<actix_web::error::BlockingError> for AppError {
-    fn from(e: actix_web::error::BlockingError) -> Self {
-        AppError::Internal(e.to_string())
+/// Every flow outcome's HTTP answer: RFC 6749 §5.2 JSON, RFC 6750 bearer
+/// challenges, or (for the browser flow, when no redirect can be trusted) a page.
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::InvalidClient { description, basic } => {
+                AppError::InvalidClient { description, basic }
+            }
+            ServiceError::IntrospectionNotAllowed => AppError::OAuth {
+                status: StatusCode::FORBIDDEN,
+                error: e.oauth_code(),
+                description: e.to_string(),
+            },
+            ServiceError::InvalidToken(description) => AppError::unauthorized(description),
+            ServiceError::TokenRequired { description, scope } => AppError::Bearer {
+                status: StatusCode::UNAUTHORIZED,
+                error: None,
+                description: description.into(),
+                scope: scope.map(str::to_owned),
+            },
+            ServiceError::InsufficientScope(scope) => AppError::insufficient_scope(scope),
+            ServiceError::MissingClientId => AppError::page("Invalid request", "The request has no client_id."),
+            ServiceError::UnknownClient => AppError::page(
+                "Unknown application",
+                "The application that sent you here is not registered with this server. It may have been removed; ask it to register again.",
+            ),
+            ServiceError::UnregisteredRedirect => AppError::page(
+                "Invalid redirect",
+                "The redirect address in this request is not registered for the application, so you cannot be sent back to it.",
+            ),
+            ServiceError::ClientUnavailable(detail) => AppError::page("Application not available", detail),
+            ServiceError::NoDecision => AppError::page("Invalid request", "Choose Allow or Deny."),
+            ServiceError::NotFound(what) => AppError::NotFound(what),
+            ServiceError::RateLimited { retry_after_secs } => {
+                AppError::RateLimited { retry_after_secs }
+            }
+            ServiceError::Store(e) => e.into(),
+            ServiceError::Internal(detail) => AppError::Internal(detail),
+            other => AppError::oauth(other.oauth_code(), other.to_string()),
+        }
     }
 }
 
 fn quote(value: &str) -> String {
     value.replace(['"', '\\'], "'")
+}
+
+/// The RFC 6750 §3 `WWW-Authenticate` challenge.
+fn bearer_challenge(error: Option<&str>, description: &str, scope: Option<&str>) -> String {
+    let mut challenge = String::from("Bearer realm=\"auth-server\"");
+    if let Some(e) = error {
+        challenge.push_str(&format!(
+            ", error=\"{e}\", error_description=\"{}\"",
+            quote(description)
+        ));
+    }
+    if let Some(s) = scope {
+        challenge.push_str(&format!(", scope=\"{}\"", quote(s)));
+    }
+    challenge
 }
 
 /// The `Cache-Control`/`Pragma` pair that every token-bearing or OAuth error answer carries.
@@ -147,16 +191,7 @@ impl ResponseError for AppError {
                 scope,
                 ..
             } => {
-                let mut challenge = String::from("Bearer realm=\"auth-server\"");
-                if let Some(e) = error {
-                    challenge.push_str(&format!(
-                        ", error=\"{e}\", error_description=\"{}\"",
-                        quote(description)
-                    ));
-                }
-                if let Some(s) = scope {
-                    challenge.push_str(&format!(", scope=\"{}\"", quote(s)));
-                }
+                let challenge = bearer_challenge(*error, description, scope.as_deref());
                 if let Ok(v) = HeaderValue::from_str(&challenge) {
                     b.insert_header((header::WWW_AUTHENTICATE, v));
                 }

@@ -16,8 +16,8 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ratelimit;
+pub mod service;
 pub mod settings;
-pub mod state;
 pub mod storage;
 
 pub use app::Application;

@@ -14,6 +14,8 @@ pub const LIST_KEYS: &[&str] = &[
     "server.trusted_proxies",
     "oauth.resources",
     "oauth.default_scopes",
+    "secrets.previous_key_files",
+    "secrets.previous_keys",
 ];
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -26,6 +28,7 @@ pub struct Settings {
     pub demo: DemoSettings,
     pub rate_limit: RateLimitSettings,
     pub cimd: CimdSettings,
+    pub secrets: SecretsSettings,
     /// Pre-registered clients (`[[clients]]` tables in TOML).
     pub clients: Vec<ClientConfig>,
 }
@@ -145,6 +148,32 @@ impl Default for DemoSettings {
             enabled: false,
             mcp_server_client_secret: Secret::new("demo-mcp-server-secret"),
         }
+    }
+}
+
+/// The key-encryption key (KEK) that seals the signing keys' private parts and the
+/// cookie key in the database (`crate::service::keys_at_rest`). A KEK is base64 of
+/// 32 random bytes (`openssl rand -base64 32`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecretsSettings {
+    /// A file holding the current KEK.
+    pub key_file: String,
+    /// The current KEK itself, for containers without files (instead of `key_file`).
+    pub key: Secret,
+    /// Files holding earlier KEKs: stored values sealed with them still open, and
+    /// `auth-server keys rewrap` re-seals them under the current one.
+    pub previous_key_files: Vec<String>,
+    /// Earlier KEKs themselves (instead of files).
+    pub previous_keys: Vec<Secret>,
+    /// Refuse to start without a KEK (production); without one, and this false,
+    /// keys are stored unencrypted and the start-up log says so.
+    pub required: bool,
+}
+
+impl SecretsSettings {
+    pub fn kek_configured(&self) -> bool {
+        !self.key_file.trim().is_empty() || !self.key.is_empty()
     }
 }
 
@@ -270,6 +299,23 @@ impl Settings {
         if self.demo.enabled && self.demo.mcp_server_client_secret.expose().len() < 8 {
             return Err("demo.mcp_server_client_secret must have at least 8 characters".into());
         }
+        if !self.secrets.key_file.trim().is_empty() && !self.secrets.key.is_empty() {
+            return Err("set one of secrets.key_file and secrets.key, not both".into());
+        }
+        let previous =
+            !self.secrets.previous_key_files.is_empty() || !self.secrets.previous_keys.is_empty();
+        if previous && !self.secrets.kek_configured() {
+            return Err(
+                "secrets.previous_key_files needs the current key in secrets.key_file (or secrets.key)"
+                    .into(),
+            );
+        }
+        if self.secrets.required && !self.secrets.kek_configured() {
+            return Err(
+                "secrets.required is set but no key-encryption key is configured: set secrets.key_file (or secrets.key)"
+                    .into(),
+            );
+        }
         for c in &self.clients {
             if c.client_id.trim().is_empty() {
                 return Err("clients: client_id must not be empty".into());
@@ -375,5 +421,18 @@ can_introspect = true
         let mut s = Settings::default();
         s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "not-an-ip".into()];
         assert!(s.validate().unwrap_err().contains("server.trusted_proxies"));
+        let mut s = Settings::default();
+        s.secrets.required = true;
+        assert!(s.validate().unwrap_err().contains("secrets.key_file"));
+        s.secrets.key_file = "/run/secrets/kek".into();
+        s.validate().unwrap();
+        s.secrets.key = Secret::new("also");
+        assert!(s.validate().unwrap_err().contains("secrets.key"));
+        let mut s = Settings::default();
+        s.secrets.previous_key_files = vec!["/run/secrets/old-kek".into()];
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .contains("secrets.previous_key_files"));
     }
 }

@@ -114,13 +114,13 @@ const wanted = (key) => !only || only.includes(key);
 const results = [];
 let stack; let proxy;
 try {
-  stack = await startStack({ rsEnv: { MCP__FIXTURES__CONFORMANCE: 'true' } });
+  stack = await startStack({ rsBin: 'conformance-fixture' });
   const direct = await fetch(stack.mcpUrl, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
     body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
   });
-  if (direct.status !== 401) throw new Error(`mcp-server without a token answered ${direct.status}, expected 401: auth must be on`);
+  if (direct.status !== 401) throw new Error(`conformance-fixture without a token answered ${direct.status}, expected 401: auth must be on`);
   console.log(`auth on: ${stack.mcpUrl} without a token -> 401; suites go through a bearer proxy as user '${USER.username}'`);
 
   const session = await userTokenSession({ issuer: stack.issuer, resource: stack.mcpUrl, ...USER });

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The official MCP conformance suite (npm @modelcontextprotocol/conformance) against
-# the real auth-server + mcp-server binaries, with auth ON.
+# the real auth-server + conformance-fixture (mcp-server's application) binaries, with auth ON.
 #
 #   e2e/conformance/run.sh [--only c016,alpha-2025-11-25,alpha-2026-07-28,dns,authorization]
 #
@@ -20,8 +20,10 @@
 # reverse proxy (e2e/lib/bearer-proxy.js) in front of mcp-server that adds
 # `Authorization: Bearer <token>` (refreshing it before expiry) and passes Host, Origin and
 # every other header through untouched, so DNS-rebinding protection is tested for real. The
-# harness first checks that mcp-server itself answers 401 without a token. mcp-server runs
-# with the conformance fixture on (MCP__FIXTURES__CONFORMANCE=true), never in the demo config.
+# harness first checks that the fixture itself answers 401 without a token. The MCP side is
+# the `conformance-fixture` binary (crate conformance-fixture): mcp-server's application with
+# the same flags and OAuth bridge, serving the suite's fixture pack instead of the product's
+# tools. The product binary carries no fixture.
 #
 # The suite needs Node >= 22. Node 22 is installed from npm (package `node@22`) into a cache
 # dir next to this script; the system Node is not touched. Everything is cached under
@@ -60,8 +62,8 @@ fi
 npm_install "$cache/conformance-$stable" "@modelcontextprotocol/conformance@$stable"
 npm_install "$cache/conformance-$alpha" "@modelcontextprotocol/conformance@$alpha"
 
-for bin in auth-server mcp-server; do
-  [ -x "$MCP_E2E_BIN_DIR/$bin" ] || { echo "missing $MCP_E2E_BIN_DIR/$bin: run cargo build -p auth-server -p mcp-server" >&2; exit 1; }
+for bin in auth-server conformance-fixture; do
+  [ -x "$MCP_E2E_BIN_DIR/$bin" ] || { echo "missing $MCP_E2E_BIN_DIR/$bin: run cargo build --workspace --bins" >&2; exit 1; }
 done
 # run.js imports e2e/lib (the TS SDK's node_modules are not needed here).
 echo "conformance: node $("$node22" --version), suite $stable and $alpha, binaries in ${MCP_E2E_BIN_DIR#$repo/}"

@@ -63,8 +63,11 @@ export async function stopProcess(child) {
   clearTimeout(timer);
 }
 
-/** Starts auth-server (--demo) and mcp-server (--demo) wired to each other. */
-export async function startStack({ asEnv = {}, rsEnv = {}, rsArgs = [] } = {}) {
+/**
+ * Starts auth-server (--demo) and mcp-server (--demo) wired to each other. `rsBin` names
+ * another binary with mcp-server's flags to start in its place (the conformance fixture).
+ */
+export async function startStack({ asEnv = {}, rsEnv = {}, rsArgs = [], rsBin = 'mcp-server' } = {}) {
   const asPort = await freePort();
   const rsPort = await freePort();
   const issuer = `http://127.0.0.1:${asPort}`;
@@ -76,7 +79,7 @@ export async function startStack({ asEnv = {}, rsEnv = {}, rsArgs = [] } = {}) {
   ], asEnv);
   let rs;
   try {
-    rs = await startProcess('mcp-server', [
+    rs = await startProcess(rsBin, [
       'serve', '--demo', '--listen', `127.0.0.1:${rsPort}`, '--resource', mcpUrl, '--issuer', issuer, ...rsArgs,
     ], rsEnv);
   } catch (e) {

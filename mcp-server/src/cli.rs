@@ -5,10 +5,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use std::future::Future;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shared::Secret;
 
 use crate::settings::Settings;
+use crate::Application;
 
 pub use crate::settings::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 
@@ -94,10 +97,6 @@ pub struct ServeArgs {
     /// Use the demo client that `auth-server --demo` registers (mcp-server / demo-mcp-server-secret).
     #[arg(long)]
     pub demo: bool,
-    /// Serve the official MCP conformance suite's fixture pack instead of the normal tools
-    /// (fixtures.conformance; for tests, never in the demo).
-    #[arg(long)]
-    pub conformance_fixture: bool,
 }
 
 impl ServeArgs {
@@ -130,15 +129,16 @@ impl ServeArgs {
         if self.allow_anonymous {
             settings.auth.allow_anonymous = true;
         }
-        if self.conformance_fixture {
-            settings.fixtures.conformance = true;
-        }
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve<F, Fut>(args: ServeArgs, build: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: Future<Output = anyhow::Result<Application>>,
+{
     let settings = args.settings()?;
-    let app = crate::Application::build(settings).await?;
+    let app = build(settings).await?;
     println!("listening on http://{}", app.local_addr());
     log::info!(
         "MCP endpoint {} (tools: {})",
@@ -151,11 +151,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    run(Cli::command(), Application::build)
+}
+
+/// Runs a server binary: parses the command line of [`Cli`] (under the name and help
+/// text of `command`), sets up logging, builds the application with `build` and serves
+/// until stopped. A binary that mounts its own rmcp handler passes
+/// [`Application::build_with_service`] here and shares every flag of `mcp-server`.
+pub fn run<F, Fut>(command: clap::Command, build: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: Future<Output = anyhow::Result<Application>>,
+{
+    let name = command.get_name().to_owned();
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // rmcp logs through `tracing`; its span events arrive under the `tracing::span`
     // target (one INFO line per session otherwise).
-    // No access-log line per request at info by default (issue 6: it costs ~8 % of a
-    // cached tools/call); `RUST_LOG=info` brings the access log back.
+    // No access-log line per request at info by default (it costs ~8 % of a cached
+    // tools/call); `RUST_LOG=info` brings the access log back.
     shared::telemetry::init_logging(
         "info,rmcp=warn,tracing::span=warn,actix_web::middleware::logger=warn",
     );
@@ -164,11 +180,11 @@ pub fn main() -> ExitCode {
         Some(Command::Healthcheck(args)) => return args.run(),
         None => cli.serve,
     };
-    let result = actix_web::rt::System::new().block_on(serve(args));
+    let result = actix_web::rt::System::new().block_on(serve(args, build));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mcp-server: {e:#}");
+            eprintln!("{name}: {e:#}");
             ExitCode::FAILURE
         }
     }

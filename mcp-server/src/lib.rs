@@ -25,7 +25,6 @@ pub mod cli;
 pub mod data;
 pub mod direct;
 pub mod error;
-pub mod fixtures;
 pub mod metrics;
 pub mod policy;
 pub mod routes;
@@ -45,6 +44,9 @@ use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::{anyhow, bail, Context as _};
+use bytes::Bytes;
+use futures::future::LocalBoxFuture;
+use http_body_util::{combinators::BoxBody, Full};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use shared::metadata::ProtectedResourceMetadata;
@@ -60,26 +62,25 @@ use crate::tools::{McpTools, ToolContext};
 
 pub use crate::caller::Caller;
 
-/// The rmcp service behind the MCP endpoint: the normal tools, or the conformance
-/// fixture pack when `fixtures.conformance` is on (tests only, never the demo).
-pub enum McpService {
-    Tools(StreamableHttpService<McpTools, LocalSessionManager>),
-    Conformance(StreamableHttpService<fixtures::ConformanceServer, LocalSessionManager>),
+/// The rmcp service behind the MCP endpoint, whichever handler it serves: the
+/// product's tools ([`Application::build`]) or another one
+/// ([`Application::build_with_service`]).
+pub trait McpEndpoint: Send + Sync {
+    fn handle(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> LocalBoxFuture<'_, http::Response<BoxBody<Bytes, std::convert::Infallible>>>;
 }
 
-impl McpService {
-    pub async fn handle<B>(
+impl<S> McpEndpoint for StreamableHttpService<S, LocalSessionManager>
+where
+    S: rmcp::ServerHandler + Send + 'static,
+{
+    fn handle(
         &self,
-        request: http::Request<B>,
-    ) -> http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>>
-    where
-        B: http_body::Body + Send + 'static,
-        B::Error: std::fmt::Display,
-    {
-        match self {
-            McpService::Tools(service) => service.handle(request).await,
-            McpService::Conformance(service) => service.handle(request).await,
-        }
+        request: http::Request<Full<Bytes>>,
+    ) -> LocalBoxFuture<'_, http::Response<BoxBody<Bytes, std::convert::Infallible>>> {
+        Box::pin(StreamableHttpService::handle(self, request))
     }
 }
 
@@ -101,12 +102,12 @@ pub struct AppState {
     pub max_sessions_per_subject: usize,
     pub sessions: SessionOwners,
     pub session_manager: Arc<LocalSessionManager>,
-    pub mcp: McpService,
+    pub mcp: Box<dyn McpEndpoint>,
     pub metrics: Metrics,
     pub prm: ProtectedResourceMetadata,
     pub last_prune: AtomicU64,
     /// The handler the bridge answers plain `tools/call`s with (see `direct`); `None`
-    /// with the conformance fixtures or `transport.direct_tool_calls = false`.
+    /// when another rmcp handler is served or `transport.direct_tool_calls = false`.
     pub direct_tools: Option<McpTools>,
     /// Direct answers as JSON (stateless `json_response`) rather than one SSE event.
     pub direct_json: bool,
@@ -233,10 +234,23 @@ async fn admin_client(
     }
 }
 
-impl Application {
+/// What every MCP service is mounted behind: the bound listener, the canonical resource
+/// and token verification against the authorization server.
+struct Foundation {
+    listener: std::net::TcpListener,
+    local_addr: SocketAddr,
+    resource: String,
+    resource_metadata_url: String,
+    http: reqwest::Client,
+    verifier: Arc<dyn TokenVerifier>,
+    metadata: Option<shared::metadata::AuthorizationServerMetadata>,
+    issuer: String,
+}
+
+impl Foundation {
     /// Validates the settings, binds the listener, discovers the AS and loads its keys
-    /// (the verifier builder retries as configured), then prepares the HTTP server.
-    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+    /// (the verifier builder retries as configured).
+    async fn resolve(settings: &Settings) -> anyhow::Result<Foundation> {
         settings
             .validate()
             .map_err(|e| anyhow!("invalid configuration: {e}"))?;
@@ -263,7 +277,6 @@ impl Application {
                     settings.auth.issuer
                 )
             })?;
-        let verifier = built.verifier.clone();
         // Byte-identical to what the AS calls itself when its metadata was fetched.
         let issuer = built
             .metadata
@@ -271,23 +284,88 @@ impl Application {
             .map(|m| m.issuer.clone())
             .filter(|i| !i.is_empty())
             .unwrap_or_else(|| settings.auth.issuer.clone());
-        let admin = admin_client(&settings, built.metadata.as_ref(), &http).await?;
-        let data = data::ProtectedData::load(&settings.data.protected_data_file)?;
+        Ok(Foundation {
+            listener,
+            local_addr,
+            resource,
+            resource_metadata_url,
+            http,
+            verifier: built.verifier,
+            metadata: built.metadata,
+            issuer,
+        })
+    }
+}
 
+impl Application {
+    /// Validates the settings, binds the listener, discovers the AS and loads its keys
+    /// (the verifier builder retries as configured), then prepares the HTTP server that
+    /// serves the product's tools.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let base = Foundation::resolve(&settings).await?;
+        let admin = admin_client(&settings, base.metadata.as_ref(), &base.http).await?;
+        let data = data::ProtectedData::load(&settings.data.protected_data_file)?;
         let ctx = Arc::new(ToolContext {
-            verifier: verifier.clone(),
-            metadata: built.metadata.clone(),
-            issuer: issuer.clone(),
-            resource: resource.clone(),
-            resource_metadata_url: resource_metadata_url.clone(),
+            verifier: base.verifier.clone(),
+            metadata: base.metadata.clone(),
+            issuer: base.issuer.clone(),
+            resource: base.resource.clone(),
+            resource_metadata_url: base.resource_metadata_url.clone(),
             data,
             admin,
         });
         let prototype = McpTools::new(ctx);
-        let direct_tools = (settings.transport.direct_tool_calls && !settings.fixtures.conformance)
+        let direct_tools = settings
+            .transport
+            .direct_tool_calls
             .then(|| prototype.clone());
         let tool_names = prototype.tool_names();
+        Self::mount(&settings, base, tool_names, direct_tools, move || {
+            prototype.clone()
+        })
+    }
 
+    /// Like [`Application::build`], but serves another rmcp handler at the MCP endpoint
+    /// instead of the product's tools, behind the same bearer-token bridge, scope policy,
+    /// session limits and transport settings (test fixtures use it). `new_handler` makes
+    /// the handler of each MCP session; `tool_names` are the tools it serves (the scope
+    /// policy challenges only calls of served tools). Every request goes through rmcp:
+    /// the bridge answers no call directly.
+    pub async fn build_with_service<S, F>(
+        settings: Settings,
+        tool_names: Vec<String>,
+        new_handler: F,
+    ) -> anyhow::Result<Application>
+    where
+        S: rmcp::ServerHandler + Send + 'static,
+        F: Fn() -> S + Send + Sync + 'static,
+    {
+        let base = Foundation::resolve(&settings).await?;
+        Self::mount(&settings, base, tool_names, None, new_handler)
+    }
+
+    /// Mounts the rmcp service made of `new_handler` behind the bridge and prepares the
+    /// HTTP server on the bound listener.
+    fn mount<S, F>(
+        settings: &Settings,
+        base: Foundation,
+        tool_names: Vec<String>,
+        direct_tools: Option<McpTools>,
+        new_handler: F,
+    ) -> anyhow::Result<Application>
+    where
+        S: rmcp::ServerHandler + Send + 'static,
+        F: Fn() -> S + Send + Sync + 'static,
+    {
+        let Foundation {
+            listener,
+            local_addr,
+            resource,
+            resource_metadata_url,
+            verifier,
+            issuer,
+            ..
+        } = base;
         let allowed_hosts = settings.effective_allowed_hosts(&resource);
         let allowed_origins = settings.effective_allowed_origins(&resource);
         let stateless = settings.transport.stateless;
@@ -321,29 +399,9 @@ impl Application {
         );
         manager.session_config.sse_retry = sse_retry;
         let session_manager = Arc::new(manager);
-        let (mcp, tool_names) = if settings.fixtures.conformance {
-            log::warn!(
-                "fixtures.conformance is on: serving the conformance fixture pack instead of the normal tools (test use only)"
-            );
-            let names = fixtures::conformance::TOOL_NAMES
-                .iter()
-                .map(|n| n.to_string())
-                .collect();
-            // One handler per MCP session; process-wide fixture state is shared inside.
-            let service = StreamableHttpService::new(
-                || Ok(fixtures::ConformanceServer::new()),
-                session_manager.clone(),
-                config,
-            );
-            (McpService::Conformance(service), names)
-        } else {
-            let service = StreamableHttpService::new(
-                move || Ok(prototype.clone()),
-                session_manager.clone(),
-                config,
-            );
-            (McpService::Tools(service), tool_names)
-        };
+        // One handler per MCP session.
+        let mcp =
+            StreamableHttpService::new(move || Ok(new_handler()), session_manager.clone(), config);
 
         let prm = ProtectedResourceMetadata {
             resource: resource.clone(),
@@ -373,7 +431,7 @@ impl Application {
                 settings.transport.max_anonymous_sessions,
             ),
             session_manager,
-            mcp,
+            mcp: Box::new(mcp),
             metrics: Metrics::new(),
             prm,
             last_prune: AtomicU64::new(0),

@@ -35,7 +35,6 @@ pub struct Settings {
     pub transport: TransportSettings,
     pub admin_api: AdminApiSettings,
     pub data: DataSettings,
-    pub fixtures: FixtureSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,13 +147,6 @@ impl Default for DataSettings {
             protected_data_file: DEFAULT_PROTECTED_DATA_FILE.into(),
         }
     }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FixtureSettings {
-    /// Serve the fixture tools/resources/prompts of the official conformance suite.
-    pub conformance: bool,
 }
 
 impl Settings {

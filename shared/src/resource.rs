@@ -65,17 +65,6 @@ pub fn protected_resource_metadata_url(resource: &str) -> Result<String, Resourc
     ))
 }
 
-/// Host (with port when not default) of a URL, for showing to users and for
-/// default Host/Origin allow-lists.
-pub fn host_with_port(raw: &str) -> Option<String> {
-    let parsed = url::Url::parse(raw).ok()?;
-    let host = parsed.host_str()?;
-    Some(match parsed.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    })
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -2,7 +2,9 @@
 //! or SQL.
 
 pub mod client_auth;
+pub mod key_encryption;
 pub mod keys;
+pub mod metadata_document;
 pub mod passwords;
 pub mod pkce;
 pub mod redirect_uri;

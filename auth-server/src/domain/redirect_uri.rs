@@ -14,8 +14,33 @@ pub enum RedirectUriError {
     ForbiddenScheme(String),
     #[error("redirect URI {0:?} must not carry credentials")]
     Credentials(String),
+    #[error("redirect URI is too long")]
+    TooLong,
 }
 
+/// What a registrable redirect URI points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectKind {
+    /// An https URL.
+    Https,
+    /// An http URL on a loopback host (RFC 8252 §7.3).
+    Loopback,
+    /// A private-use URI scheme of a native app (RFC 8252 §7.1).
+    PrivateUse,
+}
+
+impl RedirectKind {
+    /// Whether the URI is an http(s) URL, i.e. one a web origin can serve.
+    pub fn is_web(self) -> bool {
+        matches!(self, RedirectKind::Https | RedirectKind::Loopback)
+    }
+}
+
+/// Longest redirect URI we store.
+pub const MAX_REDIRECT_URI_BYTES: usize = 2048;
+
+/// Whether `host` (as in a URL, IPv6 in brackets allowed) is `localhost` or a
+/// loopback address.
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.eq_ignore_ascii_case("localhost") {
@@ -37,9 +62,13 @@ const FORBIDDEN_SCHEMES: &[&str] = &[
     "wss",
 ];
 
-/// Whether `uri` may be registered: absolute, no fragment, no userinfo; https, http on
+/// Whether `uri` may be registered, and what kind of redirect it is: at most
+/// [`MAX_REDIRECT_URI_BYTES`], absolute, no fragment, no userinfo; https, http on
 /// loopback, or a private-use scheme for native apps (RFC 8252 §7.1).
-pub fn validate_registered(uri: &str) -> Result<(), RedirectUriError> {
+pub fn validate_registered(uri: &str) -> Result<RedirectKind, RedirectUriError> {
+    if uri.len() > MAX_REDIRECT_URI_BYTES {
+        return Err(RedirectUriError::TooLong);
+    }
     let parsed = url::Url::parse(uri).map_err(|_| RedirectUriError::NotAbsolute(uri.into()))?;
     if parsed.fragment().is_some() || uri.contains('#') {
         return Err(RedirectUriError::Fragment(uri.into()));
@@ -52,17 +81,17 @@ pub fn validate_registered(uri: &str) -> Result<(), RedirectUriError> {
             if parsed.host_str().is_none_or(str::is_empty) {
                 return Err(RedirectUriError::NotAbsolute(uri.into()));
             }
-            Ok(())
+            Ok(RedirectKind::Https)
         }
         "http" => {
             if parsed.host_str().is_some_and(is_loopback_host) {
-                Ok(())
+                Ok(RedirectKind::Loopback)
             } else {
                 Err(RedirectUriError::InsecureHttp(uri.into()))
             }
         }
         s if FORBIDDEN_SCHEMES.contains(&s) => Err(RedirectUriError::ForbiddenScheme(uri.into())),
-        _ => Ok(()),
+        _ => Ok(RedirectKind::PrivateUse),
     }
 }
 
@@ -155,6 +184,50 @@ mod tests {
         assert!(validate_registered("javascript:alert(1)").is_err());
         assert!(validate_registered("/relative").is_err());
         assert!(validate_registered("https://user:pw@app.example/cb").is_err());
+        let long = format!("https://app.example/{}", "a".repeat(MAX_REDIRECT_URI_BYTES));
+        assert_eq!(validate_registered(&long), Err(RedirectUriError::TooLong));
+    }
+
+    #[test]
+    fn registered_uris_are_classified() {
+        assert_eq!(
+            validate_registered("https://app.example/cb"),
+            Ok(RedirectKind::Https)
+        );
+        assert_eq!(
+            validate_registered("http://localhost/callback"),
+            Ok(RedirectKind::Loopback)
+        );
+        assert_eq!(
+            validate_registered("com.example.app:/oauth"),
+            Ok(RedirectKind::PrivateUse)
+        );
+        assert!(!RedirectKind::PrivateUse.is_web());
+        assert!(RedirectKind::Loopback.is_web() && RedirectKind::Https.is_web());
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "LocalHost",
+            "127.0.0.1",
+            "127.9.9.9",
+            "[::1]",
+            "::1",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "example.com",
+            "localhost.example",
+            "10.0.0.1",
+            "[::2]",
+            "0.0.0.0",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]

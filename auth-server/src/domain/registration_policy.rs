@@ -1,6 +1,7 @@
-//! Dynamic client registration (RFC 7591) rules: which metadata we accept, the
-//! defaults we fill in, and the errors (`invalid_redirect_uri`,
-//! `invalid_client_metadata`) for everything else.
+//! Client metadata rules (RFC 7591): which metadata we accept, the defaults we fill
+//! in, and the errors (`invalid_redirect_uri`, `invalid_client_metadata`) for
+//! everything else. Dynamic registration uses them as they are; client metadata
+//! documents layer their own rules on top (`metadata_document`).
 
 use serde::{Deserialize, Serialize};
 use shared::ScopeSet;
@@ -85,6 +86,8 @@ impl ClientMetadata {
 }
 
 const MAX_TEXT: usize = 256;
+/// The client name is shown on the consent page: it must fit there.
+const MAX_CLIENT_NAME_CHARS: usize = 200;
 const MAX_URI: usize = 2048;
 
 /// Unicode bidirectional formatting characters: in a client name shown on the
@@ -110,52 +113,70 @@ fn text(field: &str, value: Option<String>) -> Result<Option<String>, Registrati
     }
 }
 
+fn client_name(value: Option<String>) -> Result<Option<String>, RegistrationError> {
+    let name = text("client_name", value)?;
+    if name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_CLIENT_NAME_CHARS)
+    {
+        return Err(RegistrationError::InvalidClientMetadata(
+            "client_name is too long".into(),
+        ));
+    }
+    Ok(name)
+}
+
+/// `uri` parsed, when it is an http(s) URL with a host, short enough to store.
+pub fn parse_web_uri(uri: &str) -> Option<url::Url> {
+    if uri.len() > MAX_URI {
+        return None;
+    }
+    url::Url::parse(uri)
+        .ok()
+        .filter(|u| (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some())
+}
+
 fn web_uri(field: &str, value: Option<String>) -> Result<Option<String>, RegistrationError> {
     match value.filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => {
-            let ok = v.len() <= MAX_URI
-                && url::Url::parse(&v).is_ok_and(|u| u.scheme() == "https" || u.scheme() == "http");
-            if ok {
-                Ok(Some(v))
-            } else {
-                Err(RegistrationError::InvalidClientMetadata(format!(
-                    "{field} must be an http(s) URL"
-                )))
-            }
-        }
+        Some(v) if parse_web_uri(&v).is_some() => Ok(Some(v)),
+        Some(_) => Err(RegistrationError::InvalidClientMetadata(format!(
+            "{field} must be an http(s) URL"
+        ))),
     }
 }
 
-/// Validates a registration (or RFC 7592 update) request.
+/// Validates client metadata, whether sent to the registration endpoint (RFC 7591,
+/// RFC 7592 updates) or published as a client metadata document (which adds its
+/// own rules on top, see [`super::metadata_document`]).
 pub fn validate(
     req: RegistrationRequest,
     max_redirect_uris: usize,
 ) -> Result<ClientMetadata, RegistrationError> {
     let invalid = |m: &str| RegistrationError::InvalidClientMetadata(m.to_string());
 
+    // The authorization code flow is the only way to obtain tokens as a registered
+    // client, so every client uses it; refresh tokens are optional.
     let grant_types = req
         .grant_types
         .unwrap_or_else(|| vec!["authorization_code".into()]);
-    if grant_types.is_empty() {
-        return Err(invalid("grant_types must not be empty"));
+    if let Some(bad) = grant_types
+        .iter()
+        .find(|g| *g != "authorization_code" && *g != "refresh_token")
+    {
+        return Err(invalid(&format!("grant type {bad:?} is not supported")));
     }
-    for g in &grant_types {
-        if g != "authorization_code" && g != "refresh_token" {
-            return Err(invalid(&format!("unsupported grant type {g:?}")));
-        }
+    if !grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(invalid("grant_types must include authorization_code"));
     }
     let response_types = req.response_types.unwrap_or_else(|| vec!["code".into()]);
-    for r in &response_types {
-        if r != "code" {
-            return Err(invalid(&format!("unsupported response type {r:?}")));
-        }
+    if let Some(bad) = response_types.iter().find(|r| *r != "code") {
+        return Err(invalid(&format!(
+            "response type {bad:?} is not supported (response_types must be [\"code\"])"
+        )));
     }
-    let uses_code = grant_types.iter().any(|g| g == "authorization_code");
-    if uses_code != response_types.iter().any(|r| r == "code") {
-        return Err(invalid(
-            "grant_types authorization_code and response_types code go together",
-        ));
+    if response_types.is_empty() {
+        return Err(invalid("response_types must be [\"code\"]"));
     }
 
     let method = req
@@ -173,10 +194,12 @@ pub fn validate(
         return Err(invalid("application_type must be \"web\" or \"native\""));
     }
 
-    let redirect_uris = req.redirect_uris.unwrap_or_default();
-    if uses_code && redirect_uris.is_empty() {
+    let redirect_uris = req
+        .redirect_uris
+        .ok_or_else(|| RegistrationError::InvalidRedirectUri("redirect_uris is missing".into()))?;
+    if redirect_uris.is_empty() {
         return Err(RegistrationError::InvalidRedirectUri(
-            "redirect_uris is required for the authorization_code grant".into(),
+            "redirect_uris is empty".into(),
         ));
     }
     if redirect_uris.len() > max_redirect_uris {
@@ -185,11 +208,6 @@ pub fn validate(
         )));
     }
     for uri in &redirect_uris {
-        if uri.len() > MAX_URI {
-            return Err(RegistrationError::InvalidRedirectUri(
-                "redirect URI is too long".into(),
-            ));
-        }
         redirect_uri::validate_registered(uri)
             .map_err(|e| RegistrationError::InvalidRedirectUri(e.to_string()))?;
     }
@@ -214,7 +232,7 @@ pub fn validate(
         token_endpoint_auth_method: method,
         grant_types,
         response_types,
-        client_name: text("client_name", req.client_name)?,
+        client_name: client_name(req.client_name)?,
         client_uri: web_uri("client_uri", req.client_uri)?,
         logo_uri: web_uri("logo_uri", req.logo_uri)?,
         scope: scope.to_string(),
@@ -308,6 +326,71 @@ mod tests {
         r.response_types = Some(vec!["token".into()]);
         assert!(validate(r, 10).is_err());
         assert!(validate(req(&["https://a/1", "https://a/2"]), 1).is_err());
+    }
+
+    #[test]
+    fn every_client_uses_the_authorization_code_grant() {
+        for grants in [vec![], vec!["refresh_token".to_string()]] {
+            let mut r = req(&["https://a/cb"]);
+            r.grant_types = Some(grants);
+            r.response_types = Some(vec![]);
+            let e = validate(r, 10).unwrap_err();
+            assert_eq!(e.code(), "invalid_client_metadata");
+            assert!(e.to_string().contains("authorization_code"), "{e}");
+        }
+        let mut r = req(&["https://a/cb"]);
+        r.response_types = Some(vec![]);
+        assert!(validate(r, 10)
+            .unwrap_err()
+            .to_string()
+            .contains("response_types"));
+        let mut r = req(&[]);
+        r.redirect_uris = None;
+        assert_eq!(
+            validate(r, 10).unwrap_err(),
+            RegistrationError::InvalidRedirectUri("redirect_uris is missing".into())
+        );
+    }
+
+    #[test]
+    fn text_fields_have_length_limits() {
+        let mut r = req(&["https://a/cb"]);
+        r.client_name = Some("n".repeat(200));
+        assert!(validate(r, 10).is_ok());
+        let mut r = req(&["https://a/cb"]);
+        r.client_name = Some("n".repeat(201));
+        assert!(validate(r, 10)
+            .unwrap_err()
+            .to_string()
+            .contains("too long"));
+        // 100 characters, 300 bytes: fits on the page, not in storage.
+        let mut r = req(&["https://a/cb"]);
+        r.client_name = Some("日".repeat(100));
+        assert!(validate(r, 10).is_err());
+        let mut r = req(&["https://a/cb"]);
+        r.software_id = Some("s".repeat(257));
+        assert!(validate(r, 10).is_err());
+        let long_uri = format!("https://a/{}", "x".repeat(2048));
+        assert_eq!(
+            validate(req(&[&long_uri]), 10).unwrap_err(),
+            RegistrationError::InvalidRedirectUri("redirect URI is too long".into())
+        );
+    }
+
+    #[test]
+    fn display_uris_must_be_web_urls() {
+        let mut r = req(&["https://a/cb"]);
+        r.logo_uri = Some("javascript:alert(1)".into());
+        assert_eq!(
+            validate(r, 10).unwrap_err().code(),
+            "invalid_client_metadata"
+        );
+        let mut r = req(&["https://a/cb"]);
+        r.client_uri = Some("http://app.example".into());
+        assert_eq!(
+            validate(r, 10).unwrap().client_uri.as_deref(),
+            Some("http://app.example")
+        );
     }
 
     #[test]

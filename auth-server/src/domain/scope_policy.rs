@@ -32,6 +32,11 @@ impl Role {
         }
     }
 
+    /// The role of a stored user: an unrecognised value gets the least privilege.
+    pub fn from_stored(raw: &str) -> Role {
+        Role::parse(raw).unwrap_or(Role::User)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
@@ -60,6 +65,12 @@ impl Role {
             set.insert(scopes::MCP_ADMIN);
         }
         set
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 

@@ -1,50 +1,18 @@
-//! The admin API for the resource server's `admin_panel` tool: a client_credentials
-//! token with `auth:admin` and `aud` = the issuer.
+//! The admin API for the resource server's `admin_panel` tool (the rules live in
+//! `crate::service::admin`).
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use shared::scopes;
-
-use crate::domain::now;
-use crate::error::{no_store, AppError, AppResult};
-use crate::http::bearer;
-use crate::state::AppState;
-
-async fn authorize_admin(
-    req: &HttpRequest,
-    state: &AppState,
-) -> AppResult<shared::AccessTokenClaims> {
-    let token = bearer(req).ok_or_else(|| AppError::Bearer {
-        status: StatusCode::UNAUTHORIZED,
-        error: None,
-        description: "a bearer token is required".into(),
-        scope: Some(scopes::AUTH_ADMIN.into()),
-    })?;
-    let claims = state.verify_access_token(token).await?;
-    if !shared::resource::audience_matches(&claims.aud, std::slice::from_ref(&state.issuer)) {
-        return Err(AppError::unauthorized(
-            "the token's audience is not this authorization server",
-        ));
-    }
-    let scope = shared::ScopeSet::parse(&claims.scope).unwrap_or_default();
-    if !scope.grants(scopes::AUTH_ADMIN) {
-        return Err(AppError::insufficient_scope(scopes::AUTH_ADMIN));
-    }
-    Ok(claims)
-}
-
-fn ok(body: serde_json::Value) -> HttpResponse {
-    let mut b = HttpResponse::Ok();
-    no_store(&mut b);
-    b.json(body)
-}
+use crate::error::AppResult;
+use crate::http::{bearer, no_store_json};
+use crate::service::admin::{self, RevokeTarget};
+use crate::service::{AppState, ServiceError};
 
 pub async fn list_grants(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    authorize_admin(&req, &state).await?;
-    let grants = state.store.active_grants(now()).await?;
+    admin::authorize(&state, bearer(&req)).await?;
+    let grants = admin::active_grants(&state).await?;
     let items: Vec<_> = grants
         .into_iter()
         .map(|g| {
@@ -60,7 +28,7 @@ pub async fn list_grants(req: HttpRequest, state: web::Data<AppState>) -> AppRes
             })
         })
         .collect();
-    Ok(ok(json!({ "grants": items })))
+    Ok(no_store_json(json!({ "grants": items })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,76 +38,43 @@ pub struct RevokeRequest {
     pub token_id_prefix: Option<String>,
 }
 
+impl RevokeRequest {
+    fn target(self) -> Result<RevokeTarget, ServiceError> {
+        match (self.grant_id, self.token_id_prefix) {
+            (Some(id), None) => Ok(RevokeTarget::Grant(id)),
+            (None, Some(prefix)) => Ok(RevokeTarget::TokenIdPrefix(prefix)),
+            _ => Err(ServiceError::InvalidRequest(
+                "give exactly one of grant_id or token_id_prefix".into(),
+            )),
+        }
+    }
+}
+
 pub async fn revoke_grant(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<RevokeRequest>,
 ) -> AppResult<HttpResponse> {
-    let admin = authorize_admin(&req, &state).await?;
-    let body = body.into_inner();
-    let now = now();
-    let grants = state.store.active_grants(now).await?;
-    let target = match (body.grant_id.as_deref(), body.token_id_prefix.as_deref()) {
-        (Some(id), None) => grants.into_iter().find(|g| g.grant.id == id),
-        (None, Some(prefix)) => {
-            if prefix.len() < 6 {
-                return Err(AppError::invalid_request(
-                    "token_id_prefix must have at least 6 characters",
-                ));
-            }
-            let mut matching: Vec<_> = grants
-                .into_iter()
-                .filter(|g| g.token_ids.iter().any(|t| t.starts_with(prefix)))
-                .collect();
-            if matching.len() > 1 {
-                return Err(AppError::invalid_request(
-                    "token_id_prefix matches more than one grant; use a longer prefix",
-                ));
-            }
-            matching.pop()
-        }
-        _ => {
-            return Err(AppError::invalid_request(
-                "give exactly one of grant_id or token_id_prefix",
-            ))
-        }
-    };
-    let Some(target) = target else {
-        return Err(AppError::NotFound("no active grant matches".into()));
-    };
-    state
-        .store
-        .revoke_grant(&target.grant.id, now, true)
-        .await?;
-    state
-        .audit(
-            "revoke",
-            Some(&target.username),
-            Some(&target.grant.client_id),
-            None,
-            &format!(
-                "admin API by {}; grant {}",
-                admin.client_id, target.grant.id
-            ),
-        )
-        .await;
-    Ok(ok(json!({
+    let admin = admin::authorize(&state, bearer(&req)).await?;
+    let target = body.into_inner().target()?;
+    let revoked = admin::revoke(&state, &admin, target).await?;
+    Ok(no_store_json(json!({
         "revoked": [{
-            "grant_id": target.grant.id,
-            "username": target.username,
-            "client_id": target.grant.client_id,
-            "token_ids": target.token_ids,
-            "expires_at": target.grant.expires_at,
+            "grant_id": revoked.grant.id,
+            "username": revoked.username,
+            "client_id": revoked.grant.client_id,
+            "token_ids": revoked.token_ids,
+            "expires_at": revoked.grant.expires_at,
         }]
     })))
 }
 
 pub async fn user_stats(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    authorize_admin(&req, &state).await?;
-    let stats = state.store.user_stats(now()).await?;
+    admin::authorize(&state, bearer(&req)).await?;
+    let stats = admin::user_stats(&state).await?;
     let users: Vec<_> = stats
         .into_iter()
         .map(|s| json!({"username": s.username, "role": s.role, "disabled": s.disabled, "active_grants": s.active_grants}))
         .collect();
-    Ok(ok(json!({ "users": users })))
+    Ok(no_store_json(json!({ "users": users })))
 }

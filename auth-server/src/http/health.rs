@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::service::AppState;
 
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     match state.store.ping().await {
@@ -25,5 +25,5 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             "text/plain; version=0.0.4; charset=utf-8",
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(state.extensions.render_metrics())
+        .body(state.metrics.render())
 }

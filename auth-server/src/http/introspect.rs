@@ -1,19 +1,18 @@
-//! `POST /introspect` (RFC 7662): authenticated clients holding `auth:introspect`
-//! (or marked as resource servers) only. Inactive tokens get `{"active": false}`.
+//! `POST /introspect` (RFC 7662). Inactive tokens get `{"active": false}`.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::scopes;
 
-use crate::domain::{now, tokens};
-use crate::error::{no_store, AppError, AppResult};
-use crate::state::AppState;
+use crate::error::AppResult;
+use crate::http::{client_credentials, no_store_json};
+use crate::service::introspection::{self, Introspection};
+use crate::service::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct IntrospectForm {
     pub token: Option<String>,
+    /// Accepted and ignored: both token kinds are recognised by their shape.
     pub token_type_hint: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -21,51 +20,10 @@ pub struct IntrospectForm {
 
 /// The RFC 7662 answer; members without a value are left out rather than sent as
 /// `null` (e.g. `username` of a client_credentials token).
-fn answer(mut body: Value) -> HttpResponse {
-    if let Some(members) = body.as_object_mut() {
-        members.retain(|_, v| !v.is_null());
-    }
-    let mut b = HttpResponse::Ok();
-    no_store(&mut b);
-    b.json(body)
-}
-
-pub async fn introspect(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    form: web::Form<IntrospectForm>,
-) -> AppResult<HttpResponse> {
-    let form = form.into_inner();
-    let client = state
-        .authenticate_client(
-            &req,
-            form.client_id.as_deref(),
-            form.client_secret.as_deref(),
-        )
-        .await?;
-    let allowed = client.can_introspect
-        || shared::ScopeSet::parse(&client.metadata.scope)
-            .is_ok_and(|s| s.contains_literal(scopes::AUTH_INTROSPECT));
-    if client.secret_hash.is_none() || !allowed {
-        return Err(AppError::OAuth {
-            status: StatusCode::FORBIDDEN,
-            error: "unauthorized_client",
-            description: "this client may not introspect tokens".into(),
-        });
-    }
-    let token = form
-        .token
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| AppError::invalid_request("token is required"))?;
-    let _ = form.token_type_hint;
-    let inactive = || answer(json!({"active": false}));
-
-    if tokens::looks_like_jwt(token) {
-        let Ok(claims) = state.verify_access_token(token).await else {
-            return Ok(inactive());
-        };
-        return Ok(answer(json!({
+fn answer(state: &AppState, found: Introspection) -> HttpResponse {
+    let mut body = match found {
+        Introspection::Inactive => json!({"active": false}),
+        Introspection::Access(claims) => json!({
             "active": true,
             "sub": claims.sub,
             "client_id": claims.client_id,
@@ -78,44 +36,34 @@ pub async fn introspect(
             "jti": claims.jti,
             "username": claims.preferred_username,
             "token_type": "access_token",
-        })));
+        }),
+        Introspection::Refresh(active) => json!({
+            "active": true,
+            "sub": active.grant.user_id,
+            "client_id": active.grant.client_id,
+            "scope": active.record.scope,
+            "aud": active.grant.resource,
+            "iss": state.issuer,
+            "exp": active.record.expires_at,
+            "iat": active.record.created_at,
+            "nbf": active.record.created_at,
+            "username": active.user.map(|u| u.username),
+            "token_type": "refresh_token",
+        }),
+    };
+    if let Some(members) = body.as_object_mut() {
+        members.retain(|_, v: &mut Value| !v.is_null());
     }
+    no_store_json(body)
+}
 
-    let now = now();
-    let Some(rec) = state
-        .store
-        .find_refresh(&shared::secret::sha256_b64url(token))
-        .await?
-    else {
-        return Ok(inactive());
-    };
-    if rec.rotated_at.is_some() || rec.expires_at <= now {
-        return Ok(inactive());
-    }
-    let Some(grant) = state.store.find_grant(&rec.grant_id).await? else {
-        return Ok(inactive());
-    };
-    if grant.revoked_at.is_some() {
-        return Ok(inactive());
-    }
-    let user = match grant.user_id.as_deref() {
-        Some(id) => state.store.find_user_by_id(id).await?,
-        None => None,
-    };
-    if user.as_ref().is_some_and(|u| u.disabled) {
-        return Ok(inactive());
-    }
-    Ok(answer(json!({
-        "active": true,
-        "sub": grant.user_id,
-        "client_id": grant.client_id,
-        "scope": rec.scope,
-        "aud": grant.resource,
-        "iss": state.issuer,
-        "exp": rec.expires_at,
-        "iat": rec.created_at,
-        "nbf": rec.created_at,
-        "username": user.map(|u| u.username),
-        "token_type": "refresh_token",
-    })))
+pub async fn introspect(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<IntrospectForm>,
+) -> AppResult<HttpResponse> {
+    let form = form.into_inner();
+    let credentials = client_credentials(&req, form.client_id, form.client_secret);
+    let found = introspection::introspect(&state, &credentials, form.token.as_deref()).await?;
+    Ok(answer(&state, found))
 }

@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use crate::error::AppResult;
-use crate::state::AppState;
+use crate::service::AppState;
 
 pub async fn jwks(state: web::Data<AppState>) -> AppResult<HttpResponse> {
     // Re-read from storage so a `keys rotate` by the CLI shows up at once.

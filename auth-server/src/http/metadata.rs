@@ -8,10 +8,10 @@ use shared::metadata::AuthorizationServerMetadata;
 
 use crate::domain::scope_policy;
 use crate::error::{AppError, AppResult};
-use crate::state::AppState;
+use crate::service::AppState;
 
-pub fn document(state: &AppState) -> AuthorizationServerMetadata {
-    let issuer = &state.issuer;
+/// The members beyond RFC 8414's core: OIDC discovery, RFC 9207, CIMD, RFC 8707.
+fn extension_members(state: &AppState) -> serde_json::Map<String, Value> {
     let mut extra = serde_json::Map::new();
     let mut put = |k: &str, v: Value| {
         extra.insert(k.to_string(), v);
@@ -55,6 +55,11 @@ pub fn document(state: &AppState) -> AuthorizationServerMetadata {
     put("request_parameter_supported", json!(false));
     put("request_uri_parameter_supported", json!(false));
     put("protected_resources", json!(state.resources));
+    extra
+}
+
+pub fn document(state: &AppState) -> AuthorizationServerMetadata {
+    let issuer = &state.issuer;
     AuthorizationServerMetadata {
         issuer: issuer.clone(),
         authorization_endpoint: Some(format!("{issuer}/authorize")),
@@ -81,8 +86,15 @@ pub fn document(state: &AppState) -> AuthorizationServerMetadata {
             "client_secret_post".into(),
             "client_secret_basic".into(),
         ],
-        extra,
+        extra: extension_members(state),
     }
+}
+
+/// The path of the issuer URL without a trailing slash ("" for a root issuer).
+pub fn issuer_path(issuer: &str) -> String {
+    url::Url::parse(issuer)
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default()
 }
 
 fn serve(state: &AppState) -> HttpResponse {
@@ -101,7 +113,7 @@ pub async fn path_inserted(
     state: web::Data<AppState>,
 ) -> AppResult<HttpResponse> {
     let tail = req.match_info().get("tail").unwrap_or("");
-    let path = crate::app::issuer_path(&state.issuer);
+    let path = issuer_path(&state.issuer);
     if !path.is_empty() && format!("/{}", tail.trim_end_matches('/')) == path {
         Ok(serve(&state))
     } else {

@@ -1,8 +1,10 @@
-//! HTTP handlers: parse, call the domain and storage, map the outcome. One module
-//! per endpoint family.
+//! HTTP handlers: parse the request, call a flow in `crate::service`, render the
+//! outcome. One module per endpoint family.
 
 pub mod admin;
 pub mod authorize;
+pub mod browser;
+pub mod cookies;
 pub mod health;
 pub mod introspect;
 pub mod jwks;
@@ -14,7 +16,11 @@ pub mod token;
 pub mod userinfo;
 
 use actix_web::http::header;
-use actix_web::HttpRequest;
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::error::no_store;
+use crate::service::clients::ClientCredentials;
+use crate::service::AppState;
 
 /// The bearer token of a request, if it has one.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
@@ -24,4 +30,33 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// The client IP, honouring `X-Forwarded-For` only from trusted proxies.
+pub fn client_ip(state: &AppState, req: &HttpRequest) -> std::net::IpAddr {
+    crate::ratelimit::client_ip(req, &state.trusted_proxies)
+}
+
+/// The client credentials of a token, revocation or introspection request.
+pub fn client_credentials(
+    req: &HttpRequest,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> ClientCredentials {
+    ClientCredentials {
+        authorization: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        client_id,
+        client_secret,
+    }
+}
+
+/// A `200` JSON answer that must not be cached (tokens, client secrets, grants).
+pub fn no_store_json(body: impl serde::Serialize) -> HttpResponse {
+    let mut b = HttpResponse::Ok();
+    no_store(&mut b);
+    b.json(body)
 }

@@ -2,43 +2,25 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
-use shared::scopes;
 
-use crate::error::{no_store, AppError, AppResult};
-use crate::http::bearer;
-use crate::state::AppState;
+use crate::error::AppResult;
+use crate::http::{bearer, no_store_json};
+use crate::service::issuance::DisclosedClaims;
+use crate::service::{userinfo, AppState};
 
 pub async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    let token = bearer(&req).ok_or_else(|| AppError::Bearer {
-        status: actix_web::http::StatusCode::UNAUTHORIZED,
-        error: None,
-        description: "a bearer token is required".into(),
-        scope: None,
-    })?;
-    let claims = state.verify_access_token(token).await?;
-    let scope = shared::ScopeSet::parse(&claims.scope).unwrap_or_default();
-    let Some(user) = state
-        .store
-        .find_user_by_id(&claims.sub)
-        .await?
-        .filter(|u| !u.disabled)
-    else {
-        return Err(AppError::unauthorized(
-            "the token does not belong to an active user",
-        ));
-    };
+    let (user, scope) = userinfo::userinfo(&state, bearer(&req)).await?;
+    let disclosed = DisclosedClaims::of(&user, &scope);
     let mut body = json!({
         "sub": user.id,
         "preferred_username": user.username,
-        "roles": crate::domain::scope_policy::Role::parse(&user.role).unwrap_or(crate::domain::scope_policy::Role::User).claim(),
+        "roles": user.role.claim(),
     });
-    if scope.contains_literal(scopes::PROFILE) {
-        body["name"] = json!(user.name);
+    if disclosed.profile {
+        body["name"] = json!(disclosed.name);
     }
-    if scope.contains_literal(scopes::EMAIL) {
-        body["email"] = json!(user.email);
+    if disclosed.email {
+        body["email"] = json!(disclosed.email_address);
     }
-    let mut b = HttpResponse::Ok();
-    no_store(&mut b);
-    Ok(b.json(body))
+    Ok(no_store_json(body))
 }

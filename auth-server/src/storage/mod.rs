@@ -1,25 +1,28 @@
 //! Persistence behind one trait, so that handlers never see SQL. [`open`] picks
 //! the implementation from the URL: `sqlite::SqliteStore` (rusqlite, statements
 //! inline on the calling thread) for SQLite files, `sql::SqlStore` (sqlx `Any`)
-//! for PostgreSQL (and in-memory SQLite). Both run the same schema. Every
-//! multi-row change is one transaction inside the implementation.
+//! for PostgreSQL (and in-memory SQLite). Both run the same schema, the same
+//! statements (`queries`), row mappers (`rows`) and operations (`ops`, over the
+//! small driver interface of `exec`); a store only chooses the connection and
+//! the transaction. Every multi-row change is one transaction.
 
+mod exec;
+mod ops;
+mod queries;
+mod rows;
 pub mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
 
+use crate::domain::key_encryption::SecretSlot;
 use crate::domain::keys::StoredKey;
 use crate::domain::registration_policy::ClientMetadata;
+use crate::domain::scope_policy::Role;
 
 /// `auth_codes.grant_id` of a code replayed before its first redemption finished.
 /// Part of the stored data: both stores must write and read the same mark.
 const REPLAYED_MARK: &str = "!replayed";
-
-/// A boolean column (portable: SQLite and PostgreSQL BIGINT 0/1).
-fn flag(v: bool) -> i64 {
-    i64::from(v)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,7 +62,7 @@ pub struct UserRecord {
     pub id: String,
     pub username: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub email: Option<String>,
     pub name: Option<String>,
     pub disabled: bool,
@@ -84,12 +87,54 @@ pub struct ClientRecord {
     /// SHA-256 (base64url) of the secret; `None` for public clients.
     pub secret_hash: Option<String>,
     pub metadata: ClientMetadata,
-    /// `dcr`, `config`, `demo` or `cimd`.
-    pub source: String,
+    pub source: ClientSource,
     pub registration_token_hash: Option<String>,
     pub can_introspect: bool,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// Where a client record comes from; some rules depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSource {
+    /// Dynamic client registration (RFC 7591).
+    Dcr,
+    /// `[[clients]]` in the configuration.
+    Config,
+    /// The demo mode's resource-server client.
+    Demo,
+    /// A Client ID Metadata Document, remembered after its first authorization.
+    Cimd,
+}
+
+impl ClientSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientSource::Dcr => "dcr",
+            ClientSource::Config => "config",
+            ClientSource::Demo => "demo",
+            ClientSource::Cimd => "cimd",
+        }
+    }
+
+    /// The stored value; anything else is corrupt data.
+    pub fn parse(raw: &str) -> StoreResult<ClientSource> {
+        match raw {
+            "dcr" => Ok(ClientSource::Dcr),
+            "config" => Ok(ClientSource::Config),
+            "demo" => Ok(ClientSource::Demo),
+            "cimd" => Ok(ClientSource::Cimd),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown client source {other:?}"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for ClientSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 impl ClientRecord {
@@ -198,6 +243,23 @@ pub struct UserStat {
     pub active_grants: i64,
 }
 
+/// A stored secret (a signing key's private part, a kv value) to write again,
+/// re-sealed: `stored` is the value that was read, `replacement` the new one.
+#[derive(Clone)]
+pub struct SecretUpdate {
+    pub slot: SecretSlot,
+    pub stored: String,
+    pub replacement: String,
+}
+
+impl std::fmt::Debug for SecretUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretUpdate")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The tokens minted by one token-endpoint call.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -294,6 +356,11 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Returns the stored value for `key`, storing `init` first if there is none.
     async fn get_or_init_kv(&self, key: &str, init: &str) -> StoreResult<String>;
+    /// The stored value for `key`, if any.
+    async fn find_kv(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Writes every replacement in one transaction, each only if its row still
+    /// holds `stored`; if one does not, nothing is written and this fails.
+    async fn replace_secrets(&self, updates: &[SecretUpdate]) -> StoreResult<()>;
     /// Deletes expired codes, sessions and tokens; returns rows removed.
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
 }

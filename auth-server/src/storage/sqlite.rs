@@ -13,6 +13,10 @@
 //! rare and short for this workload. No lock is ever held across an `.await` (the
 //! only awaits, in the group commit below, hold none).
 //!
+//! The statements, row mappers and operations are the ones the sqlx store runs
+//! (`queries`, `rows`, `ops`). They are `async` for sqlx's sake; this driver
+//! never suspends, so `run` completes each in a single poll, inline.
+//!
 //! # Connections
 //!
 //! - One write connection behind a mutex: writers queue on the mutex instead of
@@ -55,22 +59,23 @@
 //! created here opens with the sqlx store (`SqlStore`) too, and a changed or
 //! half-applied migration is refused exactly as sqlx refuses it.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
-use rusqlite::{params, CachedStatement, Connection, OpenFlags, Params, Row, TransactionBehavior};
+use futures_util::FutureExt;
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, Row, ToSql, TransactionBehavior};
 
 use tokio::sync::oneshot;
 
+use super::exec::{Arg, Column, Exec, Fields, FromRow};
 use super::*;
 
 /// sqlx's migration ledger (shared with [`super::sql::SqlStore`]).
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
-/// `(version, description, sql)`, in order; the same list the sqlx store embeds.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound on read connections, whatever the configured pool size.
@@ -177,7 +182,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
             execution_time BIGINT NOT NULL
         );"
     ))?;
-    for &(version, description, sql) in MIGRATIONS {
+    for &(version, description, sql) in queries::MIGRATIONS {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let applied: Option<(bool, Vec<u8>)> = {
             let mut stmt = tx.prepare(&format!(
@@ -236,7 +241,7 @@ impl SqliteStore {
             }
         }
         let mut writer = open_connection(path, create, false)?;
-        let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        let mode: String = writer.query_row(queries::ENABLE_WAL, [], |r| r.get(0))?;
         let wal = mode.eq_ignore_ascii_case("wal");
         if !wal {
             log::warn!("SQLite did not switch to WAL (journal_mode={mode})");
@@ -265,42 +270,40 @@ impl SqliteStore {
     /// cache is the warm one, since other connections' caches are invalidated by
     /// every commit — else on a free read connection, waiting for one only if
     /// all are busy. Never waits behind a write in progress.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    fn read<T>(&self, f: impl FnOnce(&mut Rusqlite<'_>) -> StoreResult<T>) -> StoreResult<T> {
         match self.writer.try_lock() {
-            Ok(g) => return f(&reset(g)),
-            Err(TryLockError::Poisoned(p)) => return f(&reset(p.into_inner())),
+            Ok(g) => return f(&mut Rusqlite(&reset(g))),
+            Err(TryLockError::Poisoned(p)) => return f(&mut Rusqlite(&reset(p.into_inner()))),
             Err(TryLockError::WouldBlock) => {}
         }
         let n = self.readers.len();
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % n.max(1);
         for i in 0..n {
             match self.readers[(start + i) % n].try_lock() {
-                Ok(g) => return f(&reset(g)),
-                Err(TryLockError::Poisoned(p)) => return f(&reset(p.into_inner())),
+                Ok(g) => return f(&mut Rusqlite(&reset(g))),
+                Err(TryLockError::Poisoned(p)) => return f(&mut Rusqlite(&reset(p.into_inner()))),
                 Err(TryLockError::WouldBlock) => {}
             }
         }
         match self.readers.get(start) {
-            Some(m) => f(&lock(m)),
-            None => f(&lock(&self.writer)),
+            Some(m) => f(&mut Rusqlite(&lock(m))),
+            None => f(&mut Rusqlite(&lock(&self.writer))),
         }
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the write connection:
     /// committed when `f` succeeds, rolled back when it fails.
-    fn write<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    fn write<T>(&self, f: impl FnOnce(&mut Rusqlite<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
+        let out = f(&mut Rusqlite(&tx))?;
         tx.commit()?;
         Ok(out)
     }
 
-    /// One autocommit statement on the write connection.
-    fn write_one(&self, sql: &str, p: impl Params) -> StoreResult<usize> {
-        let conn = lock(&self.writer);
-        let n = conn.prepare_cached(sql)?.execute(p)?;
-        Ok(n)
+    /// Runs `f` (a single statement) on the write connection, outside a transaction.
+    fn write_one<T>(&self, f: impl FnOnce(&mut Rusqlite<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        f(&mut Rusqlite(&lock(&self.writer)))
     }
 }
 
@@ -325,327 +328,74 @@ fn spawn_checkpointer(conn: Connection) -> StoreResult<std::sync::mpsc::Sender<(
     Ok(tx)
 }
 
-fn one<T>(
-    mut stmt: CachedStatement<'_>,
-    p: impl Params,
-    f: impl Fn(&Row<'_>) -> StoreResult<T>,
-) -> StoreResult<Option<T>> {
-    let mut rows = stmt.query(p)?;
-    match rows.next()? {
-        Some(r) => f(r).map(Some),
-        None => Ok(None),
+/// rusqlite runs the shared statements, each prepared once per connection.
+pub(crate) struct Rusqlite<'c>(&'c Connection);
+
+/// Runs a store operation on a rusqlite connection to completion. [`Rusqlite`]
+/// never suspends, so one poll on the calling thread finishes it.
+fn run<T>(op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    op.now_or_never()
+        .unwrap_or_else(|| Err(StoreError::Failed("a SQLite operation suspended".into())))
+}
+
+impl Exec for Rusqlite<'_> {
+    async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        let changed = self
+            .0
+            .prepare_cached(sql)?
+            .execute(params_from_iter(args))?;
+        Ok(changed as u64)
     }
-}
 
-fn all<T>(
-    mut stmt: CachedStatement<'_>,
-    p: impl Params,
-    f: impl Fn(&Row<'_>) -> StoreResult<T>,
-) -> StoreResult<Vec<T>> {
-    let mut rows = stmt.query(p)?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(f(r)?);
+    async fn fetch_optional<T: FromRow>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Option<T>> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        let mut rows = stmt.query(params_from_iter(args))?;
+        rows.next()?.map(|row| T::from_row(row)).transpose()
     }
-    Ok(out)
-}
 
-macro_rules! user_cols {
-    () => {
-        "id, username, password_hash, role, email, name, disabled, created_at"
-    };
-}
-fn user(r: &Row<'_>) -> StoreResult<UserRecord> {
-    Ok(UserRecord {
-        id: r.get(0)?,
-        username: r.get(1)?,
-        password_hash: r.get(2)?,
-        role: r.get(3)?,
-        email: r.get(4)?,
-        name: r.get(5)?,
-        disabled: r.get::<_, i64>(6)? != 0,
-        created_at: r.get(7)?,
-    })
-}
-
-macro_rules! client_cols {
-    () => {
-        "client_id, client_name, secret_hash, metadata, source, \
-     registration_token_hash, can_introspect, created_at, updated_at"
-    };
-}
-fn client(r: &Row<'_>) -> StoreResult<ClientRecord> {
-    let client_id: String = r.get(0)?;
-    let metadata = r
-        .get_ref(3)?
-        .as_str()
-        .map_err(|e| StoreError::Corrupt(format!("client {client_id} metadata: {e}")))?;
-    Ok(ClientRecord {
-        metadata: serde_json::from_str(metadata)
-            .map_err(|e| StoreError::Corrupt(format!("client {client_id} metadata: {e}")))?,
-        client_id,
-        client_name: r.get(1)?,
-        secret_hash: r.get(2)?,
-        source: r.get(4)?,
-        registration_token_hash: r.get(5)?,
-        can_introspect: r.get::<_, i64>(6)? != 0,
-        created_at: r.get(7)?,
-        updated_at: r.get(8)?,
-    })
-}
-
-macro_rules! code_cols {
-    () => {
-        "code_hash, client_id, user_id, redirect_uri, scope, resource, \
-     code_challenge, nonce, auth_time, created_at, expires_at, grant_id, used_at"
-    };
-}
-/// The code and its `used_at`.
-fn code(r: &Row<'_>) -> StoreResult<(AuthCodeRecord, Option<i64>)> {
-    Ok((
-        AuthCodeRecord {
-            code_hash: r.get(0)?,
-            client_id: r.get(1)?,
-            user_id: r.get(2)?,
-            redirect_uri: r.get(3)?,
-            scope: r.get(4)?,
-            resource: r.get(5)?,
-            code_challenge: r.get(6)?,
-            nonce: r.get(7)?,
-            auth_time: r.get(8)?,
-            created_at: r.get(9)?,
-            expires_at: r.get(10)?,
-            grant_id: r.get(11)?,
-        },
-        r.get(12)?,
-    ))
-}
-
-macro_rules! grant_cols {
-    () => {
-        "id, user_id, client_id, scope, resource, auth_time, created_at, expires_at, revoked_at"
-    };
-}
-fn grant(r: &Row<'_>) -> StoreResult<GrantRecord> {
-    Ok(GrantRecord {
-        id: r.get(0)?,
-        user_id: r.get(1)?,
-        client_id: r.get(2)?,
-        scope: r.get(3)?,
-        resource: r.get(4)?,
-        auth_time: r.get(5)?,
-        created_at: r.get(6)?,
-        expires_at: r.get(7)?,
-        revoked_at: r.get(8)?,
-    })
-}
-
-macro_rules! refresh_cols {
-    () => {
-        "token_hash, grant_id, scope, created_at, expires_at, rotated_at"
-    };
-}
-fn refresh(r: &Row<'_>) -> StoreResult<RefreshRecord> {
-    Ok(RefreshRecord {
-        token_hash: r.get(0)?,
-        grant_id: r.get(1)?,
-        scope: r.get(2)?,
-        created_at: r.get(3)?,
-        expires_at: r.get(4)?,
-        rotated_at: r.get(5)?,
-    })
-}
-
-macro_rules! access_cols {
-    () => {
-        "jti, grant_id, client_id, user_id, scope, audience, issued_at, expires_at, revoked_at"
-    };
-}
-fn access(r: &Row<'_>) -> StoreResult<AccessTokenRecord> {
-    Ok(AccessTokenRecord {
-        jti: r.get(0)?,
-        grant_id: r.get(1)?,
-        client_id: r.get(2)?,
-        user_id: r.get(3)?,
-        scope: r.get(4)?,
-        audience: r.get(5)?,
-        issued_at: r.get(6)?,
-        expires_at: r.get(7)?,
-        revoked_at: r.get(8)?,
-    })
-}
-
-macro_rules! key_cols {
-    () => {
-        "kid, alg, private_pkcs8, public_key, created_at, retired_at"
-    };
-}
-fn key(r: &Row<'_>) -> StoreResult<StoredKey> {
-    Ok(StoredKey {
-        kid: r.get(0)?,
-        alg: r.get(1)?,
-        private_pkcs8_b64: r.get(2)?,
-        public_b64: r.get(3)?,
-        created_at: r.get(4)?,
-        retired_at: r.get(5)?,
-    })
-}
-
-const INSERT_ACCESS: &str = "INSERT INTO access_tokens (jti, grant_id, client_id, user_id, scope, audience, issued_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)";
-const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, scope, created_at, expires_at, rotated_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL)";
-const INSERT_AUDIT: &str = "INSERT INTO audit_log (id, at_ms, event, username, client_id, ip, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-const INSERT_KEY: &str = "INSERT INTO signing_keys (kid, alg, private_pkcs8, public_key, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL)";
-
-fn insert_access(c: &Connection, a: &AccessTokenRecord) -> StoreResult<()> {
-    c.prepare_cached(INSERT_ACCESS)?.execute(params![
-        a.jti,
-        a.grant_id,
-        a.client_id,
-        a.user_id,
-        a.scope,
-        a.audience,
-        a.issued_at,
-        a.expires_at
-    ])?;
-    Ok(())
-}
-
-fn insert_issued(c: &Connection, issued: &Issued) -> StoreResult<()> {
-    insert_access(c, &issued.access)?;
-    if let Some(r) = &issued.refresh {
-        c.prepare_cached(INSERT_REFRESH)?.execute(params![
-            r.token_hash,
-            r.grant_id,
-            r.scope,
-            r.created_at,
-            r.expires_at
-        ])?;
-        c.prepare_cached("UPDATE grants SET expires_at = ?1 WHERE id = ?2 AND expires_at < ?1")?
-            .execute(params![r.expires_at, r.grant_id])?;
-    }
-    Ok(())
-}
-
-fn insert_audit(c: &Connection, a: &AuditRecord) -> StoreResult<()> {
-    c.prepare_cached(INSERT_AUDIT)?.execute(params![
-        uuid::Uuid::new_v4().simple().to_string(),
-        a.at_ms,
-        a.event,
-        a.username,
-        a.client_id,
-        a.ip,
-        a.detail
-    ])?;
-    Ok(())
-}
-
-fn revoke_grant_tx(
-    c: &Connection,
-    grant_id: &str,
-    now: i64,
-    forget_consent: bool,
-) -> StoreResult<bool> {
-    let found = one(
-        c.prepare_cached("SELECT user_id, client_id FROM grants WHERE id = ?1")?,
-        params![grant_id],
-        |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?)),
-    )?;
-    let Some((user_id, client_id)) = found else {
-        return Ok(false);
-    };
-    let changed = c
-        .prepare_cached("UPDATE grants SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL")?
-        .execute(params![now, grant_id])?;
-    c.prepare_cached(
-        "UPDATE access_tokens SET revoked_at = ?1 WHERE grant_id = ?2 AND revoked_at IS NULL",
-    )?
-    .execute(params![now, grant_id])?;
-    c.prepare_cached("DELETE FROM refresh_tokens WHERE grant_id = ?1")?
-        .execute(params![grant_id])?;
-    if forget_consent {
-        if let Some(user_id) = user_id {
-            c.prepare_cached("DELETE FROM consents WHERE user_id = ?1 AND client_id = ?2")?
-                .execute(params![user_id, client_id])?;
+    async fn fetch_all<T: FromRow>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<T>> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        let mut rows = stmt.query(params_from_iter(args))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(T::from_row(row)?);
         }
+        Ok(out)
     }
-    Ok(changed > 0)
 }
 
-fn redeem_tx(c: &Connection, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
-    // The common case in one statement: claim the unused code.
-    let claimed = one(
-        c.prepare_cached(concat!(
-            "UPDATE auth_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL RETURNING ",
-            code_cols!()
-        ))?,
-        params![now, code_hash],
-        code,
-    )?;
-    if let Some((record, _)) = claimed {
-        return Ok(CodeRedemption::Fresh(record));
+impl ToSql for Arg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Arg::Text(v) | Arg::NullableText(Some(v)) => {
+                ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes()))
+            }
+            Arg::NullableText(None) => ToSqlOutput::Borrowed(ValueRef::Null),
+            Arg::Int(v) => ToSqlOutput::Owned(Value::Integer(v)),
+        })
     }
-    let found = one(
-        c.prepare_cached(concat!(
-            "SELECT ",
-            code_cols!(),
-            " FROM auth_codes WHERE code_hash = ?1"
-        ))?,
-        params![code_hash],
-        code,
-    )?;
-    let Some((record, _)) = found else {
-        return Ok(CodeRedemption::NotFound);
-    };
-    if record.grant_id.is_none() {
-        // Replayed while the first redemption is still minting its tokens: mark
-        // the code so that `create_grant` refuses to attach a grant.
-        c.prepare_cached(
-            "UPDATE auth_codes SET grant_id = ?1 WHERE code_hash = ?2 AND grant_id IS NULL",
-        )?
-        .execute(params![REPLAYED_MARK, code_hash])?;
-    }
-    Ok(CodeRedemption::Replayed(record))
 }
 
-/// Stores a grant with its first tokens and audit row, linking the code first.
-/// `Ok(false)`: the code was replayed meanwhile (RFC 6749 §10.5) or already has a
-/// grant; nothing was written.
-fn create_grant_tx(
-    c: &Connection,
-    g: &GrantRecord,
-    issued: &Issued,
-    code_hash: Option<&str>,
-    audit: Option<&AuditRecord>,
-) -> StoreResult<bool> {
-    if let Some(hash) = code_hash {
-        let attached = c
-            .prepare_cached(
-                "UPDATE auth_codes SET grant_id = ?1 WHERE code_hash = ?2 AND grant_id IS NULL",
-            )?
-            .execute(params![g.id, hash])?;
-        if attached != 1 {
-            return Ok(false);
-        }
+impl Fields for Row<'_> {
+    fn get<T: Column>(&self, index: usize) -> StoreResult<T> {
+        Ok(Row::get::<usize, T>(self, index)?)
     }
-    c.prepare_cached(
-        "INSERT INTO grants (id, user_id, client_id, scope, resource, auth_time, created_at, expires_at, revoked_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)",
-    )?
-    .execute(params![
-        g.id,
-        g.user_id,
-        g.client_id,
-        g.scope,
-        g.resource,
-        g.auth_time,
-        g.created_at,
-        g.expires_at
-    ])?;
-    insert_issued(c, issued)?;
-    if let Some(a) = audit {
-        insert_audit(c, a)?;
+
+    fn with_text<T>(&self, index: usize, f: impl FnOnce(&str) -> StoreResult<T>) -> StoreResult<T> {
+        let text = self
+            .get_ref(index)?
+            .as_str()
+            .map_err(|e| StoreError::Corrupt(format!("column {index}: {e}")))?;
+        f(text)
     }
-    Ok(true)
 }
 
 // ----- group commit -----
@@ -678,10 +428,10 @@ impl Job {
     /// Runs the job inside the current transaction. A refused grant (a replayed code)
     /// writes nothing and is an `Ok` outcome; a database error is returned and leaves
     /// the transaction to be rolled back by the caller.
-    fn execute(&self, c: &Connection) -> StoreResult<Outcome> {
+    fn execute(&self, c: &mut Rusqlite<'_>) -> StoreResult<Outcome> {
         match self {
             Job::Redeem { code_hash, now, .. } => {
-                redeem_tx(c, code_hash, *now).map(|r| Outcome::Redeemed(Box::new(r)))
+                run(ops::redeem_code(c, code_hash, *now)).map(|r| Outcome::Redeemed(Box::new(r)))
             }
             Job::Grant {
                 grant,
@@ -689,8 +439,14 @@ impl Job {
                 code_hash,
                 audit,
                 ..
-            } => create_grant_tx(c, grant, issued, code_hash.as_deref(), audit.as_deref())
-                .map(Outcome::Granted),
+            } => run(ops::create_grant(
+                c,
+                grant,
+                issued,
+                code_hash.as_deref(),
+                audit.as_deref(),
+            ))
+            .map(Outcome::Granted),
         }
     }
 
@@ -708,9 +464,7 @@ impl Job {
             Job::Grant { done, .. } => {
                 let _ = done.send(match result {
                     Ok(Outcome::Granted(true)) => Ok(()),
-                    Ok(Outcome::Granted(false)) => {
-                        Err(StoreError::Conflict("a grant for this code".into()))
-                    }
+                    Ok(Outcome::Granted(false)) => Err(ops::grant_refused()),
                     Ok(Outcome::Redeemed(_)) => Err(mismatched()),
                     Err(e) => Err(e),
                 });
@@ -795,177 +549,43 @@ impl SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_user(&self, u: &UserRecord) -> StoreResult<()> {
-        let n = self.write_one(
-            "INSERT INTO users (id, username, password_hash, role, email, name, disabled, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) ON CONFLICT (username) DO NOTHING",
-            params![
-                u.id,
-                u.username,
-                u.password_hash,
-                u.role,
-                u.email,
-                u.name,
-                flag(u.disabled),
-                u.created_at
-            ],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Conflict(format!("user {:?}", u.username)));
-        }
-        Ok(())
+        self.write_one(|c| run(ops::create_user(c, u)))
     }
 
     async fn find_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        self.read(|c| {
-            one(
-                c.prepare_cached(concat!(
-                    "SELECT ",
-                    user_cols!(),
-                    " FROM users WHERE username = ?1"
-                ))?,
-                params![username],
-                user,
-            )
-        })
+        self.read(|c| run(ops::find_user_by_name(c, username)))
     }
 
     async fn find_user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
-        self.read(|c| {
-            one(
-                c.prepare_cached(concat!(
-                    "SELECT ",
-                    user_cols!(),
-                    " FROM users WHERE id = ?1"
-                ))?,
-                params![id],
-                user,
-            )
-        })
+        self.read(|c| run(ops::find_user_by_id(c, id)))
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        self.read(|c| {
-            all(
-                c.prepare_cached(concat!(
-                    "SELECT ",
-                    user_cols!(),
-                    " FROM users ORDER BY username"
-                ))?,
-                [],
-                user,
-            )
-        })
+        self.read(|c| run(ops::list_users(c)))
     }
 
     async fn set_password(&self, username: &str, hash: &str, now: i64) -> StoreResult<bool> {
-        Ok(self.write_one(
-            "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE username = ?3",
-            params![hash, now, username],
-        )? > 0)
+        self.write_one(|c| run(ops::set_password(c, username, hash, now)))
     }
 
     async fn set_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<bool> {
-        self.write(|c| {
-            let n = c
-                .prepare_cached("UPDATE users SET disabled = ?1, updated_at = ?2 WHERE username = ?3")?
-                .execute(params![flag(disabled), now, username])?;
-            if n == 0 {
-                return Ok(false);
-            }
-            if disabled {
-                let ids = all(
-                    c.prepare_cached(
-                        "SELECT g.id FROM grants g JOIN users u ON u.id = g.user_id \
-                         WHERE u.username = ?1 AND g.revoked_at IS NULL",
-                    )?,
-                    params![username],
-                    |r| Ok(r.get::<_, String>(0)?),
-                )?;
-                for id in ids {
-                    revoke_grant_tx(c, &id, now, false)?;
-                }
-                c.prepare_cached(
-                    "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
-                )?
-                .execute(params![username])?;
-            }
-            Ok(true)
-        })
+        self.write(|c| run(ops::set_disabled(c, username, disabled, now)))
     }
 
-    async fn upsert_client(&self, cl: &ClientRecord) -> StoreResult<()> {
-        let metadata =
-            serde_json::to_string(&cl.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.write_one(
-            "INSERT INTO clients (client_id, client_name, secret_hash, metadata, source, registration_token_hash, can_introspect, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (client_id) DO UPDATE SET client_name = excluded.client_name, secret_hash = excluded.secret_hash, \
-             metadata = excluded.metadata, source = excluded.source, can_introspect = excluded.can_introspect, updated_at = excluded.updated_at",
-            params![
-                cl.client_id,
-                cl.client_name,
-                cl.secret_hash,
-                metadata,
-                cl.source,
-                cl.registration_token_hash,
-                flag(cl.can_introspect),
-                cl.created_at,
-                cl.updated_at
-            ],
-        )?;
-        Ok(())
+    async fn upsert_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        self.write_one(|c| run(ops::upsert_client(c, client)))
     }
 
-    async fn insert_client(&self, cl: &ClientRecord) -> StoreResult<()> {
-        let metadata =
-            serde_json::to_string(&cl.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let n = self.write_one(
-            "INSERT INTO clients (client_id, client_name, secret_hash, metadata, source, registration_token_hash, can_introspect, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (client_id) DO NOTHING",
-            params![
-                cl.client_id,
-                cl.client_name,
-                cl.secret_hash,
-                metadata,
-                cl.source,
-                cl.registration_token_hash,
-                flag(cl.can_introspect),
-                cl.created_at,
-                cl.updated_at
-            ],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Conflict(format!("client {:?}", cl.client_id)));
-        }
-        Ok(())
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        self.write_one(|c| run(ops::insert_client(c, client)))
     }
 
     async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        self.read(|c| {
-            one(
-                c.prepare_cached(concat!(
-                    "SELECT ",
-                    client_cols!(),
-                    " FROM clients WHERE client_id = ?1"
-                ))?,
-                params![client_id],
-                client,
-            )
-        })
+        self.read(|c| run(ops::find_client(c, client_id)))
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        self.read(|c| {
-            all(
-                c.prepare_cached(concat!(
-                    "SELECT ",
-                    client_cols!(),
-                    " FROM clients ORDER BY created_at, client_id"
-                ))?,
-                [],
-                client,
-            )
-        })
+        self.read(|c| run(ops::list_clients(c)))
     }
 
     async fn update_client_metadata(
@@ -974,132 +594,39 @@ impl Store for SqliteStore {
         metadata: &ClientMetadata,
         now: i64,
     ) -> StoreResult<bool> {
-        let json =
-            serde_json::to_string(metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(self.write_one(
-            "UPDATE clients SET metadata = ?1, client_name = ?2, updated_at = ?3 WHERE client_id = ?4",
-            params![json, metadata.client_name, now, client_id],
-        )? > 0)
+        self.write_one(|c| run(ops::update_client_metadata(c, client_id, metadata, now)))
     }
 
     async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
-        self.write(|c| {
-            let ids = all(
-                c.prepare_cached(
-                    "SELECT id FROM grants WHERE client_id = ?1 AND revoked_at IS NULL",
-                )?,
-                params![client_id],
-                |r| Ok(r.get::<_, String>(0)?),
-            )?;
-            for id in ids {
-                revoke_grant_tx(c, &id, now, false)?;
-            }
-            c.prepare_cached(
-                "UPDATE access_tokens SET revoked_at = ?1 WHERE client_id = ?2 AND revoked_at IS NULL",
-            )?
-            .execute(params![now, client_id])?;
-            c.prepare_cached("DELETE FROM auth_codes WHERE client_id = ?1")?
-                .execute(params![client_id])?;
-            c.prepare_cached("DELETE FROM consents WHERE client_id = ?1")?
-                .execute(params![client_id])?;
-            let n = c
-                .prepare_cached("DELETE FROM clients WHERE client_id = ?1")?
-                .execute(params![client_id])?;
-            Ok(n > 0)
-        })
+        self.write(|c| run(ops::delete_client(c, client_id, now)))
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
-        self.read(|c| {
-            all(
-                c.prepare_cached(concat!(
-                    "SELECT ",
-                    key_cols!(),
-                    " FROM signing_keys ORDER BY created_at"
-                ))?,
-                [],
-                key,
-            )
-        })
+        self.read(|c| run(ops::list_keys(c)))
     }
 
     async fn rotate_keys(&self, k: &StoredKey, now: i64) -> StoreResult<()> {
-        self.write(|c| {
-            c.prepare_cached("UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL")?
-                .execute(params![now])?;
-            c.prepare_cached(INSERT_KEY)?.execute(params![
-                k.kid,
-                k.alg,
-                k.private_pkcs8_b64,
-                k.public_b64,
-                k.created_at
-            ])?;
-            Ok(())
-        })
+        self.write(|c| run(ops::rotate_keys(c, k, now)))
     }
 
     async fn insert_first_key(&self, k: &StoredKey) -> StoreResult<bool> {
-        self.write(|c| {
-            let existing: i64 = c
-                .prepare_cached("SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL")?
-                .query_row([], |r| r.get(0))?;
-            if existing > 0 {
-                return Ok(false);
-            }
-            c.prepare_cached(INSERT_KEY)?.execute(params![
-                k.kid,
-                k.alg,
-                k.private_pkcs8_b64,
-                k.public_b64,
-                k.created_at
-            ])?;
-            Ok(true)
-        })
+        self.write(|c| run(ops::insert_first_key(c, k)))
     }
 
     async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
-        self.write_one(
-            "INSERT INTO sessions (id_hash, user_id, auth_time, expires_at) VALUES (?1, ?2, ?3, ?4)",
-            params![s.id_hash, s.user_id, s.auth_time, s.expires_at],
-        )?;
-        Ok(())
+        self.write_one(|c| run(ops::create_session(c, s)))
     }
 
     async fn find_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<SessionRecord>> {
-        self.read(|c| {
-            one(
-                c.prepare_cached(
-                    "SELECT id_hash, user_id, auth_time, expires_at FROM sessions \
-                     WHERE id_hash = ?1 AND expires_at > ?2",
-                )?,
-                params![id_hash, now],
-                |r| {
-                    Ok(SessionRecord {
-                        id_hash: r.get(0)?,
-                        user_id: r.get(1)?,
-                        auth_time: r.get(2)?,
-                        expires_at: r.get(3)?,
-                    })
-                },
-            )
-        })
+        self.read(|c| run(ops::find_session(c, id_hash, now)))
     }
 
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        self.write_one("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])?;
-        Ok(())
+        self.write_one(|c| run(ops::delete_session(c, id_hash)))
     }
 
     async fn find_consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
-        self.read(|c| {
-            one(
-                c.prepare_cached(
-                    "SELECT scope FROM consents WHERE user_id = ?1 AND client_id = ?2",
-                )?,
-                params![user_id, client_id],
-                |r| Ok(r.get::<_, String>(0)?),
-            )
-        })
+        self.read(|c| run(ops::find_consent(c, user_id, client_id)))
     }
 
     async fn save_consent(
@@ -1109,33 +636,11 @@ impl Store for SqliteStore {
         scope: &str,
         now: i64,
     ) -> StoreResult<()> {
-        self.write_one(
-            "INSERT INTO consents (user_id, client_id, scope, created_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, created_at = excluded.created_at",
-            params![user_id, client_id, scope, now],
-        )?;
-        Ok(())
+        self.write_one(|c| run(ops::save_consent(c, user_id, client_id, scope, now)))
     }
 
-    async fn insert_code(&self, cd: &AuthCodeRecord) -> StoreResult<()> {
-        self.write_one(
-            "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, scope, resource, code_challenge, nonce, auth_time, created_at, expires_at, used_at, grant_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL)",
-            params![
-                cd.code_hash,
-                cd.client_id,
-                cd.user_id,
-                cd.redirect_uri,
-                cd.scope,
-                cd.resource,
-                cd.code_challenge,
-                cd.nonce,
-                cd.auth_time,
-                cd.created_at,
-                cd.expires_at
-            ],
-        )?;
-        Ok(())
+    async fn insert_code(&self, code: &AuthCodeRecord) -> StoreResult<()> {
+        self.write_one(|c| run(ops::insert_code(c, code)))
     }
 
     async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
@@ -1169,76 +674,31 @@ impl Store for SqliteStore {
     }
 
     async fn find_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
-        self.read(|c| {
-            one(
-                c.prepare_cached(concat!(
-                    "SELECT ",
-                    grant_cols!(),
-                    " FROM grants WHERE id = ?1"
-                ))?,
-                params![grant_id],
-                grant,
-            )
-        })
+        self.read(|c| run(ops::find_grant(c, grant_id)))
     }
 
     async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>> {
-        self.read(|c| {
-            one(
-                c.prepare_cached(concat!(
-                    "SELECT ",
-                    refresh_cols!(),
-                    " FROM refresh_tokens WHERE token_hash = ?1"
-                ))?,
-                params![token_hash],
-                refresh,
-            )
-        })
+        self.read(|c| run(ops::find_refresh(c, token_hash)))
     }
 
     async fn rotate_refresh(&self, old_hash: &str, now: i64, issued: &Issued) -> StoreResult<bool> {
-        self.write(|c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE refresh_tokens SET rotated_at = ?1 WHERE token_hash = ?2 AND rotated_at IS NULL",
-                )?
-                .execute(params![now, old_hash])?;
-            if n != 1 {
-                return Ok(false);
-            }
-            insert_issued(c, issued)?;
-            Ok(true)
-        })
+        self.write(|c| run(ops::rotate_refresh(c, old_hash, now, issued)))
     }
 
     async fn add_tokens(&self, issued: &Issued) -> StoreResult<()> {
-        self.write(|c| insert_issued(c, issued))
+        self.write(|c| run(ops::add_tokens(c, issued)))
     }
 
     async fn insert_access_token(&self, a: &AccessTokenRecord) -> StoreResult<()> {
-        let conn = lock(&self.writer);
-        insert_access(&conn, a)
+        self.write_one(|c| run(ops::insert_access_token(c, a)))
     }
 
     async fn find_access_token(&self, jti: &str) -> StoreResult<Option<AccessTokenRecord>> {
-        self.read(|c| {
-            one(
-                c.prepare_cached(concat!(
-                    "SELECT ",
-                    access_cols!(),
-                    " FROM access_tokens WHERE jti = ?1"
-                ))?,
-                params![jti],
-                access,
-            )
-        })
+        self.read(|c| run(ops::find_access_token(c, jti)))
     }
 
     async fn revoke_access_token(&self, jti: &str, now: i64) -> StoreResult<bool> {
-        Ok(self.write_one(
-            "UPDATE access_tokens SET revoked_at = ?1 WHERE jti = ?2 AND revoked_at IS NULL",
-            params![now, jti],
-        )? > 0)
+        self.write_one(|c| run(ops::revoke_access_token(c, jti, now)))
     }
 
     async fn revoke_grant(
@@ -1247,139 +707,49 @@ impl Store for SqliteStore {
         now: i64,
         forget_consent: bool,
     ) -> StoreResult<bool> {
-        self.write(|c| revoke_grant_tx(c, grant_id, now, forget_consent))
+        self.write(|c| run(ops::revoke_grant(c, grant_id, now, forget_consent)))
     }
 
     async fn active_grants(&self, now: i64) -> StoreResult<Vec<GrantSummary>> {
         self.read(|c| {
             // One read transaction: both queries see the same snapshot.
-            let tx = c.unchecked_transaction()?;
-            let rows = all(
-                tx.prepare_cached(
-                    "SELECT g.id, g.user_id, g.client_id, g.scope, g.resource, g.auth_time, g.created_at, \
-                     g.expires_at, g.revoked_at, u.username, c.client_name FROM grants g \
-                     JOIN users u ON u.id = g.user_id LEFT JOIN clients c ON c.client_id = g.client_id \
-                     WHERE g.revoked_at IS NULL AND g.expires_at > ?1 ORDER BY g.created_at, g.id",
-                )?,
-                params![now],
-                |r| {
-                    Ok((
-                        grant(r)?,
-                        r.get::<_, String>(9)?,
-                        r.get::<_, Option<String>>(10)?,
-                    ))
-                },
-            )?;
-            let tokens = all(
-                tx.prepare_cached(
-                    "SELECT jti, grant_id FROM access_tokens WHERE grant_id IS NOT NULL \
-                     AND revoked_at IS NULL AND expires_at > ?1 ORDER BY issued_at",
-                )?,
-                params![now],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-            )?;
+            let tx = c.0.unchecked_transaction()?;
+            let grants = run(ops::active_grants(&mut Rusqlite(&tx), now))?;
             tx.finish()?;
-            let mut by_grant: std::collections::HashMap<String, Vec<String>> =
-                std::collections::HashMap::new();
-            for (jti, gid) in tokens {
-                by_grant.entry(gid).or_default().push(jti);
-            }
-            Ok(rows
-                .into_iter()
-                .map(|(g, username, client_name)| GrantSummary {
-                    token_ids: by_grant.remove(&g.id).unwrap_or_default(),
-                    username,
-                    client_name,
-                    grant: g,
-                })
-                .collect())
+            Ok(grants)
         })
     }
 
     async fn user_stats(&self, now: i64) -> StoreResult<Vec<UserStat>> {
-        self.read(|c| {
-            all(
-                c.prepare_cached(
-                    "SELECT u.username, u.role, u.disabled, \
-                     (SELECT COUNT(*) FROM grants g WHERE g.user_id = u.id AND g.revoked_at IS NULL AND g.expires_at > ?1) \
-                     FROM users u ORDER BY u.username",
-                )?,
-                params![now],
-                |r| {
-                    Ok(UserStat {
-                        username: r.get(0)?,
-                        role: r.get(1)?,
-                        disabled: r.get::<_, i64>(2)? != 0,
-                        active_grants: r.get(3)?,
-                    })
-                },
-            )
-        })
+        self.read(|c| run(ops::user_stats(c, now)))
     }
 
     async fn audit(&self, a: &AuditRecord) -> StoreResult<()> {
-        let conn = lock(&self.writer);
-        insert_audit(&conn, a)
+        self.write_one(|c| run(ops::insert_audit(c, a)))
     }
 
     async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        self.read(|c| {
-            all(
-                c.prepare_cached(
-                    "SELECT at_ms, event, username, client_id, ip, detail FROM audit_log \
-                     ORDER BY at_ms DESC LIMIT ?1",
-                )?,
-                params![limit.clamp(1, 10_000)],
-                |r| {
-                    Ok(AuditRecord {
-                        at_ms: r.get(0)?,
-                        event: r.get(1)?,
-                        username: r.get(2)?,
-                        client_id: r.get(3)?,
-                        ip: r.get(4)?,
-                        detail: r.get(5)?,
-                    })
-                },
-            )
-        })
+        self.read(|c| run(ops::list_audit(c, limit)))
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| {
-            c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?;
-            Ok(())
-        })
+        self.read(|c| run(ops::ping(c)))
     }
 
     async fn get_or_init_kv(&self, k: &str, init: &str) -> StoreResult<String> {
-        self.write(|c| {
-            c.prepare_cached(
-                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-            )?
-            .execute(params![k, init])?;
-            Ok(c.prepare_cached("SELECT value FROM kv WHERE key = ?1")?
-                .query_row(params![k], |r| r.get::<_, String>(0))?)
-        })
+        self.write(|c| run(ops::get_or_init_kv(c, k, init)))
+    }
+
+    async fn find_kv(&self, k: &str) -> StoreResult<Option<String>> {
+        self.read(|c| run(ops::find_kv(c, k)))
+    }
+
+    async fn replace_secrets(&self, updates: &[SecretUpdate]) -> StoreResult<()> {
+        self.write(|c| run(ops::replace_secrets(c, updates)))
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-        self.write(|c| {
-            let mut n = 0;
-            // Codes are kept a while after expiry so that a late replay is still detected.
-            n += c
-                .prepare_cached("DELETE FROM auth_codes WHERE expires_at < ?1")?
-                .execute(params![now - 3600])?;
-            n += c
-                .prepare_cached("DELETE FROM sessions WHERE expires_at < ?1")?
-                .execute(params![now])?;
-            n += c
-                .prepare_cached("DELETE FROM access_tokens WHERE expires_at < ?1")?
-                .execute(params![now - 3600])?;
-            n += c
-                .prepare_cached("DELETE FROM refresh_tokens WHERE expires_at < ?1")?
-                .execute(params![now])?;
-            Ok(n as u64)
-        })
+        self.write(|c| run(ops::purge_expired(c, now)))
     }
 }
 
@@ -1533,7 +903,7 @@ mod tests {
         // exchange can be retried by the caller that got the error.
         let b = store
             .read(|c| {
-                c.query_row(
+                c.0.query_row(
                     "SELECT grant_id FROM auth_codes WHERE code_hash = 'b'",
                     [],
                     |r| r.get::<_, Option<String>>(0),

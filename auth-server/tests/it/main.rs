@@ -9,6 +9,7 @@ mod flow;
 mod hardening;
 mod healthcheck;
 mod helpers;
+mod keys_at_rest;
 mod logging;
 mod negative;
 mod persistence;

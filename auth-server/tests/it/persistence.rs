@@ -104,7 +104,12 @@ async fn key_rotation_keeps_old_tokens_verifiable_via_jwks() {
     )
     .await
     .unwrap();
-    let new_kid = auth_server::cli::rotate_keys(&store).await.unwrap();
+    let new_kid = auth_server::cli::rotate_keys(
+        &store,
+        &auth_server::domain::key_encryption::KeyEncryption::plaintext(),
+    )
+    .await
+    .unwrap();
     store.close().await;
     assert_ne!(new_kid, old_kid);
 

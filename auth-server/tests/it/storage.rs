@@ -1,7 +1,7 @@
-//! Storage-level behaviours, run against both `Store` implementations on a
-//! SQLite file: the rusqlite store the server uses for SQLite, and the sqlx store
-//! (kept for PostgreSQL) so that both stay honest. Plus the migration ledger the
-//! two share.
+//! The store contract: behaviours run against every `Store` implementation —
+//! the rusqlite store the server uses for SQLite files, the sqlx store on a
+//! SQLite file, and the sqlx store on PostgreSQL when a server is reachable.
+//! Plus the migration ledger the two SQLite stores share.
 
 use std::sync::Arc;
 
@@ -35,8 +35,68 @@ async fn sqlx_store() -> Db {
     }
 }
 
-/// Runs a behaviour against both stores.
-macro_rules! both {
+/// A fresh PostgreSQL database for one test, dropped by [`PgDb::drop_database`].
+/// `None` (with a note) when no server answers: the PostgreSQL runs are a bonus
+/// on machines that have one (`AUTH_TEST_POSTGRES_URL`, default the local
+/// trust-auth server).
+struct PgDb {
+    store: Arc<SqlStore>,
+    admin_url: String,
+    name: String,
+}
+
+impl PgDb {
+    async fn create() -> Option<PgDb> {
+        use sqlx::Connection;
+        let admin_url = std::env::var("AUTH_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let connect = sqlx::PgConnection::connect(&admin_url);
+        let mut admin = match tokio::time::timeout(std::time::Duration::from_secs(3), connect).await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                eprintln!("PostgreSQL at {admin_url} not reachable ({e}): skipping its run");
+                return None;
+            }
+            Err(_) => {
+                eprintln!("PostgreSQL at {admin_url} does not answer: skipping its run");
+                return None;
+            }
+        };
+        let name = format!("store_contract_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        let store = SqlStore::connect(&format!("{base}/{name}"), 4)
+            .await
+            .unwrap();
+        Some(PgDb {
+            store: Arc::new(store),
+            admin_url,
+            name,
+        })
+    }
+
+    async fn drop_database(self) {
+        use sqlx::Connection;
+        self.store.close().await;
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+/// Runs a behaviour against every store: the rusqlite store and the sqlx store
+/// on a SQLite file, and the sqlx store on PostgreSQL when a server is reachable.
+macro_rules! every_store {
     ($name:ident) => {
         mod $name {
             #[tokio::test]
@@ -48,6 +108,20 @@ macro_rules! both {
             async fn sqlx_store() {
                 let db = super::sqlx_store().await;
                 super::$name(db.store.as_ref()).await;
+            }
+            #[tokio::test]
+            async fn postgres_store() {
+                use futures_util::FutureExt;
+                let Some(db) = super::PgDb::create().await else {
+                    return;
+                };
+                let outcome = std::panic::AssertUnwindSafe(super::$name(db.store.as_ref()))
+                    .catch_unwind()
+                    .await;
+                db.drop_database().await;
+                if let Err(panic) = outcome {
+                    std::panic::resume_unwind(panic);
+                }
             }
         }
     };
@@ -158,7 +232,7 @@ async fn codes_are_single_use_and_a_replay_during_minting_blocks_the_grant(store
     assert!(store.find_refresh("r1").await.unwrap().is_none());
     assert_eq!(audited(store, "g1 issued").await, 0);
 }
-both!(codes_are_single_use_and_a_replay_during_minting_blocks_the_grant);
+every_store!(codes_are_single_use_and_a_replay_during_minting_blocks_the_grant);
 
 async fn a_replay_after_the_grant_reports_it_and_revoking_cascades(store: &dyn Store) {
     store.insert_code(&code("c2", NOW + 60)).await.unwrap();
@@ -205,7 +279,7 @@ async fn a_replay_after_the_grant_reports_it_and_revoking_cascades(store: &dyn S
         .await
         .unwrap());
 }
-both!(a_replay_after_the_grant_reports_it_and_revoking_cascades);
+every_store!(a_replay_after_the_grant_reports_it_and_revoking_cascades);
 
 async fn concurrent_redemptions_of_one_code_yield_exactly_one_fresh(store: &dyn Store) {
     store.insert_code(&code("c3", NOW + 60)).await.unwrap();
@@ -220,7 +294,7 @@ async fn concurrent_redemptions_of_one_code_yield_exactly_one_fresh(store: &dyn 
         .count();
     assert_eq!(fresh, 1);
 }
-both!(concurrent_redemptions_of_one_code_yield_exactly_one_fresh);
+every_store!(concurrent_redemptions_of_one_code_yield_exactly_one_fresh);
 
 async fn a_refused_grant_does_not_affect_one_committed_with_it(store: &dyn Store) {
     store.insert_code(&code("c4", NOW + 60)).await.unwrap();
@@ -251,7 +325,7 @@ async fn a_refused_grant_does_not_affect_one_committed_with_it(store: &dyn Store
     assert!(store.find_refresh("r5").await.unwrap().is_none());
     assert_eq!(audited(store, "g5 issued").await, 0);
 }
-both!(a_refused_grant_does_not_affect_one_committed_with_it);
+every_store!(a_refused_grant_does_not_affect_one_committed_with_it);
 
 async fn a_refresh_token_rotates_once(store: &dyn Store) {
     store
@@ -283,7 +357,7 @@ async fn a_refresh_token_rotates_once(store: &dyn Store) {
         .await
         .unwrap());
 }
-both!(a_refresh_token_rotates_once);
+every_store!(a_refresh_token_rotates_once);
 
 async fn purge_removes_only_what_expired(store: &dyn Store) {
     let now = NOW + 100_000;
@@ -325,7 +399,411 @@ async fn purge_removes_only_what_expired(store: &dyn Store) {
     assert!(store.find_access_token("j8").await.unwrap().is_some());
     assert_eq!(store.purge_expired(now).await.unwrap(), 0);
 }
-both!(purge_removes_only_what_expired);
+every_store!(purge_removes_only_what_expired);
+
+fn client(id: &str, name: &str) -> ClientRecord {
+    let metadata = serde_json::from_value(serde_json::json!({
+        "redirect_uris": ["http://127.0.0.1:9/cb"],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "client_name": name,
+        "scope": "mcp:read",
+        "application_type": "native",
+    }))
+    .unwrap();
+    ClientRecord {
+        client_id: id.into(),
+        client_name: Some(name.into()),
+        secret_hash: None,
+        metadata,
+        source: ClientSource::Dcr,
+        registration_token_hash: Some("rat".into()),
+        can_introspect: false,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+fn key(kid: &str, created_at: i64) -> auth_server::domain::keys::StoredKey {
+    auth_server::domain::keys::StoredKey {
+        kid: kid.into(),
+        alg: "ES256".into(),
+        private_pkcs8_b64: "private".into(),
+        public_b64: "public".into(),
+        created_at,
+        retired_at: None,
+    }
+}
+
+async fn users_clients_keys_sessions_and_settings_round_trip(store: &dyn Store) {
+    store.ping().await.unwrap();
+    let mut alice = user("alice");
+    alice.email = Some("alice@example.com".into());
+    store.create_user(&alice).await.unwrap();
+    store.create_user(&user("bob")).await.unwrap();
+    assert!(matches!(
+        store.create_user(&user("alice")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let found = store.find_user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(found.id, "id-alice");
+    assert_eq!(found.email.as_deref(), Some("alice@example.com"));
+    assert!(!found.disabled);
+    assert_eq!(
+        store
+            .find_user_by_id("id-bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .username,
+        "bob"
+    );
+    assert!(store.find_user_by_id("nobody").await.unwrap().is_none());
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(store
+        .set_password("alice", "new-hash", NOW + 1)
+        .await
+        .unwrap());
+    assert!(!store.set_password("nobody", "x", NOW + 1).await.unwrap());
+    assert_eq!(
+        store
+            .find_user_by_name("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "new-hash"
+    );
+
+    store.insert_client(&client("c-1", "One")).await.unwrap();
+    assert!(matches!(
+        store.insert_client(&client("c-1", "One")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut changed = client("c-1", "Renamed");
+    changed.can_introspect = true;
+    changed.updated_at = NOW + 5;
+    store.upsert_client(&changed).await.unwrap();
+    store.upsert_client(&client("c-2", "Two")).await.unwrap();
+    let c1 = store.find_client("c-1").await.unwrap().unwrap();
+    assert_eq!(c1.client_name.as_deref(), Some("Renamed"));
+    assert!(c1.can_introspect);
+    assert_eq!(c1.registration_token_hash.as_deref(), Some("rat"));
+    assert_eq!((c1.created_at, c1.updated_at), (NOW, NOW + 5));
+    assert_eq!(c1.metadata.redirect_uris, ["http://127.0.0.1:9/cb"]);
+    let mut metadata = c1.metadata.clone();
+    metadata.client_name = Some("Third name".into());
+    assert!(store
+        .update_client_metadata("c-1", &metadata, NOW + 9)
+        .await
+        .unwrap());
+    assert!(!store
+        .update_client_metadata("nobody", &metadata, NOW + 9)
+        .await
+        .unwrap());
+    let c1 = store.find_client("c-1").await.unwrap().unwrap();
+    assert_eq!(c1.display_name(), "Third name");
+    assert_eq!(c1.metadata.client_name.as_deref(), Some("Third name"));
+    let ids: Vec<String> = store
+        .list_clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(ids, ["c-1", "c-2"]);
+
+    assert!(store.insert_first_key(&key("k1", NOW)).await.unwrap());
+    assert!(!store.insert_first_key(&key("k0", NOW)).await.unwrap());
+    store
+        .rotate_keys(&key("k2", NOW + 10), NOW + 10)
+        .await
+        .unwrap();
+    let keys = store.list_keys().await.unwrap();
+    let summary: Vec<(&str, Option<i64>)> = keys
+        .iter()
+        .map(|k| (k.kid.as_str(), k.retired_at))
+        .collect();
+    assert_eq!(summary, [("k1", Some(NOW + 10)), ("k2", None)]);
+
+    let session = SessionRecord {
+        id_hash: "s1".into(),
+        user_id: "id-alice".into(),
+        auth_time: NOW,
+        expires_at: NOW + 60,
+    };
+    store.create_session(&session).await.unwrap();
+    assert_eq!(
+        store
+            .find_session("s1", NOW)
+            .await
+            .unwrap()
+            .unwrap()
+            .user_id,
+        "id-alice"
+    );
+    assert!(store.find_session("s1", NOW + 60).await.unwrap().is_none());
+    store.delete_session("s1").await.unwrap();
+    assert!(store.find_session("s1", NOW).await.unwrap().is_none());
+
+    assert!(store
+        .find_consent("id-alice", "c-1")
+        .await
+        .unwrap()
+        .is_none());
+    store
+        .save_consent("id-alice", "c-1", "mcp:read", NOW)
+        .await
+        .unwrap();
+    store
+        .save_consent("id-alice", "c-1", "mcp:read mcp:write", NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_consent("id-alice", "c-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("mcp:read mcp:write")
+    );
+
+    assert_eq!(store.get_or_init_kv("k", "first").await.unwrap(), "first");
+    assert_eq!(store.get_or_init_kv("k", "second").await.unwrap(), "first");
+
+    store.audit(&audit("one")).await.unwrap();
+    let mut later = audit("two");
+    later.at_ms += 1;
+    later.username = None;
+    store.audit(&later).await.unwrap();
+    let log = store.list_audit(1).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].detail.as_str(), log[0].username.as_deref()),
+        ("two", None)
+    );
+}
+every_store!(users_clients_keys_sessions_and_settings_round_trip);
+
+/// Re-sealing stored secrets writes all replacements or none: a row that no
+/// longer holds the value that was read stops the whole batch.
+async fn secrets_are_replaced_all_or_nothing(store: &dyn Store) {
+    use auth_server::domain::key_encryption::SecretSlot;
+    assert_eq!(store.find_kv("cookie_key").await.unwrap(), None);
+    store.get_or_init_kv("cookie_key", "plain").await.unwrap();
+    assert!(store.insert_first_key(&key("k1", NOW)).await.unwrap());
+    let update = |slot: SecretSlot, stored: &str, replacement: &str| SecretUpdate {
+        slot,
+        stored: stored.into(),
+        replacement: replacement.into(),
+    };
+    let key_slot = SecretSlot::SigningKey("k1".into());
+    let cookie_slot = SecretSlot::Setting("cookie_key".into());
+
+    let stale = [
+        update(key_slot.clone(), "private", "sealed-key"),
+        update(cookie_slot.clone(), "not what is stored", "sealed-cookie"),
+    ];
+    assert!(store.replace_secrets(&stale).await.is_err());
+    assert_eq!(
+        store.list_keys().await.unwrap()[0].private_pkcs8_b64,
+        "private"
+    );
+    assert_eq!(
+        store.find_kv("cookie_key").await.unwrap().as_deref(),
+        Some("plain")
+    );
+
+    let fresh = [
+        update(key_slot, "private", "sealed-key"),
+        update(cookie_slot, "plain", "sealed-cookie"),
+    ];
+    store.replace_secrets(&fresh).await.unwrap();
+    assert_eq!(
+        store.list_keys().await.unwrap()[0].private_pkcs8_b64,
+        "sealed-key"
+    );
+    assert_eq!(
+        store.find_kv("cookie_key").await.unwrap().as_deref(),
+        Some("sealed-cookie")
+    );
+    store.replace_secrets(&[]).await.unwrap();
+}
+every_store!(secrets_are_replaced_all_or_nothing);
+
+/// A user grant for `user-1` on `client-1` with one access and one refresh token.
+async fn granted(store: &dyn Store, id: &str) {
+    store
+        .create_grant(
+            &grant(id),
+            &issued(id, &format!("{id}-at"), Some(&format!("{id}-rt"))),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+async fn disabling_a_user_or_deleting_a_client_revokes_what_it_holds(store: &dyn Store) {
+    let mut alice = user("alice");
+    alice.id = "user-1".into();
+    store.create_user(&alice).await.unwrap();
+    store
+        .insert_client(&client("client-1", "One"))
+        .await
+        .unwrap();
+    granted(store, "g1").await;
+    granted(store, "g2").await;
+    store
+        .save_consent("user-1", "client-1", "mcp:read", NOW)
+        .await
+        .unwrap();
+
+    // The admin views list live grants with their live tokens.
+    let active = store.active_grants(NOW).await.unwrap();
+    let ids: Vec<(&str, &str, Option<&str>)> = active
+        .iter()
+        .map(|s| {
+            (
+                s.grant.id.as_str(),
+                s.username.as_str(),
+                s.client_name.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [("g1", "alice", Some("One")), ("g2", "alice", Some("One"))]
+    );
+    assert_eq!(active[0].token_ids, ["g1-at"]);
+    let stats = store.user_stats(NOW).await.unwrap();
+    assert_eq!(
+        (
+            stats[0].username.as_str(),
+            stats[0].active_grants,
+            stats[0].disabled
+        ),
+        ("alice", 2, false)
+    );
+
+    // Revoking with `forget_consent` forgets the remembered consent.
+    assert!(store.revoke_grant("g1", NOW + 1, true).await.unwrap());
+    assert!(store
+        .find_consent("user-1", "client-1")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.revoke_access_token("g2-at", NOW + 1).await.unwrap());
+    assert!(!store.revoke_access_token("g2-at", NOW + 2).await.unwrap());
+    assert!(store.active_grants(NOW + 2).await.unwrap()[0]
+        .token_ids
+        .is_empty());
+
+    // Disabling revokes the user's grants and ends their sessions.
+    granted(store, "g3").await;
+    store
+        .create_session(&SessionRecord {
+            id_hash: "s1".into(),
+            user_id: "user-1".into(),
+            auth_time: NOW,
+            expires_at: NOW + 600,
+        })
+        .await
+        .unwrap();
+    assert!(store.set_disabled("alice", true, NOW + 3).await.unwrap());
+    assert!(!store.set_disabled("nobody", true, NOW + 3).await.unwrap());
+    assert!(
+        store
+            .find_user_by_name("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    assert!(store.find_session("s1", NOW).await.unwrap().is_none());
+    for g in ["g2", "g3"] {
+        assert!(store
+            .find_grant(g)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some());
+        assert!(store
+            .find_refresh(&format!("{g}-rt"))
+            .await
+            .unwrap()
+            .is_none());
+    }
+    assert_eq!(
+        store
+            .find_access_token("g3-at")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(NOW + 3)
+    );
+    assert!(store.active_grants(NOW + 3).await.unwrap().is_empty());
+    assert!(store.set_disabled("alice", false, NOW + 4).await.unwrap());
+    assert!(
+        !store
+            .find_user_by_name("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+
+    // Deleting a client revokes its grants and tokens and forgets its codes and consents.
+    granted(store, "g4").await;
+    let mut client_token = issued("g4", "cc-at", None).access;
+    client_token.grant_id = None;
+    client_token.user_id = None;
+    store.insert_access_token(&client_token).await.unwrap();
+    store.insert_code(&code("c1", NOW + 60)).await.unwrap();
+    store
+        .save_consent("user-1", "client-1", "mcp:read", NOW)
+        .await
+        .unwrap();
+    assert!(store.delete_client("client-1", NOW + 5).await.unwrap());
+    assert!(!store.delete_client("client-1", NOW + 5).await.unwrap());
+    assert!(store.find_client("client-1").await.unwrap().is_none());
+    assert_eq!(
+        store.find_grant("g4").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 5)
+    );
+    for jti in ["g4-at", "cc-at"] {
+        assert_eq!(
+            store
+                .find_access_token(jti)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at,
+            Some(NOW + 5)
+        );
+    }
+    assert!(store.find_refresh("g4-rt").await.unwrap().is_none());
+    assert!(matches!(
+        store.redeem_code("c1", NOW).await.unwrap(),
+        CodeRedemption::NotFound
+    ));
+    assert!(store
+        .find_consent("user-1", "client-1")
+        .await
+        .unwrap()
+        .is_none());
+}
+every_store!(disabling_a_user_or_deleting_a_client_revokes_what_it_holds);
 
 // ----- the shared migration ledger -----
 
@@ -349,7 +827,7 @@ fn user(name: &str) -> UserRecord {
         id: format!("id-{name}"),
         username: name.into(),
         password_hash: "hash".into(),
-        role: "user".into(),
+        role: auth_server::domain::scope_policy::Role::User,
         email: None,
         name: None,
         disabled: false,

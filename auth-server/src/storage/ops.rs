@@ -1,0 +1,567 @@
+//! Every store operation and cascade, written once over [`Exec`] and run by both
+//! stores. A store decides only where an operation runs: on which connection,
+//! and whether inside a transaction (the `Store` method docs say which need one;
+//! the operations here assume it).
+
+use std::collections::HashMap;
+
+use super::exec::{args, fetch_one, Arg, Exec};
+use super::queries as q;
+use super::*;
+
+fn metadata_json(metadata: &ClientMetadata) -> StoreResult<String> {
+    serde_json::to_string(metadata).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+// ----- users -----
+
+pub(crate) async fn create_user(e: &mut impl Exec, u: &UserRecord) -> StoreResult<()> {
+    let inserted = e
+        .execute(
+            q::INSERT_USER,
+            args![
+                &u.id,
+                &u.username,
+                &u.password_hash,
+                u.role.as_str(),
+                &u.email,
+                &u.name,
+                u.disabled,
+                u.created_at,
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!("user {:?}", u.username)));
+    }
+    Ok(())
+}
+
+pub(crate) async fn find_user_by_name(
+    e: &mut impl Exec,
+    username: &str,
+) -> StoreResult<Option<UserRecord>> {
+    e.fetch_optional(q::USER_BY_NAME, args![username]).await
+}
+
+pub(crate) async fn find_user_by_id(
+    e: &mut impl Exec,
+    id: &str,
+) -> StoreResult<Option<UserRecord>> {
+    e.fetch_optional(q::USER_BY_ID, args![id]).await
+}
+
+pub(crate) async fn list_users(e: &mut impl Exec) -> StoreResult<Vec<UserRecord>> {
+    e.fetch_all(q::LIST_USERS, args![]).await
+}
+
+pub(crate) async fn set_password(
+    e: &mut impl Exec,
+    username: &str,
+    hash: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    Ok(e.execute(q::SET_PASSWORD, args![hash, now, username])
+        .await?
+        > 0)
+}
+
+/// In a transaction: disabling also revokes the user's grants and ends their sessions.
+pub(crate) async fn set_disabled(
+    e: &mut impl Exec,
+    username: &str,
+    disabled: bool,
+    now: i64,
+) -> StoreResult<bool> {
+    if e.execute(q::SET_DISABLED, args![disabled, now, username])
+        .await?
+        == 0
+    {
+        return Ok(false);
+    }
+    if disabled {
+        let grants: Vec<String> = e.fetch_all(q::LIVE_GRANTS_OF_USER, args![username]).await?;
+        for id in grants {
+            revoke_grant(e, &id, now, false).await?;
+        }
+        e.execute(q::DELETE_SESSIONS_OF_USER, args![username])
+            .await?;
+    }
+    Ok(true)
+}
+
+// ----- clients -----
+
+fn client_args<'a>(c: &'a ClientRecord, metadata: &'a str) -> [Arg<'a>; 9] {
+    *args![
+        &c.client_id,
+        &c.client_name,
+        &c.secret_hash,
+        metadata,
+        c.source.as_str(),
+        &c.registration_token_hash,
+        c.can_introspect,
+        c.created_at,
+        c.updated_at,
+    ]
+}
+
+pub(crate) async fn upsert_client(e: &mut impl Exec, c: &ClientRecord) -> StoreResult<()> {
+    let metadata = metadata_json(&c.metadata)?;
+    e.execute(q::UPSERT_CLIENT, &client_args(c, &metadata))
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn insert_client(e: &mut impl Exec, c: &ClientRecord) -> StoreResult<()> {
+    let metadata = metadata_json(&c.metadata)?;
+    if e.execute(q::INSERT_CLIENT, &client_args(c, &metadata))
+        .await?
+        == 0
+    {
+        return Err(StoreError::Conflict(format!("client {:?}", c.client_id)));
+    }
+    Ok(())
+}
+
+pub(crate) async fn find_client(
+    e: &mut impl Exec,
+    client_id: &str,
+) -> StoreResult<Option<ClientRecord>> {
+    e.fetch_optional(q::CLIENT_BY_ID, args![client_id]).await
+}
+
+pub(crate) async fn list_clients(e: &mut impl Exec) -> StoreResult<Vec<ClientRecord>> {
+    e.fetch_all(q::LIST_CLIENTS, args![]).await
+}
+
+pub(crate) async fn update_client_metadata(
+    e: &mut impl Exec,
+    client_id: &str,
+    metadata: &ClientMetadata,
+    now: i64,
+) -> StoreResult<bool> {
+    let json = metadata_json(metadata)?;
+    let changed = e
+        .execute(
+            q::UPDATE_CLIENT_METADATA,
+            args![json.as_str(), &metadata.client_name, now, client_id],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+/// In a transaction: deletes the client and revokes everything it holds.
+pub(crate) async fn delete_client(
+    e: &mut impl Exec,
+    client_id: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let grants: Vec<String> = e
+        .fetch_all(q::LIVE_GRANTS_OF_CLIENT, args![client_id])
+        .await?;
+    for id in grants {
+        revoke_grant(e, &id, now, false).await?;
+    }
+    e.execute(q::REVOKE_ACCESS_TOKENS_OF_CLIENT, args![now, client_id])
+        .await?;
+    e.execute(q::DELETE_CODES_OF_CLIENT, args![client_id])
+        .await?;
+    e.execute(q::DELETE_CONSENTS_OF_CLIENT, args![client_id])
+        .await?;
+    Ok(e.execute(q::DELETE_CLIENT, args![client_id]).await? > 0)
+}
+
+// ----- signing keys -----
+
+pub(crate) async fn list_keys(e: &mut impl Exec) -> StoreResult<Vec<StoredKey>> {
+    e.fetch_all(q::LIST_KEYS, args![]).await
+}
+
+async fn insert_key(e: &mut impl Exec, k: &StoredKey) -> StoreResult<()> {
+    e.execute(
+        q::INSERT_KEY,
+        args![
+            &k.kid,
+            &k.alg,
+            &k.private_pkcs8_b64,
+            &k.public_b64,
+            k.created_at
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// In a transaction.
+pub(crate) async fn rotate_keys(e: &mut impl Exec, k: &StoredKey, now: i64) -> StoreResult<()> {
+    e.execute(q::RETIRE_KEYS, args![now]).await?;
+    insert_key(e, k).await
+}
+
+/// In a transaction.
+pub(crate) async fn insert_first_key(e: &mut impl Exec, k: &StoredKey) -> StoreResult<bool> {
+    let active: i64 = fetch_one(e, q::COUNT_ACTIVE_KEYS, args![]).await?;
+    if active > 0 {
+        return Ok(false);
+    }
+    insert_key(e, k).await?;
+    Ok(true)
+}
+
+// ----- sessions and consent -----
+
+pub(crate) async fn create_session(e: &mut impl Exec, s: &SessionRecord) -> StoreResult<()> {
+    e.execute(
+        q::INSERT_SESSION,
+        args![&s.id_hash, &s.user_id, s.auth_time, s.expires_at],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn find_session(
+    e: &mut impl Exec,
+    id_hash: &str,
+    now: i64,
+) -> StoreResult<Option<SessionRecord>> {
+    e.fetch_optional(q::LIVE_SESSION, args![id_hash, now]).await
+}
+
+pub(crate) async fn delete_session(e: &mut impl Exec, id_hash: &str) -> StoreResult<()> {
+    e.execute(q::DELETE_SESSION, args![id_hash]).await?;
+    Ok(())
+}
+
+pub(crate) async fn find_consent(
+    e: &mut impl Exec,
+    user_id: &str,
+    client_id: &str,
+) -> StoreResult<Option<String>> {
+    e.fetch_optional(q::CONSENT, args![user_id, client_id])
+        .await
+}
+
+pub(crate) async fn save_consent(
+    e: &mut impl Exec,
+    user_id: &str,
+    client_id: &str,
+    scope: &str,
+    now: i64,
+) -> StoreResult<()> {
+    e.execute(q::SAVE_CONSENT, args![user_id, client_id, scope, now])
+        .await?;
+    Ok(())
+}
+
+// ----- codes and grants -----
+
+pub(crate) async fn insert_code(e: &mut impl Exec, c: &AuthCodeRecord) -> StoreResult<()> {
+    e.execute(
+        q::INSERT_CODE,
+        args![
+            &c.code_hash,
+            &c.client_id,
+            &c.user_id,
+            &c.redirect_uri,
+            &c.scope,
+            &c.resource,
+            &c.code_challenge,
+            &c.nonce,
+            c.auth_time,
+            c.created_at,
+            c.expires_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// In a transaction: claims the code (single use). A replay reports the grant
+/// the first redemption created, so that it can be revoked.
+pub(crate) async fn redeem_code(
+    e: &mut impl Exec,
+    code_hash: &str,
+    now: i64,
+) -> StoreResult<CodeRedemption> {
+    // The common case in one statement: claim the unused code.
+    if let Some(record) = e
+        .fetch_optional(q::CLAIM_CODE, args![now, code_hash])
+        .await?
+    {
+        return Ok(CodeRedemption::Fresh(record));
+    }
+    let Some(record) = e
+        .fetch_optional::<AuthCodeRecord>(q::CODE_BY_HASH, args![code_hash])
+        .await?
+    else {
+        return Ok(CodeRedemption::NotFound);
+    };
+    if record.grant_id.is_none() {
+        // Replayed while the first redemption is still minting its tokens: mark
+        // the code so that `create_grant` refuses to attach a grant.
+        e.execute(q::LINK_CODE, args![REPLAYED_MARK, code_hash])
+            .await?;
+    }
+    Ok(CodeRedemption::Replayed(record))
+}
+
+/// What `Store::create_grant` answers when [`create_grant`] refused the grant.
+pub(crate) fn grant_refused() -> StoreError {
+    StoreError::Conflict("a grant for this code".into())
+}
+
+/// In a transaction: stores a grant with its first tokens and audit row, linking
+/// the code first. `Ok(false)`: the code was replayed meanwhile (RFC 6749 §10.5)
+/// or already has a grant, and nothing was written.
+pub(crate) async fn create_grant(
+    e: &mut impl Exec,
+    g: &GrantRecord,
+    issued: &Issued,
+    code_hash: Option<&str>,
+    audit: Option<&AuditRecord>,
+) -> StoreResult<bool> {
+    if let Some(hash) = code_hash {
+        if e.execute(q::LINK_CODE, args![&g.id, hash]).await? != 1 {
+            return Ok(false);
+        }
+    }
+    e.execute(
+        q::INSERT_GRANT,
+        args![
+            &g.id,
+            &g.user_id,
+            &g.client_id,
+            &g.scope,
+            &g.resource,
+            g.auth_time,
+            g.created_at,
+            g.expires_at,
+        ],
+    )
+    .await?;
+    add_tokens(e, issued).await?;
+    if let Some(a) = audit {
+        insert_audit(e, a).await?;
+    }
+    Ok(true)
+}
+
+pub(crate) async fn find_grant(
+    e: &mut impl Exec,
+    grant_id: &str,
+) -> StoreResult<Option<GrantRecord>> {
+    e.fetch_optional(q::GRANT_BY_ID, args![grant_id]).await
+}
+
+/// In a transaction: revokes a grant, its refresh family and its access tokens;
+/// with `forget_consent` the user's remembered consent for the client goes too.
+/// Returns whether the grant was live.
+pub(crate) async fn revoke_grant(
+    e: &mut impl Exec,
+    grant_id: &str,
+    now: i64,
+    forget_consent: bool,
+) -> StoreResult<bool> {
+    let Some((user_id, client_id)) = e
+        .fetch_optional::<(Option<String>, String)>(q::GRANT_OWNER, args![grant_id])
+        .await?
+    else {
+        return Ok(false);
+    };
+    let changed = e.execute(q::REVOKE_GRANT, args![now, grant_id]).await?;
+    e.execute(q::REVOKE_ACCESS_TOKENS_OF_GRANT, args![now, grant_id])
+        .await?;
+    e.execute(q::DELETE_REFRESH_TOKENS_OF_GRANT, args![grant_id])
+        .await?;
+    if forget_consent {
+        if let Some(user_id) = user_id {
+            e.execute(q::DELETE_CONSENT, args![&user_id, &client_id])
+                .await?;
+        }
+    }
+    Ok(changed > 0)
+}
+
+// ----- tokens -----
+
+pub(crate) async fn insert_access_token(
+    e: &mut impl Exec,
+    a: &AccessTokenRecord,
+) -> StoreResult<()> {
+    e.execute(
+        q::INSERT_ACCESS_TOKEN,
+        args![
+            &a.jti,
+            &a.grant_id,
+            &a.client_id,
+            &a.user_id,
+            &a.scope,
+            &a.audience,
+            a.issued_at,
+            a.expires_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// In a transaction: stores the tokens of one token-endpoint call; a refresh
+/// token keeps its grant alive at least as long as itself.
+pub(crate) async fn add_tokens(e: &mut impl Exec, issued: &Issued) -> StoreResult<()> {
+    insert_access_token(e, &issued.access).await?;
+    if let Some(r) = &issued.refresh {
+        e.execute(
+            q::INSERT_REFRESH_TOKEN,
+            args![
+                &r.token_hash,
+                &r.grant_id,
+                &r.scope,
+                r.created_at,
+                r.expires_at
+            ],
+        )
+        .await?;
+        e.execute(q::EXTEND_GRANT, args![r.expires_at, &r.grant_id])
+            .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn find_refresh(
+    e: &mut impl Exec,
+    token_hash: &str,
+) -> StoreResult<Option<RefreshRecord>> {
+    e.fetch_optional(q::REFRESH_TOKEN_BY_HASH, args![token_hash])
+        .await
+}
+
+/// In a transaction: marks `old_hash` rotated, only if it was not yet, and stores
+/// the new tokens. `Ok(false)`: another request rotated it first; nothing written.
+pub(crate) async fn rotate_refresh(
+    e: &mut impl Exec,
+    old_hash: &str,
+    now: i64,
+    issued: &Issued,
+) -> StoreResult<bool> {
+    if e.execute(q::ROTATE_REFRESH_TOKEN, args![now, old_hash])
+        .await?
+        != 1
+    {
+        return Ok(false);
+    }
+    add_tokens(e, issued).await?;
+    Ok(true)
+}
+
+pub(crate) async fn find_access_token(
+    e: &mut impl Exec,
+    jti: &str,
+) -> StoreResult<Option<AccessTokenRecord>> {
+    e.fetch_optional(q::ACCESS_TOKEN_BY_JTI, args![jti]).await
+}
+
+pub(crate) async fn revoke_access_token(
+    e: &mut impl Exec,
+    jti: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    Ok(e.execute(q::REVOKE_ACCESS_TOKEN, args![now, jti]).await? > 0)
+}
+
+// ----- admin views -----
+
+/// Two queries: run it in one (read) transaction for a consistent view.
+pub(crate) async fn active_grants(e: &mut impl Exec, now: i64) -> StoreResult<Vec<GrantSummary>> {
+    let mut grants: Vec<GrantSummary> = e.fetch_all(q::ACTIVE_GRANTS, args![now]).await?;
+    let tokens: Vec<(String, String)> = e.fetch_all(q::ACTIVE_GRANT_TOKENS, args![now]).await?;
+    let mut by_grant: HashMap<String, Vec<String>> = HashMap::new();
+    for (jti, grant_id) in tokens {
+        by_grant.entry(grant_id).or_default().push(jti);
+    }
+    for summary in &mut grants {
+        summary.token_ids = by_grant.remove(&summary.grant.id).unwrap_or_default();
+    }
+    Ok(grants)
+}
+
+pub(crate) async fn user_stats(e: &mut impl Exec, now: i64) -> StoreResult<Vec<UserStat>> {
+    e.fetch_all(q::USER_STATS, args![now]).await
+}
+
+// ----- audit, settings, maintenance -----
+
+pub(crate) async fn insert_audit(e: &mut impl Exec, a: &AuditRecord) -> StoreResult<()> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    e.execute(
+        q::INSERT_AUDIT,
+        args![
+            id.as_str(),
+            a.at_ms,
+            &a.event,
+            &a.username,
+            &a.client_id,
+            &a.ip,
+            &a.detail,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn list_audit(e: &mut impl Exec, limit: i64) -> StoreResult<Vec<AuditRecord>> {
+    e.fetch_all(q::LIST_AUDIT, args![limit.clamp(1, 10_000)])
+        .await
+}
+
+pub(crate) async fn ping(e: &mut impl Exec) -> StoreResult<()> {
+    e.fetch_optional::<()>(q::PING, args![]).await?;
+    Ok(())
+}
+
+/// In a transaction.
+pub(crate) async fn get_or_init_kv(
+    e: &mut impl Exec,
+    key: &str,
+    init: &str,
+) -> StoreResult<String> {
+    e.execute(q::INIT_KV, args![key, init]).await?;
+    fetch_one(e, q::KV, args![key]).await
+}
+
+pub(crate) async fn find_kv(e: &mut impl Exec, key: &str) -> StoreResult<Option<String>> {
+    e.fetch_optional(q::KV, args![key]).await
+}
+
+/// In a transaction: all replacements or (when a row no longer holds the value
+/// that was read) none.
+pub(crate) async fn replace_secrets(
+    e: &mut impl Exec,
+    updates: &[SecretUpdate],
+) -> StoreResult<()> {
+    for u in updates {
+        let (sql, id) = match &u.slot {
+            SecretSlot::SigningKey(kid) => (q::RESEAL_KEY, kid),
+            SecretSlot::Setting(key) => (q::RESEAL_KV, key),
+        };
+        let changed = e.execute(sql, args![&u.replacement, id, &u.stored]).await?;
+        if changed != 1 {
+            return Err(StoreError::Failed(format!(
+                "{} changed while it was being re-encrypted; nothing was written",
+                u.slot
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// In a transaction: deletes expired codes, sessions and tokens; returns rows removed.
+pub(crate) async fn purge_expired(e: &mut impl Exec, now: i64) -> StoreResult<u64> {
+    // Codes (and access tokens) are kept an hour past expiry, so that a late
+    // replay of a code is still detected.
+    let late = now - 3600;
+    Ok(e.execute(q::PURGE_CODES, args![late]).await?
+        + e.execute(q::PURGE_SESSIONS, args![now]).await?
+        + e.execute(q::PURGE_ACCESS_TOKENS, args![late]).await?
+        + e.execute(q::PURGE_REFRESH_TOKENS, args![now]).await?)
+}
