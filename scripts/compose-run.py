@@ -220,11 +220,11 @@ class Topology:
         self.compose_file = os.path.abspath(compose_file)
         self.bin_dir = bin_dir
         self.workdir = workdir
-        config = subprocess.run(
-            ["docker-compose", "-f", self.compose_file, "config"],
-            check=True, capture_output=True, text=True,
-        ).stdout
-        self.config = yaml.safe_load(config)
+        config = subprocess.run(["docker-compose", "-f", self.compose_file, "config"],
+                                capture_output=True, text=True)
+        if config.returncode != 0:
+            raise SystemExit(f"docker-compose config rejects {compose_file}:\n{config.stderr}")
+        self.config = yaml.safe_load(config.stdout)
         self.services = {n: Service(n, s) for n, s in (self.config.get("services") or {}).items()}
         self.port = {}  # (service, container port) -> free loopback port
         self.published = {}  # host port -> (service, container port)
@@ -250,7 +250,10 @@ class Topology:
         chain = stage_chain(stages, target)
         if not chain:
             raise Unsupported(f"service {service.name}: no stage {target!r} in {dockerfile}")
-        inherited = lambda key: next((s[key] for _, s in chain if key in s), None)  # noqa: E731
+
+        def inherited(key):
+            return next((stage[key] for _, stage in chain if key in stage), None)
+
         for _, stage in reversed(chain):
             service.env.update(stage["ENV"])
             for source_stage, src, dest in stage["COPY"]:
