@@ -23,7 +23,8 @@ for candidate in python3 /usr/bin/python3; do
     python="$candidate"; break
   fi
 done
-cargo build --quiet --bin auth-server --bin mcp-server
+# The same selection as scripts/test.sh, so that after it (as in CI) nothing rebuilds.
+cargo build --quiet --workspace --bins
 if [ ! -d e2e/node_modules/@modelcontextprotocol/sdk ]; then
   (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
