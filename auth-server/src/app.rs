@@ -154,7 +154,7 @@ async fn track(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let method = req.method().to_string();
+    let method = shared::metrics::method_label(req.method());
     let res = next.call(req).await?;
     if let Some(state) = state {
         let route = res
@@ -164,7 +164,7 @@ async fn track(
         let status = res.status().as_u16().to_string();
         state
             .metrics
-            .http_request(&route, &method, &status, start.elapsed());
+            .http_request(&route, method, &status, start.elapsed());
     }
     Ok(res)
 }
@@ -211,7 +211,11 @@ fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
     .app_data(
         web::JsonConfig::default()
             .limit(limit)
-            .content_type_required(false)
+            // A JSON body must say so: `text/plain` (or no type) is a "simple"
+            // request that any web page can send cross-site without a CORS
+            // preflight, so accepting it would let pages register clients or
+            // drive the admin API from a victim's browser.
+            .content_type_required(true)
             .error_handler(|err, _| {
                 let overflow = matches!(
                     err,
@@ -219,6 +223,16 @@ fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
                         | JsonPayloadError::OverflowKnownLength { .. }
                 );
                 match &err {
+                    JsonPayloadError::ContentType => {
+                        AppError::OAuth {
+                            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            error: "invalid_request",
+                            description:
+                                "the request body must be sent as Content-Type: application/json"
+                                    .into(),
+                        }
+                        .into()
+                    }
                     // The parser's message (position, "expected a JSON object",
                     // "duplicate member") helps a client developer; it never echoes
                     // more than a member name.

@@ -1,22 +1,24 @@
-//! Keyed rate limits (GCRA) for login, registration and token requests, and the client-IP
-//! rule used to key them.
+//! Keyed rate limits for login, registration and token requests, and the client-IP rule
+//! used to key them.
 //!
-//! Each [`Bucket`] allows `N` requests per minute per key, with a burst of `N`: a fresh key
-//! may send `N` requests at once, then one every `60/N` seconds. State is one `u64` per
-//! key in sharded maps; keys whose state has fully recovered carry no information and are
-//! dropped when a shard fills up, and the total is bounded by `max_tracked_keys`.
-//!
-//! The client IP comes from the TCP peer, or from `X-Forwarded-For` only when the peer is a
-//! configured trusted proxy ([`client_ip`]).
+//! The algorithm (GCRA) and its per-key state are `governor`'s; CIDR matching is `ipnet`'s.
+//! This module holds the policy: which [`Bucket`]s exist and their rates (`N` requests per
+//! minute per key, with a burst of `N`), how many keys they may remember, how a refusal
+//! becomes a `Retry-After`, and which address a request is counted against ([`client_ip`]).
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::{HashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::{InMemoryState, NotKeyed, StateStore};
+use governor::Quota;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 /// Settings of the rate limiter (`[rate_limit]` in the config file). A limit of 0 switches
@@ -116,47 +118,88 @@ impl fmt::Display for RetryAfter {
     }
 }
 
-const SHARDS: usize = 16;
-
-/// GCRA parameters of one bucket, in nanoseconds.
-#[derive(Debug, Clone, Copy)]
-struct Rate {
-    /// Emission interval: time between requests at the steady rate.
-    interval: u64,
-    /// Burst tolerance: how far ahead of `now` the theoretical arrival time may run.
-    tolerance: u64,
-}
-
-impl Rate {
-    fn per_minute(n: u32) -> Option<Self> {
-        if n == 0 {
-            return None;
-        }
-        let interval = 60_000_000_000u64 / u64::from(n);
-        Some(Self {
-            interval,
-            tolerance: interval.saturating_mul(u64::from(n) - 1),
-        })
+impl RetryAfter {
+    /// Whole seconds, rounded up, so that a client retrying on time is let through.
+    fn from_wait(wait: Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self(secs.max(1))
     }
 }
 
-struct BucketState {
-    rate: Option<Rate>,
-    /// Theoretical arrival time per key, in nanoseconds since the limiter's epoch.
-    shards: Vec<Mutex<HashMap<String, u64>>>,
+/// A rate-limit key and whether the decision is charged: a peek asks the same question
+/// without spending from the budget.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Probe {
+    key: String,
+    charge: bool,
 }
 
-/// Keyed GCRA limiter for the [`Bucket`]s. All methods take `&self`; share it in
-/// `web::Data`.
-pub struct RateLimiter {
+/// governor's mutex-guarded map of per-key states, bounded to `capacity` keys and able to
+/// answer a peek. A new key that finds the map full of active keys is decided as a fresh
+/// key but not remembered, so a flood of invented keys cannot grow memory.
+struct KeyStore {
+    states: HashMapStateStore<String>,
+    capacity: usize,
+}
+
+/// The stored theoretical arrival time, read by a decision that always declines to write.
+fn stored_tat(state: &InMemoryState) -> Option<Nanos> {
+    state
+        .measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>)
+        .err()
+        .flatten()
+}
+
+impl StateStore for KeyStore {
+    type Key = Probe;
+
+    fn measure_and_replace<T, F, E>(&self, probe: &Probe, decide: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut states = self.states.lock();
+        match states.get(&probe.key) {
+            Some(state) if probe.charge => state.measure_and_replace(&NotKeyed::NonKey, decide),
+            Some(state) => decide(stored_tat(state)).map(|(outcome, _)| outcome),
+            None if probe.charge && states.len() < self.capacity => states
+                .entry(probe.key.clone())
+                .or_default()
+                .measure_and_replace(&NotKeyed::NonKey, decide),
+            None => decide(None).map(|(outcome, _)| outcome),
+        }
+    }
+}
+
+impl ShrinkableKeyedStateStore<Probe> for KeyStore {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.states.retain_recent(drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.states.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        ShrinkableKeyedStateStore::len(&self.states)
+    }
+
+    fn is_empty(&self) -> bool {
+        ShrinkableKeyedStateStore::is_empty(&self.states)
+    }
+}
+
+type KeyedLimiter<C> =
+    governor::RateLimiter<Probe, KeyStore, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// Keyed limiter for the [`Bucket`]s. All methods take `&self`; share it in `web::Data`.
+pub struct RateLimiter<C: Clock = MonotonicClock> {
     enabled: bool,
-    buckets: Vec<BucketState>,
-    per_shard_cap: usize,
-    hasher: std::collections::hash_map::RandomState,
-    epoch: Instant,
+    /// One limiter per bucket, in [`Bucket::index`] order; `None` when the bucket is off.
+    buckets: Vec<Option<KeyedLimiter<C>>>,
+    keys_per_bucket: usize,
 }
 
-impl fmt::Debug for RateLimiter {
+impl<C: Clock + Clone> fmt::Debug for RateLimiter<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
             .field("enabled", &self.enabled)
@@ -165,123 +208,74 @@ impl fmt::Debug for RateLimiter {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl RateLimiter {
     pub fn new(settings: &RateLimitSettings) -> Self {
+        Self::with_clock(settings, MonotonicClock)
+    }
+}
+
+impl<C: Clock + Clone> RateLimiter<C> {
+    fn with_clock(settings: &RateLimitSettings, clock: C) -> Self {
+        let keys_per_bucket = settings.max_tracked_keys.div_ceil(Bucket::ALL.len()).max(1);
         let buckets = Bucket::ALL
             .iter()
-            .map(|b| BucketState {
-                rate: Rate::per_minute(b.per_minute(settings)),
-                shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            .map(|b| {
+                let quota = Quota::per_minute(NonZeroU32::new(b.per_minute(settings))?);
+                let store = KeyStore {
+                    states: HashMapStateStore::default(),
+                    capacity: keys_per_bucket,
+                };
+                Some(governor::RateLimiter::new(quota, store, clock.clone()))
             })
             .collect();
-        let per_shard_cap = settings
-            .max_tracked_keys
-            .div_ceil(Bucket::ALL.len() * SHARDS)
-            .max(1);
         Self {
             enabled: settings.enabled,
             buckets,
-            per_shard_cap,
-            hasher: std::collections::hash_map::RandomState::new(),
-            epoch: Instant::now(),
+            keys_per_bucket,
         }
+    }
+
+    fn limiter(&self, bucket: Bucket) -> Option<&KeyedLimiter<C>> {
+        if !self.enabled {
+            return None;
+        }
+        self.buckets.get(bucket.index()).and_then(Option::as_ref)
+    }
+
+    fn decide(&self, bucket: Bucket, key: &str, charge: bool) -> Result<(), RetryAfter> {
+        let Some(limiter) = self.limiter(bucket) else {
+            return Ok(());
+        };
+        if charge && limiter.len() >= self.keys_per_bucket {
+            // Keys whose budget has fully recovered carry no information: forget them
+            // before a new key is refused a place.
+            limiter.retain_recent();
+        }
+        let probe = Probe {
+            key: key.to_owned(),
+            charge,
+        };
+        limiter.check_key(&probe).map_err(|not_until| {
+            RetryAfter::from_wait(not_until.wait_time_from(limiter.clock().now()))
+        })
     }
 
     /// Counts one request for `key` in `bucket`: `Ok` if it may proceed, else how long to
     /// wait. Always `Ok` when the limiter or the bucket is switched off.
     pub fn check(&self, bucket: Bucket, key: &str) -> Result<(), RetryAfter> {
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.check_at(bucket, key, now)
+        self.decide(bucket, key, true)
     }
 
     /// Whether `key` would be allowed in `bucket` right now, without counting a request:
     /// for limits that are charged only after the outcome is known (failed logins).
     pub fn peek(&self, bucket: Bucket, key: &str) -> Result<(), RetryAfter> {
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.peek_at(bucket, key, now)
-    }
-
-    fn peek_at(&self, bucket: Bucket, key: &str, now: u64) -> Result<(), RetryAfter> {
-        if !self.enabled {
-            return Ok(());
-        }
-        let Some(state) = self.buckets.get(bucket.index()) else {
-            return Ok(());
-        };
-        let Some(rate) = state.rate else {
-            return Ok(());
-        };
-        let shard_idx = (self.hasher.hash_one(key) as usize) % SHARDS;
-        let Some(shard) = state.shards.get(shard_idx) else {
-            return Ok(());
-        };
-        let tat = lock(shard).get(key).copied().unwrap_or(now).max(now);
-        refusal(tat, rate, now)
+        self.decide(bucket, key, false)
     }
 
     /// Number of keys currently remembered (all buckets).
     pub fn tracked_keys(&self) -> usize {
-        self.buckets
-            .iter()
-            .flat_map(|b| b.shards.iter())
-            .map(|s| lock(s).len())
-            .sum()
+        self.buckets.iter().flatten().map(|l| l.len()).sum()
     }
-
-    /// [`check`](Self::check) at an explicit time (nanoseconds since the limiter was
-    /// created): the injectable clock for tests.
-    fn check_at(&self, bucket: Bucket, key: &str, now: u64) -> Result<(), RetryAfter> {
-        if !self.enabled {
-            return Ok(());
-        }
-        let Some(state) = self.buckets.get(bucket.index()) else {
-            return Ok(());
-        };
-        let Some(rate) = state.rate else {
-            return Ok(());
-        };
-        let shard_idx = (self.hasher.hash_one(key) as usize) % SHARDS;
-        let Some(shard) = state.shards.get(shard_idx) else {
-            return Ok(());
-        };
-        let mut map = lock(shard);
-        let tat = map.get(key).copied().unwrap_or(now).max(now);
-        refusal(tat, rate, now)?;
-        let new_tat = tat.saturating_add(rate.interval);
-        if let Some(slot) = map.get_mut(key) {
-            *slot = new_tat;
-        } else {
-            if map.len() >= self.per_shard_cap {
-                // Keys whose TAT has passed are back to a fresh state: forget them.
-                map.retain(|_, t| *t > now);
-                if map.len() >= self.per_shard_cap {
-                    // Still full of active keys: drop the one closest to recovery.
-                    if let Some(victim) =
-                        map.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone())
-                    {
-                        map.remove(&victim);
-                    }
-                }
-            }
-            map.insert(key.to_owned(), new_tat);
-        }
-        Ok(())
-    }
-}
-
-/// GCRA: refuse when the theoretical arrival time runs more than the burst tolerance ahead.
-fn refusal(tat: u64, rate: Rate, now: u64) -> Result<(), RetryAfter> {
-    let allow_at = tat.saturating_sub(rate.tolerance);
-    if now < allow_at {
-        let wait = Duration::from_nanos(allow_at - now);
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Err(RetryAfter(secs.max(1)));
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,10 +284,7 @@ fn refusal(tat: u64, rate: Rate, now: u64) -> Result<(), RetryAfter> {
 
 /// A trusted proxy: one address or a CIDR network (`10.0.0.1`, `10.0.0.0/8`, `::1/128`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TrustedProxy {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct TrustedProxy(IpNet);
 
 /// A trusted-proxy entry that is neither an IP address nor a CIDR network.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -311,33 +302,7 @@ impl TrustedProxy {
 
     /// Whether `ip` is inside this network (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, canonical_ip(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = mask32(self.prefix);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = mask128(self.prefix);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-fn mask32(prefix: u8) -> u32 {
-    if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    }
-}
-
-fn mask128(prefix: u8) -> u128 {
-    if prefix == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(prefix.min(128)))
+        self.0.contains(&canonical_ip(ip))
     }
 }
 
@@ -352,6 +317,21 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network it denotes, so
+/// that it matches the canonical (IPv4) form of the addresses inside it.
+fn canonical_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), Some(prefix)) =
+            (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96))
+        {
+            if let Ok(v4net) = Ipv4Net::new(v4, prefix) {
+                return IpNet::V4(v4net);
+            }
+        }
+    }
+    net
+}
+
 impl FromStr for TrustedProxy {
     type Err = TrustedProxyError;
 
@@ -364,39 +344,26 @@ impl FromStr for TrustedProxy {
         if trimmed.is_empty() {
             return Err(err("empty entry"));
         }
-        let (addr, prefix) = match trimmed.split_once('/') {
-            Some((a, p)) => {
-                let p: u8 = p
-                    .trim()
-                    .parse()
-                    .map_err(|_| err("the prefix length is not a number"))?;
-                (a.trim(), Some(p))
-            }
-            None => (trimmed, None),
+        let net = if trimmed.contains('/') {
+            trimmed
+                .parse::<IpNet>()
+                .map_err(|_| err("not a CIDR network with a valid prefix length"))?
+        } else {
+            trimmed
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .map(IpNet::from)
+                .map_err(|_| err("not an IP address"))?
         };
-        let ip: IpAddr = addr
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| err("not an IP address"))?;
-        let ip = canonical_ip(ip);
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        if prefix > max {
-            return Err(err("the prefix length is too long for this address family"));
-        }
         // Host bits are ignored: 10.1.2.3/8 means 10.0.0.0/8.
-        let network = match ip {
-            IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask32(prefix))),
-            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask128(prefix))),
-        };
-        Ok(Self { network, prefix })
+        Ok(Self(canonical_net(net).trunc()))
     }
 }
 
 impl fmt::Display for TrustedProxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -460,7 +427,7 @@ pub fn ip_key(ip: IpAddr) -> String {
     match canonical_ip(ip) {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => {
-            let net = Ipv6Addr::from(u128::from(v6) & mask128(64));
+            let net = Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
             format!("{net}/64")
         }
     }
@@ -484,16 +451,53 @@ pub fn client_ip(req: &actix_web::HttpRequest, trusted_proxies: &[TrustedProxy])
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
+    use governor::clock::FakeRelativeClock;
+
     const SEC: u64 = 1_000_000_000;
 
-    fn limiter(f: impl FnOnce(&mut RateLimitSettings)) -> RateLimiter {
+    /// A limiter on a clock the test sets: `check_at`/`peek_at` take nanoseconds since
+    /// the limiter was created, and time only moves forward.
+    struct Timed {
+        limiter: RateLimiter<FakeRelativeClock>,
+        clock: FakeRelativeClock,
+    }
+
+    impl std::ops::Deref for Timed {
+        type Target = RateLimiter<FakeRelativeClock>;
+        fn deref(&self) -> &Self::Target {
+            &self.limiter
+        }
+    }
+
+    impl Timed {
+        fn at(&self, now: u64) {
+            let current = self.clock.now().as_u64();
+            assert!(now >= current, "the test clock only moves forward");
+            self.clock.advance(Duration::from_nanos(now - current));
+        }
+
+        fn check_at(&self, bucket: Bucket, key: &str, now: u64) -> Result<(), RetryAfter> {
+            self.at(now);
+            self.limiter.check(bucket, key)
+        }
+
+        fn peek_at(&self, bucket: Bucket, key: &str, now: u64) -> Result<(), RetryAfter> {
+            self.at(now);
+            self.limiter.peek(bucket, key)
+        }
+    }
+
+    fn limiter(f: impl FnOnce(&mut RateLimitSettings)) -> Timed {
         let mut s = RateLimitSettings::default();
         f(&mut s);
-        RateLimiter::new(&s)
+        let clock = FakeRelativeClock::default();
+        Timed {
+            limiter: RateLimiter::with_clock(&s, clock.clone()),
+            clock,
+        }
     }
 
     #[test]
@@ -555,6 +559,7 @@ mod tests {
             Err(RetryAfter(30))
         );
         assert_eq!(rl.peek_at(Bucket::LoginUser, "bob", 0), Ok(()));
+        assert_eq!(rl.tracked_keys(), 1, "a peek remembers nothing");
         assert_eq!(rl.peek_at(Bucket::LoginUser, "alice", 30 * SEC), Ok(()));
     }
 
@@ -624,20 +629,31 @@ mod tests {
     #[test]
     fn memory_is_bounded_and_idle_keys_are_evicted() {
         let rl = limiter(|s| {
-            s.max_tracked_keys = 160; // 2 per shard per bucket
+            s.max_tracked_keys = 160; // 32 per bucket
             s.token_per_ip_per_minute = 60;
         });
         for i in 0..10_000 {
             assert!(rl.check_at(Bucket::TokenIp, &format!("k{i}"), 0).is_ok());
         }
-        assert!(rl.tracked_keys() <= 5 * 16 * 2, "{}", rl.tracked_keys());
-        // Later, idle keys are swept rather than active ones.
+        assert!(rl.tracked_keys() <= 160, "{}", rl.tracked_keys());
+        // Later, idle keys are swept to make room for new ones.
         for i in 0..100 {
             assert!(rl
                 .check_at(Bucket::TokenIp, &format!("late{i}"), 120 * SEC)
                 .is_ok());
         }
-        assert!(rl.tracked_keys() <= 5 * 16 * 2);
+        assert!(rl.tracked_keys() <= 160);
+        assert!(
+            rl.check_at(Bucket::TokenIp, "late0", 120 * SEC).is_ok(),
+            "a remembered key keeps its budget"
+        );
+        for _ in 0..59 {
+            let _ = rl.check(Bucket::TokenIp, "late0");
+        }
+        assert!(
+            rl.check(Bucket::TokenIp, "late0").is_err(),
+            "new keys are tracked once idle ones are swept"
+        );
     }
 
     #[test]
@@ -656,6 +672,11 @@ mod tests {
         assert!(!p.contains("fe80::1".parse().unwrap()));
         let p: TrustedProxy = " 192.168.1.77/24 ".parse().unwrap();
         assert_eq!(p.to_string(), "192.168.1.0/24");
+        let mapped: TrustedProxy = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped.to_string(), "10.0.0.0/8");
+        assert!(mapped.contains("10.2.3.4".parse().unwrap()));
+        let p: TrustedProxy = "[::1]".parse().unwrap();
+        assert!(p.contains("::1".parse().unwrap()));
         let any: TrustedProxy = "0.0.0.0/0".parse().unwrap();
         assert!(any.contains("8.8.8.8".parse().unwrap()));
         for bad in [

@@ -95,7 +95,8 @@ pub struct OAuthSettings {
     pub refresh_token_ttl_secs: i64,
     pub authorization_code_ttl_secs: i64,
     /// A rotated refresh token presented again within this window (concurrent retries)
-    /// gets fresh tokens instead of revoking the family.
+    /// gets the same successor again, with a fresh access token, instead of revoking
+    /// the family; after it, the family is revoked.
     pub refresh_grace_secs: i64,
     /// Issue a refresh token to clients registered for the `refresh_token` grant even
     /// without `offline_access`.
@@ -195,7 +196,43 @@ pub struct ClientConfig {
     pub can_introspect: bool,
 }
 
+impl ClientConfig {
+    /// The grant types the client gets: as configured, else by its shape (a
+    /// client without redirect URIs is a service client).
+    pub fn effective_grant_types(&self) -> Vec<String> {
+        if !self.grant_types.is_empty() {
+            return self.grant_types.clone();
+        }
+        if self.redirect_uris.is_empty() {
+            vec!["client_credentials".into()]
+        } else {
+            vec!["authorization_code".into(), "refresh_token".into()]
+        }
+    }
+}
+
 impl Settings {
+    /// The grant types some client can use, as advertised in the metadata: the
+    /// authorization code and refresh grants of every user-facing client, and
+    /// client_credentials only when a service client is configured (the demo's
+    /// resource-server client or a `[[clients]]` entry).
+    pub fn grant_types_supported(&self) -> Vec<String> {
+        let mut grants = vec![
+            "authorization_code".to_string(),
+            "refresh_token".to_string(),
+        ];
+        let service_client = self.demo.enabled
+            || self.clients.iter().any(|c| {
+                c.effective_grant_types()
+                    .iter()
+                    .any(|g| g == "client_credentials")
+            });
+        if service_client {
+            grants.push("client_credentials".into());
+        }
+        grants
+    }
+
     /// Defaults, then `file` (TOML), then `AUTH__SECTION__KEY` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self, String> {
         shared::settings::load(file, "AUTH", LIST_KEYS).map_err(|e| e.to_string())
@@ -238,7 +275,9 @@ impl Settings {
             ));
         }
         if issuer.scheme() == "http"
-            && !crate::domain::redirect_uri::is_loopback_host(issuer.host_str().unwrap_or(""))
+            && !issuer
+                .host()
+                .is_some_and(crate::domain::redirect_uri::is_loopback_host)
         {
             log::warn!(
                 "server.issuer uses plain http on a non-loopback host; use https in production"

@@ -1,4 +1,4 @@
-//! Criterion micro-benchmarks of the hot pure functions (issue 6):
+//! Criterion micro-benchmarks of the hot pure functions:
 //!
 //! - token verification in mcp-server's `JwksVerifier`: cache hit (the path of every
 //!   request on a known token) and cache miss (full ES256 check + claims), next to the
@@ -6,7 +6,10 @@
 //! - PKCE S256 check (`auth_server::domain::pkce::verify`);
 //! - scope check (`shared::ScopeSet::grants_all`);
 //! - ES256 JWT signing: `jsonwebtoken` with an aws-lc-rs key, and auth-server's own
-//!   `mint_access_token`.
+//!   `mint_access_token`;
+//! - metrics: what mcp-server records per authenticated request (HTTP counter, JSON-RPC
+//!   method counter, verification histogram), each lookup alone, and a plain atomic add as
+//!   the floor.
 //!
 //! `cargo bench -p bench --bench hot_paths` (add `-- --quick` for a short run).
 //!
@@ -233,11 +236,48 @@ fn bench_signing(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_metrics(c: &mut Criterion) {
+    let metrics = mcp_server::metrics::Metrics::new().unwrap();
+    let post = actix_web::http::Method::POST;
+    let elapsed = Duration::from_micros(3);
+    let mut g = c.benchmark_group("metrics");
+    g.bench_function("mcp_request", |b| {
+        b.iter(|| {
+            let method = shared::metrics::method_label(black_box(&post));
+            metrics.http_requests.inc(&[method, "200"]);
+            metrics.count_method(black_box("tools/call"));
+            metrics
+                .verify_latency
+                .observe_duration(&["cached"], black_box(elapsed));
+        })
+    });
+    g.bench_function("counter_two_labels", |b| {
+        b.iter(|| metrics.http_requests.inc(black_box(&["POST", "200"])))
+    });
+    let handle = metrics.http_requests.with_labels(&["POST", "200"]).unwrap();
+    g.bench_function("counter_resolved_handle", |b| {
+        b.iter(|| black_box(&handle).inc())
+    });
+    g.bench_function("histogram_one_label", |b| {
+        b.iter(|| {
+            metrics
+                .verify_latency
+                .observe_duration(black_box(&["cached"]), black_box(elapsed))
+        })
+    });
+    let atomic = std::sync::atomic::AtomicU64::new(0);
+    g.bench_function("atomic_add", |b| {
+        b.iter(|| black_box(&atomic).fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_verify,
     bench_pkce,
     bench_scopes,
-    bench_signing
+    bench_signing,
+    bench_metrics
 );
 criterion_main!(benches);

@@ -10,12 +10,6 @@
 //! app.run_until_stopped().await?;
 //! # Ok(()) }
 //! ```
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::await_holding_lock,
-    clippy::todo
-)]
 
 pub mod admin_client;
 pub mod auth;
@@ -432,7 +426,7 @@ impl Application {
             ),
             session_manager,
             mcp: Box::new(mcp),
-            metrics: Metrics::new(),
+            metrics: Metrics::new().context("registering metrics")?,
             prm,
             last_prune: AtomicU64::new(0),
             direct_tools,

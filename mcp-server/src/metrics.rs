@@ -4,7 +4,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
-use shared::metrics::{exponential_buckets, CounterVec, GaugeVec, HistogramVec, Registry};
+use shared::metrics::{
+    exponential_buckets, method_label, CounterVec, Error, GaugeVec, HistogramVec, Registry,
+};
 
 use crate::AppState;
 
@@ -37,47 +39,41 @@ pub struct Metrics {
     pub direct_answers: CounterVec,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Self {
+    pub fn new() -> Result<Self, Error> {
         let registry = Registry::new();
         let http_requests = registry.counter(
             "mcp_server_http_requests_total",
             "HTTP requests by method and status.",
             &["method", "status"],
-        );
+        )?;
         let mcp_messages = registry.counter(
             "mcp_server_jsonrpc_messages_total",
             "JSON-RPC messages received on the MCP endpoint, by method.",
             &["method"],
-        );
+        )?;
         let auth_failures = registry.counter(
             "mcp_server_auth_failures_total",
             "Requests refused before reaching MCP, by reason.",
             &["reason"],
-        );
+        )?;
         let verify_latency = registry.histogram(
             "mcp_server_token_verification_seconds",
             "Time to verify a bearer token, by outcome.",
             &["outcome"],
-            &exponential_buckets(0.000_01, 4.0, 10),
-        );
+            &exponential_buckets(0.000_01, 4.0, 10)?,
+        )?;
         let sessions = registry.gauge(
             "mcp_server_sessions",
             "Legacy MCP sessions bound to a subject.",
             &[],
-        );
+        )?;
         let direct_answers = registry.counter(
             "mcp_server_direct_tool_calls_total",
             "tools/call requests the bridge answered itself (transport.direct_tool_calls), by tool.",
             &["tool"],
-        );
-        Self {
+       )?;
+        Ok(Self {
             direct_answers,
             registry,
             http_requests,
@@ -85,7 +81,7 @@ impl Metrics {
             auth_failures,
             verify_latency,
             sessions,
-        }
+        })
     }
 
     pub fn count_method(&self, method: &str) {
@@ -118,7 +114,7 @@ pub async fn count_requests(
         state
             .metrics
             .http_requests
-            .inc(&[method.as_str(), status.as_str()]);
+            .inc(&[method_label(&method), status.as_str()]);
     }
     res
 }

@@ -100,6 +100,13 @@ pub enum CimdError {
     Config(String),
 }
 
+/// Whether `s` is written as an http(s) URL, i.e. can only be meant as the address of a
+/// metadata document (stored clients are looked up before this matters).
+pub fn looks_like_url_client_id(s: &str) -> bool {
+    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}
+
 /// Whether `s` is a client id that must be resolved as a metadata document: an https URL in
 /// canonical form with a non-root path, no fragment and no user info. Use
 /// [`CimdResolver::is_cimd_client_id`] (or [`is_cimd_client_id_with`]) to honour the test
@@ -126,7 +133,7 @@ fn parse_client_id(s: &str, allow_insecure: bool) -> Option<Url> {
     }
     match url.scheme() {
         "https" => {}
-        "http" if allow_insecure && url.host_str().is_some_and(is_loopback_host) => {}
+        "http" if allow_insecure && url.host().is_some_and(is_loopback_host) => {}
         _ => return None,
     }
     if url.host().is_none()

@@ -477,8 +477,11 @@ mod tests {
 
         let d = r.resolve(&format!("{b}/valid.json")).await.unwrap();
         assert_eq!(d.client_id, format!("{b}/valid.json"));
-        assert_eq!(d.client_name, "Test Client");
-        assert_eq!(d.redirect_uris, vec!["http://127.0.0.1:9999/callback"]);
+        assert_eq!(d.metadata.client_name.as_deref(), Some("Test Client"));
+        assert_eq!(
+            d.metadata.redirect_uris,
+            vec!["http://127.0.0.1:9999/callback"]
+        );
 
         let e = r.resolve(&format!("{b}/mismatch.json")).await.unwrap_err();
         assert!(

@@ -13,27 +13,23 @@
 //! - other registration members (contacts, policy and terms URIs, software id ...) are
 //!   ignored.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use shared::ScopeSet;
 
-use super::redirect_uri::{self, RedirectKind};
-use super::registration_policy::{self, RegistrationError, RegistrationRequest};
+use super::registration_policy::{
+    self, ClientMetadata, RedirectPolicy, RegistrationError, RegistrationRequest,
+};
 
 /// Most redirect URIs a document may list.
 const MAX_REDIRECT_URIS: usize = 32;
 
-/// The validated metadata of a CIMD client. Always a public client
-/// (`token_endpoint_auth_method == "none"`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A validated client metadata document: the URL it was fetched from (its client
+/// id) and its metadata, as the registration rules and this module left it. A
+/// public client (`token_endpoint_auth_method` is `none`) with a `client_name`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientMetadataDocument {
     pub client_id: String,
-    pub client_name: String,
-    pub redirect_uris: Vec<String>,
-    pub grant_types: Vec<String>,
-    pub response_types: Vec<String>,
-    pub token_endpoint_auth_method: String,
-    pub scope: Option<String>,
-    pub client_uri: Option<String>,
-    pub logo_uri: Option<String>,
+    pub metadata: ClientMetadata,
 }
 
 /// Why a document was refused. `Display` is safe to show to a user.
@@ -73,7 +69,7 @@ struct RawDocument {
 /// Whether `uri` is an acceptable redirect URI for a CIMD client: a registrable redirect
 /// URI that is https, or http on a loopback host (any port, RFC 8252).
 pub fn redirect_uri_acceptable(uri: &str) -> bool {
-    redirect_uri::validate_registered(uri).is_ok_and(RedirectKind::is_web)
+    RedirectPolicy::HttpUrlsOnly.check(uri).is_ok()
 }
 
 fn https_only(uri: Option<String>) -> Option<String> {
@@ -126,15 +122,6 @@ pub fn validate_document(
         Some(_) => return Err(invalid("redirect_uris must be an array of strings")),
         None => None,
     };
-    if let Some(bad) = redirect_uris
-        .iter()
-        .flatten()
-        .find(|u| !redirect_uri_acceptable(u))
-    {
-        return Err(invalid(format!(
-            "redirect URI {bad:?} is not allowed (absolute https, or http on a loopback host, without fragment)"
-        )));
-    }
     let auth_method = raw
         .token_endpoint_auth_method
         .unwrap_or_else(|| "none".to_owned());
@@ -143,7 +130,9 @@ pub fn validate_document(
             "token_endpoint_auth_method {auth_method:?} is not supported for client metadata documents; use \"none\""
         )));
     }
-    let has_scope = raw.scope.is_some();
+    // The scope only hints at what the client will ask for: one we cannot read is
+    // ignored rather than a reason to refuse the client.
+    let scope = raw.scope.filter(|s| ScopeSet::parse(s).is_ok());
 
     let metadata = registration_policy::validate(
         RegistrationRequest {
@@ -154,26 +143,21 @@ pub fn validate_document(
             client_name: Some(client_name),
             client_uri: https_only(raw.client_uri),
             logo_uri: https_only(raw.logo_uri),
-            scope: raw.scope,
+            scope,
+            // Kept on the client record: a document client is public (it has no
+            // secret), as a native app is; `web` would suggest a confidential one.
             application_type: Some("native".to_owned()),
             ..RegistrationRequest::default()
         },
         MAX_REDIRECT_URIS,
+        RedirectPolicy::HttpUrlsOnly,
     )?;
-    let client_name = metadata
-        .client_name
-        .ok_or_else(|| invalid("client_name is empty"))?;
-
+    if metadata.client_name.is_none() {
+        return Err(invalid("client_name is empty"));
+    }
     Ok(ClientMetadataDocument {
         client_id: client_id_url.to_owned(),
-        client_name,
-        redirect_uris: metadata.redirect_uris,
-        grant_types: metadata.grant_types,
-        response_types: metadata.response_types,
-        token_endpoint_auth_method: metadata.token_endpoint_auth_method,
-        scope: has_scope.then_some(metadata.scope),
-        client_uri: metadata.client_uri,
-        logo_uri: metadata.logo_uri,
+        metadata,
     })
 }
 
@@ -208,15 +192,18 @@ mod tests {
     fn valid_document_gets_defaults() {
         let d = validate_document(ID, &doc(serde_json::json!({"client_uri": "https://app.example.com", "logo_uri": "javascript:alert(1)"}))).unwrap();
         assert_eq!(d.client_id, ID);
-        assert_eq!(d.client_name, "Example App");
-        assert_eq!(d.grant_types, vec!["authorization_code"]);
-        assert_eq!(d.response_types, vec!["code"]);
-        assert_eq!(d.token_endpoint_auth_method, "none");
-        assert_eq!(d.client_uri.as_deref(), Some("https://app.example.com"));
-        assert_eq!(d.logo_uri, None);
+        assert_eq!(d.metadata.client_name.as_deref(), Some("Example App"));
+        assert_eq!(d.metadata.grant_types, vec!["authorization_code"]);
+        assert_eq!(d.metadata.response_types, vec!["code"]);
+        assert_eq!(d.metadata.token_endpoint_auth_method, "none");
+        assert_eq!(
+            d.metadata.client_uri.as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(d.metadata.logo_uri, None);
         let d = validate_document(ID, &doc(serde_json::json!({"grant_types": ["authorization_code", "refresh_token"], "scope": "mcp:read"}))).unwrap();
-        assert_eq!(d.grant_types.len(), 2);
-        assert_eq!(d.scope.as_deref(), Some("mcp:read"));
+        assert_eq!(d.metadata.grant_types.len(), 2);
+        assert_eq!(d.metadata.scope, "mcp:read");
     }
 
     #[test]
@@ -297,18 +284,39 @@ mod tests {
             &doc(serde_json::json!({"scope": "mcp:read auth:admin other"})),
         )
         .unwrap();
-        assert_eq!(d.scope.as_deref(), Some("mcp:read"));
+        assert_eq!(d.metadata.scope, "mcp:read");
         assert_eq!(
             validate_document(ID, &doc(serde_json::json!({})))
                 .unwrap()
+                .metadata
                 .scope,
-            None
+            ""
+        );
+        let long_name = "日".repeat(256);
+        assert_eq!(
+            validate_document(ID, &doc(serde_json::json!({ "client_name": long_name })))
+                .unwrap()
+                .metadata
+                .client_name,
+            Some(long_name)
         );
         assert!(
-            err_of(&doc(serde_json::json!({"client_name": "n".repeat(201)}))).contains("too long")
+            err_of(&doc(serde_json::json!({"client_name": "n".repeat(257)})))
+                .contains("longer than 256 characters")
         );
-        let many: Vec<String> = (0..33).map(|i| format!("https://a.example/{i}")).collect();
+        // The count is checked before any URI.
+        let mut many: Vec<String> = (0..32).map(|i| format!("https://a.example/{i}")).collect();
+        many.push("com.example.app:/oauth".into());
         assert!(err_of(&doc(serde_json::json!({ "redirect_uris": many }))).contains("at most 32"));
+    }
+
+    #[test]
+    fn a_scope_that_does_not_parse_is_ignored() {
+        for scope in ["mcp:read \"quoted\"", "back\\slash", "tab\tseparated"] {
+            let d = validate_document(ID, &doc(serde_json::json!({ "scope": scope })))
+                .unwrap_or_else(|e| panic!("{scope:?}: {e}"));
+            assert_eq!(d.metadata.scope, "", "{scope:?}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod metadata_document;
 pub mod passwords;
 pub mod pkce;
 pub mod redirect_uri;
+pub mod refresh_chain;
 pub mod registration_policy;
 pub mod scope_policy;
 pub mod signing;

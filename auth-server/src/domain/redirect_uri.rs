@@ -12,6 +12,8 @@ pub enum RedirectUriError {
     InsecureHttp(String),
     #[error("redirect URI {0:?} uses a forbidden scheme")]
     ForbiddenScheme(String),
+    #[error("redirect URI {0:?} uses a private-use scheme that is not in reverse domain name form (like com.example.app:/callback)")]
+    NotReverseDomainScheme(String),
     #[error("redirect URI {0:?} must not carry credentials")]
     Credentials(String),
     #[error("redirect URI is too long")]
@@ -30,8 +32,10 @@ pub enum RedirectKind {
 }
 
 impl RedirectKind {
-    /// Whether the URI is an http(s) URL, i.e. one a web origin can serve.
-    pub fn is_web(self) -> bool {
+    /// Whether the URI is an http(s) URL (https, or http on loopback), as opposed
+    /// to a private-use scheme. Loopback URLs count although RFC 8252 treats them
+    /// as native-app redirects: what matters here is the scheme, not the app type.
+    pub fn is_http_url(self) -> bool {
         matches!(self, RedirectKind::Https | RedirectKind::Loopback)
     }
 }
@@ -39,15 +43,13 @@ impl RedirectKind {
 /// Longest redirect URI we store.
 pub const MAX_REDIRECT_URI_BYTES: usize = 2048;
 
-/// Whether `host` (as in a URL, IPv6 in brackets allowed) is `localhost` or a
-/// loopback address.
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
+/// Whether a URL's host is `localhost` or a loopback address.
+pub fn is_loopback_host(host: url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
     }
-    host.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
 }
 
 const FORBIDDEN_SCHEMES: &[&str] = &[
@@ -64,7 +66,9 @@ const FORBIDDEN_SCHEMES: &[&str] = &[
 
 /// Whether `uri` may be registered, and what kind of redirect it is: at most
 /// [`MAX_REDIRECT_URI_BYTES`], absolute, no fragment, no userinfo; https, http on
-/// loopback, or a private-use scheme for native apps (RFC 8252 §7.1).
+/// loopback, or a reverse-domain private-use scheme for native apps (RFC 8252 §7.1).
+/// Which kinds a client may use depends on its application type
+/// (`registration_policy`).
 pub fn validate_registered(uri: &str) -> Result<RedirectKind, RedirectUriError> {
     if uri.len() > MAX_REDIRECT_URI_BYTES {
         return Err(RedirectUriError::TooLong);
@@ -84,14 +88,18 @@ pub fn validate_registered(uri: &str) -> Result<RedirectKind, RedirectUriError> 
             Ok(RedirectKind::Https)
         }
         "http" => {
-            if parsed.host_str().is_some_and(is_loopback_host) {
+            if parsed.host().is_some_and(is_loopback_host) {
                 Ok(RedirectKind::Loopback)
             } else {
                 Err(RedirectUriError::InsecureHttp(uri.into()))
             }
         }
         s if FORBIDDEN_SCHEMES.contains(&s) => Err(RedirectUriError::ForbiddenScheme(uri.into())),
-        _ => Ok(RedirectKind::PrivateUse),
+        // RFC 8252 §7.1: a private-use scheme names a domain the app's publisher
+        // controls, reversed. A dot-less scheme (`mailto:`, `tel:`, `myapp:`) is
+        // either another program's or one that any app may claim.
+        s if s.contains('.') => Ok(RedirectKind::PrivateUse),
+        _ => Err(RedirectUriError::NotReverseDomainScheme(uri.into())),
     }
 }
 
@@ -111,7 +119,7 @@ pub fn matches(registered: &str, requested: &str) -> bool {
     let (Some(reg_host), Some(req_host)) = (reg.host_str(), req.host_str()) else {
         return false;
     };
-    if !is_loopback_host(reg_host) || !reg_host.eq_ignore_ascii_case(req_host) {
+    if !reg.host().is_some_and(is_loopback_host) || !reg_host.eq_ignore_ascii_case(req_host) {
         return false;
     }
     // Only the port may differ. The requested URI must already be in canonical
@@ -165,6 +173,7 @@ pub fn display_host(uri: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -182,6 +191,12 @@ mod tests {
         );
         assert!(validate_registered("https://app.example/cb#frag").is_err());
         assert!(validate_registered("javascript:alert(1)").is_err());
+        for dotless in ["mailto:a@example.com", "tel:+15555550100", "myapp:/cb"] {
+            assert_eq!(
+                validate_registered(dotless),
+                Err(RedirectUriError::NotReverseDomainScheme(dotless.into()))
+            );
+        }
         assert!(validate_registered("/relative").is_err());
         assert!(validate_registered("https://user:pw@app.example/cb").is_err());
         let long = format!("https://app.example/{}", "a".repeat(MAX_REDIRECT_URI_BYTES));
@@ -202,31 +217,27 @@ mod tests {
             validate_registered("com.example.app:/oauth"),
             Ok(RedirectKind::PrivateUse)
         );
-        assert!(!RedirectKind::PrivateUse.is_web());
-        assert!(RedirectKind::Loopback.is_web() && RedirectKind::Https.is_web());
+        assert!(!RedirectKind::PrivateUse.is_http_url());
+        assert!(RedirectKind::Loopback.is_http_url() && RedirectKind::Https.is_http_url());
     }
 
     #[test]
     fn loopback_hosts() {
-        for host in [
-            "localhost",
-            "LocalHost",
-            "127.0.0.1",
-            "127.9.9.9",
-            "[::1]",
-            "::1",
-        ] {
-            assert!(is_loopback_host(host), "{host}");
+        let loopback = |h: &str| {
+            let url = url::Url::parse(&format!("http://{h}/")).unwrap();
+            is_loopback_host(url.host().unwrap())
+        };
+        for h in ["localhost", "LocalHost", "127.0.0.1", "127.9.9.9", "[::1]"] {
+            assert!(loopback(h), "{h}");
         }
-        for host in [
-            "",
+        for h in [
             "example.com",
             "localhost.example",
             "10.0.0.1",
             "[::2]",
             "0.0.0.0",
         ] {
-            assert!(!is_loopback_host(host), "{host}");
+            assert!(!loopback(h), "{h}");
         }
     }
 

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use shared::ScopeSet;
 
-use super::redirect_uri;
+use super::redirect_uri::{self, RedirectKind};
 use super::scope_policy::known_user_scopes;
 
 pub const AUTH_METHODS: &[&str] = &["none", "client_secret_post", "client_secret_basic"];
@@ -85,9 +85,11 @@ impl ClientMetadata {
     }
 }
 
-const MAX_TEXT: usize = 256;
-/// The client name is shown on the consent page: it must fit there.
-const MAX_CLIENT_NAME_CHARS: usize = 200;
+/// Longest free-text member (software id and version), in bytes.
+const MAX_TEXT_BYTES: usize = 256;
+/// Longest client name, in characters: it is shown on the consent page, where a
+/// name in a multibyte script must fit as well as an ASCII one.
+const MAX_CLIENT_NAME_CHARS: usize = 256;
 const MAX_URI: usize = 2048;
 
 /// Unicode bidirectional formatting characters: in a client name shown on the
@@ -96,13 +98,44 @@ pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-fn text(field: &str, value: Option<String>) -> Result<Option<String>, RegistrationError> {
+/// How long a text member may be.
+#[derive(Clone, Copy)]
+enum Limit {
+    Bytes(usize),
+    Chars(usize),
+}
+
+impl Limit {
+    fn exceeded_by(self, value: &str) -> bool {
+        match self {
+            Limit::Bytes(max) => value.len() > max,
+            Limit::Chars(max) => value.chars().count() > max,
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Bytes(max) => write!(f, "{max} bytes"),
+            Limit::Chars(max) => write!(f, "{max} characters"),
+        }
+    }
+}
+
+/// A free-text member, trimmed (blank is absent), within `limit` and without
+/// control characters.
+fn text(
+    field: &str,
+    value: Option<String>,
+    limit: Limit,
+) -> Result<Option<String>, RegistrationError> {
     match value
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
     {
-        Some(v) if v.len() > MAX_TEXT => Err(RegistrationError::InvalidClientMetadata(format!(
-            "{field} is longer than {MAX_TEXT} characters"
+        Some(v) if limit.exceeded_by(&v) => Err(RegistrationError::InvalidClientMetadata(format!(
+            "{field} is longer than {limit}"
         ))),
         Some(v) if v.chars().any(|c| c.is_control() || is_bidi_control(c)) => {
             Err(RegistrationError::InvalidClientMetadata(format!(
@@ -111,19 +144,6 @@ fn text(field: &str, value: Option<String>) -> Result<Option<String>, Registrati
         }
         other => Ok(other),
     }
-}
-
-fn client_name(value: Option<String>) -> Result<Option<String>, RegistrationError> {
-    let name = text("client_name", value)?;
-    if name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_CLIENT_NAME_CHARS)
-    {
-        return Err(RegistrationError::InvalidClientMetadata(
-            "client_name is too long".into(),
-        ));
-    }
-    Ok(name)
 }
 
 /// `uri` parsed, when it is an http(s) URL with a host, short enough to store.
@@ -146,12 +166,41 @@ fn web_uri(field: &str, value: Option<String>) -> Result<Option<String>, Registr
     }
 }
 
+/// Which redirect URIs a client may register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectPolicy {
+    /// Dynamic registration: any registrable URI, a native app's private-use
+    /// scheme included (RFC 8252 §7.1).
+    AnyRegistrable,
+    /// Client metadata documents: http(s) URLs only (https, or http on a loopback
+    /// host), since a private-use scheme is not tied to the publishing origin.
+    HttpUrlsOnly,
+}
+
+impl RedirectPolicy {
+    /// Checks one redirect URI against [`redirect_uri::validate_registered`] and
+    /// this policy, and says which kind of URI it is.
+    pub fn check(self, uri: &str) -> Result<RedirectKind, RegistrationError> {
+        let kind = redirect_uri::validate_registered(uri);
+        match (self, kind) {
+            (RedirectPolicy::AnyRegistrable, kind) => {
+                kind.map_err(|e| RegistrationError::InvalidRedirectUri(e.to_string()))
+            }
+            (RedirectPolicy::HttpUrlsOnly, Ok(kind)) if kind.is_http_url() => Ok(kind),
+            (RedirectPolicy::HttpUrlsOnly, _) => Err(RegistrationError::InvalidRedirectUri(format!(
+                "redirect URI {uri:?} is not allowed (absolute https, or http on a loopback host, without fragment)"
+            ))),
+        }
+    }
+}
+
 /// Validates client metadata, whether sent to the registration endpoint (RFC 7591,
 /// RFC 7592 updates) or published as a client metadata document (which adds its
 /// own rules on top, see [`super::metadata_document`]).
 pub fn validate(
     req: RegistrationRequest,
     max_redirect_uris: usize,
+    redirect_policy: RedirectPolicy,
 ) -> Result<ClientMetadata, RegistrationError> {
     let invalid = |m: &str| RegistrationError::InvalidClientMetadata(m.to_string());
 
@@ -208,8 +257,14 @@ pub fn validate(
         )));
     }
     for uri in &redirect_uris {
-        redirect_uri::validate_registered(uri)
-            .map_err(|e| RegistrationError::InvalidRedirectUri(e.to_string()))?;
+        let kind = redirect_policy.check(uri)?;
+        // A web application is a browser origin: only an http(s) URL it serves can
+        // receive its codes. Private-use schemes are for native apps (RFC 8252).
+        if application_type == "web" && !kind.is_http_url() {
+            return Err(RegistrationError::InvalidRedirectUri(format!(
+                "redirect URI {uri:?}: a web application may only use https, or http on a loopback host; a native app registers with application_type \"native\""
+            )));
+        }
     }
 
     // Accept `scope: ""`. Scopes we do not offer to users are dropped (RFC 7591 §2:
@@ -222,7 +277,7 @@ pub fn validate(
     let mut contacts = req.contacts.unwrap_or_default();
     contacts.truncate(10);
     for c in &contacts {
-        if c.len() > MAX_TEXT || c.chars().any(char::is_control) {
+        if c.len() > MAX_TEXT_BYTES || c.chars().any(char::is_control) {
             return Err(invalid("contacts entries must be short plain strings"));
         }
     }
@@ -232,15 +287,23 @@ pub fn validate(
         token_endpoint_auth_method: method,
         grant_types,
         response_types,
-        client_name: client_name(req.client_name)?,
+        client_name: text(
+            "client_name",
+            req.client_name,
+            Limit::Chars(MAX_CLIENT_NAME_CHARS),
+        )?,
         client_uri: web_uri("client_uri", req.client_uri)?,
         logo_uri: web_uri("logo_uri", req.logo_uri)?,
         scope: scope.to_string(),
         contacts,
         tos_uri: web_uri("tos_uri", req.tos_uri)?,
         policy_uri: web_uri("policy_uri", req.policy_uri)?,
-        software_id: text("software_id", req.software_id)?,
-        software_version: text("software_version", req.software_version)?,
+        software_id: text("software_id", req.software_id, Limit::Bytes(MAX_TEXT_BYTES))?,
+        software_version: text(
+            "software_version",
+            req.software_version,
+            Limit::Bytes(MAX_TEXT_BYTES),
+        )?,
         application_type,
     })
 }
@@ -249,6 +312,8 @@ pub fn validate(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    const ANY: RedirectPolicy = RedirectPolicy::AnyRegistrable;
 
     fn req(uris: &[&str]) -> RegistrationRequest {
         RegistrationRequest {
@@ -264,15 +329,35 @@ mod tests {
         r.token_endpoint_auth_method = Some("none".into());
         r.grant_types = Some(vec!["authorization_code".into(), "refresh_token".into()]);
         r.scope = Some(String::new());
-        let m = validate(r, 10).unwrap();
+        let m = validate(r, 10, ANY).unwrap();
         assert!(!m.is_confidential());
         assert_eq!(m.scope, "");
         assert_eq!(m.response_types, vec!["code"]);
     }
 
     #[test]
+    fn redirect_kinds_follow_the_application_type() {
+        let kind = |app: Option<&str>, uri: &str| {
+            let mut r = req(&[uri]);
+            r.application_type = app.map(str::to_owned);
+            validate(r, 10, ANY).map_err(|e| e.code())
+        };
+        assert!(kind(None, "https://a.example/cb").is_ok());
+        assert!(kind(Some("web"), "http://127.0.0.1/cb").is_ok());
+        assert!(kind(Some("native"), "com.example.app:/cb").is_ok());
+        for (app, uri) in [
+            (None, "com.example.app:/cb"),
+            (Some("web"), "mailto:a@example.com"),
+            (Some("native"), "mailto:a@example.com"),
+            (Some("native"), "myapp:/cb"),
+        ] {
+            assert_eq!(kind(app, uri).unwrap_err(), "invalid_redirect_uri", "{uri}");
+        }
+    }
+
+    #[test]
     fn defaults_follow_rfc7591() {
-        let m = validate(req(&["https://app.example/cb"]), 10).unwrap();
+        let m = validate(req(&["https://app.example/cb"]), 10, ANY).unwrap();
         assert_eq!(m.token_endpoint_auth_method, "client_secret_basic");
         assert_eq!(m.grant_types, vec!["authorization_code"]);
         assert_eq!(m.application_type, "web");
@@ -288,21 +373,21 @@ mod tests {
         ] {
             let mut r = req(&["http://localhost:1/cb"]);
             r.client_name = Some(name.into());
-            assert!(validate(r, 10).is_err(), "{name:?}");
+            assert!(validate(r, 10, ANY).is_err(), "{name:?}");
         }
         let mut r = req(&["http://localhost:1/cb"]);
         r.client_name = Some("Claude Code – 日本語 ✓".into());
-        assert!(validate(r, 10).is_ok());
+        assert!(validate(r, 10, ANY).is_ok());
     }
 
     #[test]
     fn rejects_bad_metadata() {
         assert_eq!(
-            validate(req(&[]), 10).unwrap_err().code(),
+            validate(req(&[]), 10, ANY).unwrap_err().code(),
             "invalid_redirect_uri"
         );
         assert_eq!(
-            validate(req(&["http://evil.example/cb"]), 10)
+            validate(req(&["http://evil.example/cb"]), 10, ANY)
                 .unwrap_err()
                 .code(),
             "invalid_redirect_uri"
@@ -310,22 +395,22 @@ mod tests {
         let mut r = req(&["https://a/cb"]);
         r.grant_types = Some(vec!["implicit".into()]);
         assert_eq!(
-            validate(r, 10).unwrap_err().code(),
+            validate(r, 10, ANY).unwrap_err().code(),
             "invalid_client_metadata"
         );
         let mut r = req(&["https://a/cb"]);
         r.token_endpoint_auth_method = Some("private_key_jwt".into());
         assert_eq!(
-            validate(r, 10).unwrap_err().code(),
+            validate(r, 10, ANY).unwrap_err().code(),
             "invalid_client_metadata"
         );
         let mut r = req(&["https://a/cb"]);
         r.application_type = Some("desktop".into());
-        assert!(validate(r, 10).is_err());
+        assert!(validate(r, 10, ANY).is_err());
         let mut r = req(&["https://a/cb"]);
         r.response_types = Some(vec!["token".into()]);
-        assert!(validate(r, 10).is_err());
-        assert!(validate(req(&["https://a/1", "https://a/2"]), 1).is_err());
+        assert!(validate(r, 10, ANY).is_err());
+        assert!(validate(req(&["https://a/1", "https://a/2"]), 1, ANY).is_err());
     }
 
     #[test]
@@ -334,20 +419,20 @@ mod tests {
             let mut r = req(&["https://a/cb"]);
             r.grant_types = Some(grants);
             r.response_types = Some(vec![]);
-            let e = validate(r, 10).unwrap_err();
+            let e = validate(r, 10, ANY).unwrap_err();
             assert_eq!(e.code(), "invalid_client_metadata");
             assert!(e.to_string().contains("authorization_code"), "{e}");
         }
         let mut r = req(&["https://a/cb"]);
         r.response_types = Some(vec![]);
-        assert!(validate(r, 10)
+        assert!(validate(r, 10, ANY)
             .unwrap_err()
             .to_string()
             .contains("response_types"));
         let mut r = req(&[]);
         r.redirect_uris = None;
         assert_eq!(
-            validate(r, 10).unwrap_err(),
+            validate(r, 10, ANY).unwrap_err(),
             RegistrationError::InvalidRedirectUri("redirect_uris is missing".into())
         );
     }
@@ -355,24 +440,35 @@ mod tests {
     #[test]
     fn text_fields_have_length_limits() {
         let mut r = req(&["https://a/cb"]);
-        r.client_name = Some("n".repeat(200));
-        assert!(validate(r, 10).is_ok());
+        r.client_name = Some("n".repeat(256));
+        assert!(validate(r, 10, ANY).is_ok());
         let mut r = req(&["https://a/cb"]);
-        r.client_name = Some("n".repeat(201));
-        assert!(validate(r, 10)
-            .unwrap_err()
-            .to_string()
-            .contains("too long"));
-        // 100 characters, 300 bytes: fits on the page, not in storage.
+        r.client_name = Some("n".repeat(257));
+        assert_eq!(
+            validate(r, 10, ANY).unwrap_err().to_string(),
+            "client_name is longer than 256 characters"
+        );
+        // The client name is counted in characters: 256 of them in a multibyte
+        // script (768 bytes) are accepted, one more is not.
         let mut r = req(&["https://a/cb"]);
-        r.client_name = Some("日".repeat(100));
-        assert!(validate(r, 10).is_err());
+        r.client_name = Some("日".repeat(256));
+        assert!(validate(r, 10, ANY).is_ok());
+        let mut r = req(&["https://a/cb"]);
+        r.client_name = Some("日".repeat(257));
+        assert!(validate(r, 10, ANY).is_err());
+        // Other text members are counted in bytes.
+        let mut r = req(&["https://a/cb"]);
+        r.software_id = Some("日".repeat(86));
+        assert_eq!(
+            validate(r, 10, ANY).unwrap_err().to_string(),
+            "software_id is longer than 256 bytes"
+        );
         let mut r = req(&["https://a/cb"]);
         r.software_id = Some("s".repeat(257));
-        assert!(validate(r, 10).is_err());
+        assert!(validate(r, 10, ANY).is_err());
         let long_uri = format!("https://a/{}", "x".repeat(2048));
         assert_eq!(
-            validate(req(&[&long_uri]), 10).unwrap_err(),
+            validate(req(&[&long_uri]), 10, ANY).unwrap_err(),
             RegistrationError::InvalidRedirectUri("redirect URI is too long".into())
         );
     }
@@ -382,13 +478,13 @@ mod tests {
         let mut r = req(&["https://a/cb"]);
         r.logo_uri = Some("javascript:alert(1)".into());
         assert_eq!(
-            validate(r, 10).unwrap_err().code(),
+            validate(r, 10, ANY).unwrap_err().code(),
             "invalid_client_metadata"
         );
         let mut r = req(&["https://a/cb"]);
         r.client_uri = Some("http://app.example".into());
         assert_eq!(
-            validate(r, 10).unwrap().client_uri.as_deref(),
+            validate(r, 10, ANY).unwrap().client_uri.as_deref(),
             Some("http://app.example")
         );
     }
@@ -397,6 +493,6 @@ mod tests {
     fn unknown_scopes_are_dropped() {
         let mut r = req(&["https://a/cb"]);
         r.scope = Some("mcp:read auth:admin other".into());
-        assert_eq!(validate(r, 10).unwrap().scope, "mcp:read");
+        assert_eq!(validate(r, 10, ANY).unwrap().scope, "mcp:read");
     }
 }

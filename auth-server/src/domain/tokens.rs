@@ -68,12 +68,29 @@ pub fn looks_like_jwt(token: &str) -> bool {
     token.len() < 8192 && token.split('.').count() == 3
 }
 
-/// Verifies one of our access tokens: `typ`, a known `kid`, the ES256 signature,
-/// `iss` and `exp`/`nbf` (30 s leeway). The audience is checked by the caller.
+/// The clock skew resource servers forgive at `exp`. The issuer itself does not:
+/// it knows the exact time.
+pub const RESOURCE_SERVER_LEEWAY_SECS: u64 = 30;
+
+/// Verifies one of our access tokens for the issuer's own decisions
+/// (introspection, userinfo, the admin API): `typ`, a known `kid`, the ES256
+/// signature, `iss`, `nbf`, and `exp` with no leeway, so a token is inactive from
+/// the second of its `exp` on. The audience is checked by the caller.
 pub fn verify_access_token(
     ring: &KeyRing,
     token: &str,
     issuer: &str,
+) -> Result<AccessTokenClaims, TokenError> {
+    verify_access_token_with_leeway(ring, token, issuer, 0)
+}
+
+/// [`verify_access_token`], forgiving `leeway_secs` past `exp` (and before `nbf`):
+/// for acting on a token that resource servers may still accept.
+pub fn verify_access_token_with_leeway(
+    ring: &KeyRing,
+    token: &str,
+    issuer: &str,
+    leeway_secs: u64,
 ) -> Result<AccessTokenClaims, TokenError> {
     if !looks_like_jwt(token) {
         return Err(TokenError::Invalid);
@@ -85,18 +102,26 @@ pub fn verify_access_token(
     let kid = header.kid.ok_or(TokenError::Invalid)?;
     let key = ring.verifying.get(&kid).ok_or(TokenError::Invalid)?;
     let mut validation = Validation::new(Algorithm::ES256);
-    validation.leeway = 30;
+    validation.leeway = leeway_secs;
     validation.validate_aud = false;
     validation.validate_nbf = true;
     validation.set_issuer(&[issuer]);
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-    match jsonwebtoken::decode::<AccessTokenClaims>(token, key, &validation) {
-        Ok(data) => Ok(data.claims),
+    let claims = match jsonwebtoken::decode::<AccessTokenClaims>(token, key, &validation) {
+        Ok(data) => data.claims,
         Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
-            Err(TokenError::Expired)
+            return Err(TokenError::Expired)
         }
-        Err(_) => Err(TokenError::Invalid),
+        Err(_) => return Err(TokenError::Invalid),
+    };
+    // The library still accepts a token in the very second of its `exp`
+    // (`exp < now - leeway` is its test); RFC 7519 §4.1.4 says from `exp` on it
+    // must not be accepted.
+    let leeway = i64::try_from(leeway_secs).unwrap_or(i64::MAX);
+    if claims.exp.saturating_add(leeway) <= super::now() {
+        return Err(TokenError::Expired);
     }
+    Ok(claims)
 }
 
 #[cfg(test)]
@@ -138,6 +163,14 @@ mod tests {
             verify_access_token(&ring, &token, "http://other"),
             Err(TokenError::Invalid)
         );
+        // No leeway at the issuer: dead at `exp`; with a resource server's leeway,
+        // still readable for a while.
+        let at_exp = mint_access_token(&ring, &claims(now)).unwrap();
+        assert_eq!(
+            verify_access_token(&ring, &at_exp, "http://as"),
+            Err(TokenError::Expired)
+        );
+        assert!(verify_access_token_with_leeway(&ring, &at_exp, "http://as", 30).is_ok());
         let expired = mint_access_token(&ring, &claims(now - 120)).unwrap();
         assert_eq!(
             verify_access_token(&ring, &expired, "http://as"),

@@ -20,7 +20,11 @@ fn extension_members(state: &AppState) -> serde_json::Map<String, Value> {
         "authorization_response_iss_parameter_supported",
         json!(true),
     );
-    put("client_id_metadata_document_supported", json!(true));
+    // Advertised only when on: a client that prefers metadata documents would
+    // otherwise pick them and fail.
+    if state.cimd.is_some() {
+        put("client_id_metadata_document_supported", json!(true));
+    }
     put("response_modes_supported", json!(["query"]));
     put(
         "revocation_endpoint_auth_methods_supported",
@@ -75,11 +79,7 @@ pub fn document(state: &AppState) -> AuthorizationServerMetadata {
         userinfo_endpoint: Some(format!("{issuer}/userinfo")),
         scopes_supported: scope_policy::supported_scopes(),
         response_types_supported: vec!["code".into()],
-        grant_types_supported: vec![
-            "authorization_code".into(),
-            "refresh_token".into(),
-            "client_credentials".into(),
-        ],
+        grant_types_supported: state.settings.grant_types_supported(),
         code_challenge_methods_supported: vec!["S256".into()],
         token_endpoint_auth_methods_supported: vec![
             "none".into(),

@@ -141,15 +141,7 @@ fn configured_client(c: &ClientConfig) -> ClientRecord {
     } else {
         None
     };
-    let grant_types = if c.grant_types.is_empty() {
-        if c.redirect_uris.is_empty() {
-            vec!["client_credentials".into()]
-        } else {
-            vec!["authorization_code".into(), "refresh_token".into()]
-        }
-    } else {
-        c.grant_types.clone()
-    };
+    let grant_types = c.effective_grant_types();
     let uses_code = grant_types.iter().any(|g| g == "authorization_code");
     let method = if secret_hash.is_some() {
         "client_secret_basic"

@@ -25,12 +25,17 @@ pub async fn find(state: &AppState, client_id: &str) -> ServiceResult<Option<Cli
             return Ok(Some(c));
         }
     }
-    let Some(resolver) = &state.cimd else {
-        return Ok(None);
-    };
-    if !resolver.is_cimd_client_id(client_id) {
+    // A URL client id that is not stored can only be a metadata document: say
+    // why it cannot be used (CIMD off, not https, unreachable ...) rather than
+    // calling the application unknown.
+    if !crate::cimd::looks_like_url_client_id(client_id) {
         return Ok(None);
     }
+    let Some(resolver) = &state.cimd else {
+        return Err(ServiceError::ClientUnavailable(
+            crate::cimd::CimdError::Disabled.to_string(),
+        ));
+    };
     match resolver.resolve(client_id).await {
         Ok(doc) => Ok(Some(cimd_client(doc))),
         Err(e) => Err(ServiceError::ClientUnavailable(e.to_string())),
@@ -91,37 +96,14 @@ pub fn client_record(
     }
 }
 
-/// A metadata-document client as a (public) client record.
+/// A metadata-document client as a (public) client record: its metadata as the
+/// document's validation left it.
 fn cimd_client(doc: ClientMetadataDocument) -> ClientRecord {
-    let metadata = ClientMetadata {
-        redirect_uris: doc.redirect_uris,
-        token_endpoint_auth_method: "none".into(),
-        grant_types: if doc.grant_types.is_empty() {
-            vec!["authorization_code".into(), "refresh_token".into()]
-        } else {
-            doc.grant_types
-        },
-        response_types: if doc.response_types.is_empty() {
-            vec!["code".into()]
-        } else {
-            doc.response_types
-        },
-        client_name: Some(doc.client_name.clone()),
-        client_uri: doc.client_uri,
-        logo_uri: doc.logo_uri,
-        scope: doc.scope.unwrap_or_default(),
-        contacts: Vec::new(),
-        tos_uri: None,
-        policy_uri: None,
-        software_id: None,
-        software_version: None,
-        application_type: "native".into(),
-    };
     client_record(
         &doc.client_id,
-        Some(doc.client_name),
+        doc.metadata.client_name.clone(),
         None,
-        metadata,
+        doc.metadata,
         ClientSource::Cimd,
         false,
     )

@@ -131,19 +131,29 @@ pub fn wants_refresh(state: &AppState, client: &ClientRecord, scope: &ScopeSet) 
             && client.allows_grant("refresh_token"))
 }
 
-/// A new refresh token of `grant_id`'s family and the row that stores its hash.
+/// The first refresh token of `grant_id`'s family and the row that stores its hash.
 pub fn new_refresh(state: &AppState, grant_id: &str, scope: &ScopeSet) -> (String, RefreshRecord) {
     let token = shared::secret::random_token(32);
+    let record = refresh_record(state, &token, grant_id, scope);
+    (token, record)
+}
+
+/// The row that stores `token` (by its hash) in `grant_id`'s family.
+pub fn refresh_record(
+    state: &AppState,
+    token: &str,
+    grant_id: &str,
+    scope: &ScopeSet,
+) -> RefreshRecord {
     let now = now();
-    let record = RefreshRecord {
-        token_hash: shared::secret::sha256_b64url(&token),
+    RefreshRecord {
+        token_hash: shared::secret::sha256_b64url(token),
         grant_id: grant_id.to_string(),
         scope: scope.to_string(),
         created_at: now,
         expires_at: now + state.settings.oauth.refresh_token_ttl_secs,
         rotated_at: None,
-    };
-    (token, record)
+    }
 }
 
 /// The token endpoint's answer (RFC 6749 §5.1).

@@ -83,7 +83,7 @@ mod tests {
     fn limits(tweak: impl FnOnce(&mut Settings)) -> Limits {
         let mut settings = Settings::default();
         tweak(&mut settings);
-        Limits::new(&settings, Arc::new(Metrics::new()))
+        Limits::new(&settings, Arc::new(Metrics::new().unwrap()))
     }
 
     #[test]

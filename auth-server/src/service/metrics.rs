@@ -13,44 +13,38 @@ pub struct Metrics {
     rate_limited: CounterVec,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub fn new() -> Result<Metrics, shared::metrics::Error> {
         let registry = Registry::new();
-        Metrics {
+        Ok(Metrics {
             http_requests: registry.counter(
                 "auth_http_requests_total",
                 "HTTP requests by route, method and status.",
                 &["route", "method", "status"],
-            ),
+            )?,
             http_latency: registry.histogram(
                 "auth_http_request_duration_seconds",
                 "HTTP request latency by route.",
                 &["route"],
                 shared::metrics::DEFAULT_LATENCY_BUCKETS,
-            ),
+            )?,
             logins: registry.counter(
                 "auth_logins_total",
                 "Login attempts by outcome.",
                 &["outcome"],
-            ),
+            )?,
             tokens: registry.counter(
                 "auth_token_requests_total",
                 "Token endpoint requests by grant type and outcome.",
                 &["grant_type", "outcome"],
-            ),
+            )?,
             rate_limited: registry.counter(
                 "auth_rate_limited_total",
                 "Requests refused by a rate limit, by bucket.",
                 &["bucket"],
-            ),
+            )?,
             registry,
-        }
+        })
     }
 
     pub fn http_request(&self, route: &str, method: &str, status: &str, elapsed: Duration) {

@@ -1,6 +1,6 @@
-//! The refresh_token grant: rotation on every use, a short grace window for
-//! concurrent duplicates, family revocation when a rotated token comes back,
-//! narrowing only, and the audience the grant is bound to.
+//! The refresh_token grant: rotation on every use, a short grace window in which
+//! duplicates get the same successor, family revocation when a rotated token
+//! comes back after it, narrowing only, and the audience the grant is bound to.
 
 use std::net::IpAddr;
 
@@ -52,7 +52,7 @@ pub async fn refresh(
     )?;
     let scope = scope_policy::cut_to_role(&scope, p.user.role);
     let family_scope = scope_policy::cut_to_role(&family_scope, p.user.role);
-    rotate(state, client, &p, &scope, &family_scope, ip).await
+    rotate(state, client, presented, &p, (&scope, &family_scope), ip).await
 }
 
 /// Finds the token's record, grant and user. A rotated token outside the grace
@@ -105,13 +105,17 @@ async fn find_usable(
     })
 }
 
-/// Mints the new tokens and rotates the presented one.
+/// Mints a new access token and rotates the presented refresh token to its
+/// successor. The successor is derived from the presented token
+/// (`domain::refresh_chain`), so a duplicate within the grace window, or a request
+/// that lost the race to rotate, answers with the very successor the first one
+/// stored: one family, one live refresh token.
 async fn rotate(
     state: &AppState,
     client: &ClientRecord,
+    presented: &str,
     p: &Presented,
-    scope: &ScopeSet,
-    family_scope: &ScopeSet,
+    (scope, family_scope): (&ScopeSet, &ScopeSet),
     ip: IpAddr,
 ) -> ServiceResult<TokenResponse> {
     let client_id = client.client_id.as_str();
@@ -123,16 +127,28 @@ async fn rotate(
         &p.grant.resource,
         Some(&p.grant.id),
     )?;
-    let (refresh_token, refresh_record) = issuance::new_refresh(state, &p.grant.id, family_scope);
+    let refresh_token = state.refresh_successors.successor(presented);
+    let successor = issuance::refresh_record(state, &refresh_token, &p.grant.id, family_scope);
+    let successor_hash = successor.token_hash.clone();
     let issued = Issued {
         access,
-        refresh: Some(refresh_record),
+        refresh: Some(successor),
     };
     let rotated = !p.in_grace && state.store.rotate_refresh(&p.hash, now(), &issued).await?;
     if !rotated {
-        // A concurrent duplicate within the grace window: hand out fresh tokens
-        // for the same family instead of treating it as theft.
-        state.store.add_tokens(&issued).await?;
+        // Already rotated by a concurrent or repeated request: the successor it
+        // stored is the answer; only the access token is new. No successor means
+        // the family was revoked (or the successor expired) meanwhile.
+        if state.store.find_refresh(&successor_hash).await?.is_none() {
+            return Err(ServiceError::InvalidGrant(
+                "the refresh token was already used".into(),
+            ));
+        }
+        let access_only = Issued {
+            access: issued.access,
+            refresh: None,
+        };
+        state.store.add_tokens(&access_only).await?;
     }
     let id_token =
         issuance::id_token_for(state, client_id, &p.user, scope, p.grant.auth_time, None)?;

@@ -4,7 +4,9 @@
 use std::net::IpAddr;
 
 use crate::domain::now;
-use crate::domain::registration_policy::{self, ClientMetadata, RegistrationRequest};
+use crate::domain::registration_policy::{
+    self, ClientMetadata, RedirectPolicy, RegistrationRequest,
+};
 use crate::storage::{ClientRecord, ClientSource};
 
 use super::{AppState, ServiceError, ServiceResult};
@@ -18,7 +20,11 @@ pub struct Registered {
 
 fn validate(state: &AppState, request: RegistrationRequest) -> ServiceResult<ClientMetadata> {
     let max = state.settings.registration.max_redirect_uris;
-    Ok(registration_policy::validate(request, max)?)
+    Ok(registration_policy::validate(
+        request,
+        max,
+        RedirectPolicy::AnyRegistrable,
+    )?)
 }
 
 /// Whether this IP may register now (registration on, within its rate limit).

@@ -33,7 +33,12 @@ async fn revoke_access_token(
     token: &str,
     ip: IpAddr,
 ) -> ServiceResult<()> {
-    let Ok(claims) = tokens::verify_access_token(&state.ring(), token, &state.issuer) else {
+    // Resource servers may accept a token a little past `exp`: revoking it must
+    // still count within that leeway.
+    let leeway = tokens::RESOURCE_SERVER_LEEWAY_SECS;
+    let verified =
+        tokens::verify_access_token_with_leeway(&state.ring(), token, &state.issuer, leeway);
+    let Ok(claims) = verified else {
         return Ok(());
     };
     if claims.client_id == client.client_id

@@ -10,6 +10,7 @@ use crate::cimd::CimdResolver;
 use crate::domain::key_encryption::KeyEncryption;
 use crate::domain::keys::KeyRing;
 use crate::domain::now;
+use crate::domain::refresh_chain::SuccessorKey;
 use crate::ratelimit::TrustedProxy;
 use crate::settings::Settings;
 use crate::storage::{AuditRecord, Store};
@@ -30,6 +31,8 @@ pub struct AppState {
     /// Seals the session and CSRF cookies (the cookie crate's private jar).
     pub cookie_key: Key,
     pub cookie_secure: bool,
+    /// Derives the successor of a rotated refresh token (`domain::refresh_chain`).
+    pub refresh_successors: SuccessorKey,
     /// Resolves Client ID Metadata Documents; `None` when CIMD is off.
     pub cimd: Option<CimdResolver>,
     pub trusted_proxies: Vec<TrustedProxy>,
@@ -38,8 +41,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// `cookie_secret` is the stored random master key of the cookie jar;
-    /// `key_encryption` opens stored private keys when they change.
+    /// `cookie_secret` is the stored random master secret: the cookie jar's keys
+    /// and the refresh-successor key are derived from it; `key_encryption` opens
+    /// stored private keys when they change.
     pub fn new(
         settings: Settings,
         store: Arc<dyn Store>,
@@ -57,7 +61,10 @@ impl AppState {
         };
         let trusted_proxies = TrustedProxy::parse_list(&settings.server.trusted_proxies)
             .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?;
-        let metrics = Arc::new(Metrics::new());
+        let refresh_successors = SuccessorKey::derive(cookie_secret)
+            .ok_or_else(|| anyhow::anyhow!("deriving the refresh-token key failed"))?;
+        let metrics =
+            Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("registering metrics: {e}"))?);
         let issuer = settings.issuer();
         Ok(AppState {
             resources: settings.canonical_resources(),
@@ -70,6 +77,7 @@ impl AppState {
             keys: RwLock::new(Arc::new(ring)),
             key_encryption,
             cookie_key: Key::derive_from(cookie_secret),
+            refresh_successors,
             cimd,
             trusted_proxies,
         })

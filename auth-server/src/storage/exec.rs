@@ -9,8 +9,8 @@
 
 use super::{StoreError, StoreResult};
 
-/// A bound statement argument. Only the types the schema uses: TEXT (a NULL is
-/// always a TEXT column's) and BIGINT (numbers and 0/1 flags).
+/// A bound statement argument. Only the types the schema uses: TEXT and BIGINT
+/// (numbers and 0/1 flags). NULL is bound only to TEXT columns.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Arg<'a> {
     Text(&'a str),
@@ -102,6 +102,12 @@ pub(crate) trait Exec {
         args: &[Arg<'_>],
     ) -> StoreResult<Vec<T>>;
 }
+
+/// An [`Exec`] inside a database transaction: every statement it runs commits or
+/// rolls back together. Implemented only by the stores' transaction wrappers, so
+/// that an operation of several statements (a cascade) cannot be handed a bare
+/// connection.
+pub(crate) trait InTransaction: Exec {}
 
 /// A row that must exist (an aggregate, or a value just written).
 pub(crate) async fn fetch_one<T: FromRow>(

@@ -1,11 +1,20 @@
 //! Every store operation and cascade, written once over [`Exec`] and run by both
-//! stores. A store decides only where an operation runs: on which connection,
-//! and whether inside a transaction (the `Store` method docs say which need one;
-//! the operations here assume it).
+//! stores. A store decides only where an operation runs: on which connection, and
+//! in which transaction.
+//!
+//! Two rules for every operation here:
+//! - One of more than one statement (a cascade, or a check then a write) takes
+//!   `&mut impl InTransaction`, so that it cannot be run outside a transaction;
+//!   a single statement takes `&mut impl Exec`.
+//! - It awaits nothing but `Exec` methods and other operations of this file: no
+//!   lock, channel, timer or I/O of its own. The rusqlite store's `Exec` never
+//!   suspends, so that store runs an operation to completion in one poll
+//!   (`sqlite::run`); anything else that suspended would fail there ("a SQLite
+//!   operation suspended"), and trips a debug assertion in tests.
 
 use std::collections::HashMap;
 
-use super::exec::{args, fetch_one, Arg, Exec};
+use super::exec::{args, fetch_one, Arg, Exec, InTransaction};
 use super::queries as q;
 use super::*;
 
@@ -66,9 +75,9 @@ pub(crate) async fn set_password(
         > 0)
 }
 
-/// In a transaction: disabling also revokes the user's grants and ends their sessions.
+/// Disabling also revokes the user's grants and ends their sessions.
 pub(crate) async fn set_disabled(
-    e: &mut impl Exec,
+    e: &mut impl InTransaction,
     username: &str,
     disabled: bool,
     now: i64,
@@ -151,9 +160,9 @@ pub(crate) async fn update_client_metadata(
     Ok(changed > 0)
 }
 
-/// In a transaction: deletes the client and revokes everything it holds.
+/// Deletes the client and revokes everything it holds.
 pub(crate) async fn delete_client(
-    e: &mut impl Exec,
+    e: &mut impl InTransaction,
     client_id: &str,
     now: i64,
 ) -> StoreResult<bool> {
@@ -193,14 +202,21 @@ async fn insert_key(e: &mut impl Exec, k: &StoredKey) -> StoreResult<()> {
     Ok(())
 }
 
-/// In a transaction.
-pub(crate) async fn rotate_keys(e: &mut impl Exec, k: &StoredKey, now: i64) -> StoreResult<()> {
+/// Retires the active keys and stores `k` as the new one.
+pub(crate) async fn rotate_keys(
+    e: &mut impl InTransaction,
+    k: &StoredKey,
+    now: i64,
+) -> StoreResult<()> {
     e.execute(q::RETIRE_KEYS, args![now]).await?;
     insert_key(e, k).await
 }
 
-/// In a transaction.
-pub(crate) async fn insert_first_key(e: &mut impl Exec, k: &StoredKey) -> StoreResult<bool> {
+/// Stores `k` only if no key is active; returns whether it did.
+pub(crate) async fn insert_first_key(
+    e: &mut impl InTransaction,
+    k: &StoredKey,
+) -> StoreResult<bool> {
     let active: i64 = fetch_one(e, q::COUNT_ACTIVE_KEYS, args![]).await?;
     if active > 0 {
         return Ok(false);
@@ -277,10 +293,10 @@ pub(crate) async fn insert_code(e: &mut impl Exec, c: &AuthCodeRecord) -> StoreR
     Ok(())
 }
 
-/// In a transaction: claims the code (single use). A replay reports the grant
+/// Claims the code (single use). A replay reports the grant
 /// the first redemption created, so that it can be revoked.
 pub(crate) async fn redeem_code(
-    e: &mut impl Exec,
+    e: &mut impl InTransaction,
     code_hash: &str,
     now: i64,
 ) -> StoreResult<CodeRedemption> {
@@ -311,11 +327,11 @@ pub(crate) fn grant_refused() -> StoreError {
     StoreError::Conflict("a grant for this code".into())
 }
 
-/// In a transaction: stores a grant with its first tokens and audit row, linking
+/// Stores a grant with its first tokens and audit row, linking
 /// the code first. `Ok(false)`: the code was replayed meanwhile (RFC 6749 §10.5)
 /// or already has a grant, and nothing was written.
 pub(crate) async fn create_grant(
-    e: &mut impl Exec,
+    e: &mut impl InTransaction,
     g: &GrantRecord,
     issued: &Issued,
     code_hash: Option<&str>,
@@ -354,11 +370,11 @@ pub(crate) async fn find_grant(
     e.fetch_optional(q::GRANT_BY_ID, args![grant_id]).await
 }
 
-/// In a transaction: revokes a grant, its refresh family and its access tokens;
+/// Revokes a grant, its refresh family and its access tokens;
 /// with `forget_consent` the user's remembered consent for the client goes too.
 /// Returns whether the grant was live.
 pub(crate) async fn revoke_grant(
-    e: &mut impl Exec,
+    e: &mut impl InTransaction,
     grant_id: &str,
     now: i64,
     forget_consent: bool,
@@ -406,9 +422,9 @@ pub(crate) async fn insert_access_token(
     Ok(())
 }
 
-/// In a transaction: stores the tokens of one token-endpoint call; a refresh
+/// Stores the tokens of one token-endpoint call; a refresh
 /// token keeps its grant alive at least as long as itself.
-pub(crate) async fn add_tokens(e: &mut impl Exec, issued: &Issued) -> StoreResult<()> {
+pub(crate) async fn add_tokens(e: &mut impl InTransaction, issued: &Issued) -> StoreResult<()> {
     insert_access_token(e, &issued.access).await?;
     if let Some(r) = &issued.refresh {
         e.execute(
@@ -436,10 +452,10 @@ pub(crate) async fn find_refresh(
         .await
 }
 
-/// In a transaction: marks `old_hash` rotated, only if it was not yet, and stores
+/// Marks `old_hash` rotated, only if it was not yet, and stores
 /// the new tokens. `Ok(false)`: another request rotated it first; nothing written.
 pub(crate) async fn rotate_refresh(
-    e: &mut impl Exec,
+    e: &mut impl InTransaction,
     old_hash: &str,
     now: i64,
     issued: &Issued,
@@ -471,8 +487,11 @@ pub(crate) async fn revoke_access_token(
 
 // ----- admin views -----
 
-/// Two queries: run it in one (read) transaction for a consistent view.
-pub(crate) async fn active_grants(e: &mut impl Exec, now: i64) -> StoreResult<Vec<GrantSummary>> {
+/// Two queries, in one (read) transaction for a consistent view.
+pub(crate) async fn active_grants(
+    e: &mut impl InTransaction,
+    now: i64,
+) -> StoreResult<Vec<GrantSummary>> {
     let mut grants: Vec<GrantSummary> = e.fetch_all(q::ACTIVE_GRANTS, args![now]).await?;
     let tokens: Vec<(String, String)> = e.fetch_all(q::ACTIVE_GRANT_TOKENS, args![now]).await?;
     let mut by_grant: HashMap<String, Vec<String>> = HashMap::new();
@@ -519,9 +538,9 @@ pub(crate) async fn ping(e: &mut impl Exec) -> StoreResult<()> {
     Ok(())
 }
 
-/// In a transaction.
+/// The value of `key`, stored as `init` first if it has none.
 pub(crate) async fn get_or_init_kv(
-    e: &mut impl Exec,
+    e: &mut impl InTransaction,
     key: &str,
     init: &str,
 ) -> StoreResult<String> {
@@ -533,10 +552,9 @@ pub(crate) async fn find_kv(e: &mut impl Exec, key: &str) -> StoreResult<Option<
     e.fetch_optional(q::KV, args![key]).await
 }
 
-/// In a transaction: all replacements or (when a row no longer holds the value
-/// that was read) none.
+/// All replacements or (when a row no longer holds the value that was read) none.
 pub(crate) async fn replace_secrets(
-    e: &mut impl Exec,
+    e: &mut impl InTransaction,
     updates: &[SecretUpdate],
 ) -> StoreResult<()> {
     for u in updates {
@@ -555,8 +573,8 @@ pub(crate) async fn replace_secrets(
     Ok(())
 }
 
-/// In a transaction: deletes expired codes, sessions and tokens; returns rows removed.
-pub(crate) async fn purge_expired(e: &mut impl Exec, now: i64) -> StoreResult<u64> {
+/// Deletes expired codes, sessions and tokens; returns rows removed.
+pub(crate) async fn purge_expired(e: &mut impl InTransaction, now: i64) -> StoreResult<u64> {
     // Codes (and access tokens) are kept an hour past expiry, so that a late
     // replay of a code is still detected.
     let late = now - 3600;

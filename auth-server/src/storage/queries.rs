@@ -9,7 +9,7 @@
 //! hold every statement to that.
 //!
 //! `SELECT`s name their columns: the row mappers in `rows.rs` read them by
-//! position, in the order of the `*_COLUMNS` lists.
+//! position, in the order of the `*_columns!` macros.
 
 /// The schema, as `(version, description, sql)` in order. Both stores apply it
 /// and record it in sqlx's ledger (`_sqlx_migrations`).
@@ -33,9 +33,16 @@ macro_rules! code_columns {
          code_challenge, nonce, auth_time, created_at, expires_at, grant_id"
     };
 }
+/// `$t` (a table alias with its dot, or `""`) before each of the column names.
+macro_rules! prefixed {
+    ($t:literal: $first:ident $(, $name:ident)*) => {
+        concat!($t, stringify!($first) $(, ", ", $t, stringify!($name))*)
+    };
+}
+/// The grant columns, each after `$t`: a table alias with its dot (`"g."`), or `""`.
 macro_rules! grant_columns {
-    () => {
-        "id, user_id, client_id, scope, resource, auth_time, created_at, expires_at, revoked_at"
+    ($t:literal) => {
+        prefixed!($t: id, user_id, client_id, scope, resource, auth_time, created_at, expires_at, revoked_at)
     };
 }
 macro_rules! refresh_columns {
@@ -53,7 +60,7 @@ macro_rules! key_columns {
         "kid, alg, private_pkcs8, public_key, created_at, retired_at"
     };
 }
-macro_rules! client_values {
+macro_rules! insert_client {
     () => {
         "INSERT INTO clients (client_id, client_name, secret_hash, metadata, source, \
          registration_token_hash, can_introspect, created_at, updated_at) \
@@ -89,13 +96,13 @@ statements! {
     // ----- clients -----
 
     UPSERT_CLIENT = concat!(
-        client_values!(),
+        insert_client!(),
         " ON CONFLICT (client_id) DO UPDATE SET client_name = excluded.client_name, \
         secret_hash = excluded.secret_hash, metadata = excluded.metadata, \
         source = excluded.source, can_introspect = excluded.can_introspect, \
         updated_at = excluded.updated_at"
     );
-    INSERT_CLIENT = concat!(client_values!(), " ON CONFLICT (client_id) DO NOTHING");
+    INSERT_CLIENT = concat!(insert_client!(), " ON CONFLICT (client_id) DO NOTHING");
     CLIENT_BY_ID = concat!("SELECT ", client_columns!(), " FROM clients WHERE client_id = $1");
     LIST_CLIENTS = concat!(
         "SELECT ", client_columns!(), " FROM clients ORDER BY created_at, client_id"
@@ -152,7 +159,7 @@ statements! {
 
     INSERT_GRANT = "INSERT INTO grants (id, user_id, client_id, scope, resource, auth_time, \
         created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)";
-    GRANT_BY_ID = concat!("SELECT ", grant_columns!(), " FROM grants WHERE id = $1");
+    GRANT_BY_ID = concat!("SELECT ", grant_columns!(""), " FROM grants WHERE id = $1");
     GRANT_OWNER = "SELECT user_id, client_id FROM grants WHERE id = $1";
     REVOKE_GRANT = "UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
     /// A new refresh token keeps its grant alive at least as long as itself.
@@ -178,11 +185,12 @@ statements! {
 
     // ----- admin views -----
 
-    /// The columns of `grant_columns!`, then the username and the client name.
-    ACTIVE_GRANTS = "SELECT g.id, g.user_id, g.client_id, g.scope, g.resource, g.auth_time, \
-        g.created_at, g.expires_at, g.revoked_at, u.username, c.client_name FROM grants g \
+    /// The grant columns, then the username and the client name.
+    ACTIVE_GRANTS = concat!(
+        "SELECT ", grant_columns!("g."), ", u.username, c.client_name FROM grants g \
         JOIN users u ON u.id = g.user_id LEFT JOIN clients c ON c.client_id = g.client_id \
-        WHERE g.revoked_at IS NULL AND g.expires_at > $1 ORDER BY g.created_at, g.id";
+        WHERE g.revoked_at IS NULL AND g.expires_at > $1 ORDER BY g.created_at, g.id"
+    );
     ACTIVE_GRANT_TOKENS = "SELECT jti, grant_id FROM access_tokens WHERE grant_id IS NOT NULL \
         AND revoked_at IS NULL AND expires_at > $1 ORDER BY issued_at";
     USER_STATS = "SELECT u.username, u.role, u.disabled, \
@@ -208,6 +216,10 @@ statements! {
     // ----- SQLite connection setup (both SQLite drivers) -----
 
     ENABLE_WAL = "PRAGMA journal_mode=WAL";
+    /// In WAL mode, NORMAL never corrupts the database; a power loss may lose the
+    /// last transactions. Codes and tokens are short-lived, so we trade that for
+    /// write throughput.
+    SYNCHRONOUS_NORMAL = "PRAGMA synchronous=NORMAL";
 }
 
 #[cfg(test)]
@@ -247,7 +259,20 @@ mod tests {
     }
 
     #[test]
-    fn every_statement_is_listed_once() {
+    fn grant_columns_take_a_table_alias() {
+        assert_eq!(
+            GRANT_BY_ID,
+            "SELECT id, user_id, client_id, scope, resource, auth_time, created_at, \
+             expires_at, revoked_at FROM grants WHERE id = $1"
+        );
+        assert!(ACTIVE_GRANTS.starts_with(
+            "SELECT g.id, g.user_id, g.client_id, g.scope, g.resource, g.auth_time, \
+             g.created_at, g.expires_at, g.revoked_at, u.username, c.client_name FROM grants g "
+        ));
+    }
+
+    #[test]
+    fn no_two_statements_have_the_same_text() {
         let unique: std::collections::HashSet<_> = ALL.iter().collect();
         assert_eq!(unique.len(), ALL.len(), "two constants hold the same text");
     }

@@ -12,7 +12,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::query::Query;
 use sqlx::{AnyConnection, AnyPool, Row, SqlSafeStr, Transaction};
 
-use super::exec::{Arg, Column, Exec, Fields, FromRow};
+use super::exec::{Arg, Column, Exec, Fields, FromRow, InTransaction};
 use super::*;
 
 pub struct SqlStore {
@@ -48,12 +48,9 @@ fn pool_options(sqlite: bool, max_connections: u32) -> AnyPoolOptions {
     if !sqlite {
         return options;
     }
-    // In WAL mode, NORMAL never corrupts the database; a power loss may lose the
-    // last transactions. Codes and tokens are short-lived, so we trade that for
-    // write throughput.
     options.after_connect(|conn, _meta| {
         Box::pin(async move {
-            sqlx::query("PRAGMA synchronous=NORMAL")
+            sqlx::query(queries::SYNCHRONOUS_NORMAL)
                 .execute(&mut *conn)
                 .await?;
             Ok(())
@@ -101,12 +98,12 @@ impl SqlStore {
         })
     }
 
-    async fn begin(&self) -> StoreResult<Transaction<'static, sqlx::Any>> {
-        Ok(if self.sqlite {
+    async fn begin(&self) -> StoreResult<SqlxTx> {
+        Ok(SqlxTx(if self.sqlite {
             self.write.begin_with("BEGIN IMMEDIATE").await?
         } else {
             self.write.begin().await?
-        })
+        }))
     }
 
     pub async fn close(&self) {
@@ -148,6 +145,40 @@ impl Exec for AnyConnection {
     }
 }
 
+/// A sqlx transaction running the shared statements: the only [`Exec`] here that
+/// operations of several statements accept ([`InTransaction`]).
+pub(crate) struct SqlxTx(Transaction<'static, sqlx::Any>);
+
+impl SqlxTx {
+    async fn commit(self) -> StoreResult<()> {
+        Ok(self.0.commit().await?)
+    }
+}
+
+impl Exec for SqlxTx {
+    async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        Exec::execute(&mut *self.0, sql, args).await
+    }
+
+    async fn fetch_optional<T: FromRow>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Option<T>> {
+        Exec::fetch_optional(&mut *self.0, sql, args).await
+    }
+
+    async fn fetch_all<T: FromRow>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<T>> {
+        Exec::fetch_all(&mut *self.0, sql, args).await
+    }
+}
+
+impl InTransaction for SqlxTx {}
+
 fn bind(sql: &'static str, args: &[Arg<'_>]) -> Query<'static, sqlx::Any, AnyArguments> {
     args.iter().fold(sqlx::query(sql), |query, arg| match *arg {
         Arg::Text(v) => query.bind(v),
@@ -170,7 +201,7 @@ impl Fields for AnyRow {
 macro_rules! in_transaction {
     ($store:expr, $op:ident($($arg:expr),*)) => {{
         let mut tx = $store.begin().await?;
-        let out = ops::$op(&mut *tx, $($arg),*).await?;
+        let out = ops::$op(&mut tx, $($arg),*).await?;
         tx.commit().await?;
         Ok(out)
     }};
@@ -293,7 +324,7 @@ impl Store for SqlStore {
         audit: Option<&AuditRecord>,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        if !ops::create_grant(&mut *tx, g, issued, code_hash, audit).await? {
+        if !ops::create_grant(&mut tx, g, issued, code_hash, audit).await? {
             return Err(ops::grant_refused());
         }
         tx.commit().await?;
@@ -338,8 +369,8 @@ impl Store for SqlStore {
     }
 
     async fn active_grants(&self, now: i64) -> StoreResult<Vec<GrantSummary>> {
-        let mut tx = self.read.begin().await?;
-        let grants = ops::active_grants(&mut *tx, now).await?;
+        let mut tx = SqlxTx(self.read.begin().await?);
+        let grants = ops::active_grants(&mut tx, now).await?;
         tx.commit().await?;
         Ok(grants)
     }

@@ -38,11 +38,10 @@
 //! replayed code) writes nothing and does not affect the others; if the batch
 //! fails (busy, disk full, one job's constraint error) it is rolled back and
 //! every job is run again in its own transaction, so an error reaches only the
-//! caller whose write caused it. Callers get their result
-//! only after the commit, so the semantics are those of one transaction per call:
-//! a code is marked used
-//! before anything is minted for it, and a grant, its tokens, the code link and
-//! the audit row are stored together or not at all. The pages N exchanges share
+//! caller whose write caused it. Callers get their result only after the
+//! commit, so the semantics are those of one transaction per call: a code is
+//! marked used before anything is minted for it, and a grant, its tokens, the
+//! code link and the audit row are stored together or not at all. The pages N exchanges share
 //! (table and index tails) and the commit record are written once instead of N
 //! times, which is most of the WAL traffic. If the leading request is cancelled
 //! while it yields, its drop guard still commits the batch; a queued job whose
@@ -71,7 +70,7 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, Row, ToSql, Tran
 
 use tokio::sync::oneshot;
 
-use super::exec::{Arg, Column, Exec, Fields, FromRow};
+use super::exec::{Arg, Column, Exec, Fields, FromRow, InTransaction};
 use super::*;
 
 /// sqlx's migration ledger (shared with [`super::sql::SqlStore`]).
@@ -130,10 +129,7 @@ fn open_connection(path: &Path, create: bool, reader: bool) -> rusqlite::Result<
     }
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // In WAL mode, NORMAL never corrupts the database; a power loss may lose the
-    // last transactions. Codes and tokens are short-lived, so we trade that for
-    // write throughput (as the sqlx store does).
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(queries::SYNCHRONOUS_NORMAL)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Statement journals and temporary b-trees in memory, never in temp files.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -293,10 +289,10 @@ impl SqliteStore {
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the write connection:
     /// committed when `f` succeeds, rolled back when it fails.
-    fn write<T>(&self, f: impl FnOnce(&mut Rusqlite<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    fn write<T>(&self, f: impl FnOnce(&mut RusqliteTx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&mut Rusqlite(&tx))?;
+        let out = f(&mut RusqliteTx(&tx))?;
         tx.commit()?;
         Ok(out)
     }
@@ -331,11 +327,20 @@ fn spawn_checkpointer(conn: Connection) -> StoreResult<std::sync::mpsc::Sender<(
 /// rusqlite runs the shared statements, each prepared once per connection.
 pub(crate) struct Rusqlite<'c>(&'c Connection);
 
+/// A rusqlite transaction running the shared statements: the only [`Exec`] here
+/// that operations of several statements accept ([`InTransaction`]).
+pub(crate) struct RusqliteTx<'c>(&'c rusqlite::Transaction<'c>);
+
 /// Runs a store operation on a rusqlite connection to completion. [`Rusqlite`]
-/// never suspends, so one poll on the calling thread finishes it.
+/// never suspends, so one poll on the calling thread finishes it, as long as the
+/// operation awaits nothing else (the rule stated in `ops.rs`).
 fn run<T>(op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-    op.now_or_never()
-        .unwrap_or_else(|| Err(StoreError::Failed("a SQLite operation suspended".into())))
+    let out = op.now_or_never();
+    debug_assert!(
+        out.is_some(),
+        "a store operation awaited something other than an Exec method (see ops.rs)"
+    );
+    out.unwrap_or_else(|| Err(StoreError::Failed("a SQLite operation suspended".into())))
 }
 
 impl Exec for Rusqlite<'_> {
@@ -371,6 +376,30 @@ impl Exec for Rusqlite<'_> {
         Ok(out)
     }
 }
+
+impl Exec for RusqliteTx<'_> {
+    async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        Rusqlite(self.0).execute(sql, args).await
+    }
+
+    async fn fetch_optional<T: FromRow>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Option<T>> {
+        Rusqlite(self.0).fetch_optional(sql, args).await
+    }
+
+    async fn fetch_all<T: FromRow>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<T>> {
+        Rusqlite(self.0).fetch_all(sql, args).await
+    }
+}
+
+impl InTransaction for RusqliteTx<'_> {}
 
 impl ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -428,7 +457,7 @@ impl Job {
     /// Runs the job inside the current transaction. A refused grant (a replayed code)
     /// writes nothing and is an `Ok` outcome; a database error is returned and leaves
     /// the transaction to be rolled back by the caller.
-    fn execute(&self, c: &mut Rusqlite<'_>) -> StoreResult<Outcome> {
+    fn execute(&self, c: &mut RusqliteTx<'_>) -> StoreResult<Outcome> {
         match self {
             Job::Redeem { code_hash, now, .. } => {
                 run(ops::redeem_code(c, code_hash, *now)).map(|r| Outcome::Redeemed(Box::new(r)))
@@ -714,7 +743,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             // One read transaction: both queries see the same snapshot.
             let tx = c.0.unchecked_transaction()?;
-            let grants = run(ops::active_grants(&mut Rusqlite(&tx), now))?;
+            let grants = run(ops::active_grants(&mut RusqliteTx(&tx), now))?;
             tx.finish()?;
             Ok(grants)
         })

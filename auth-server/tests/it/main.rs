@@ -15,5 +15,6 @@ mod negative;
 mod persistence;
 mod refresh;
 mod registration;
+mod security;
 mod storage;
 mod switch_account;

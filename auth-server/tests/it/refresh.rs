@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-async fn tokens_for(app: &TestApp, scope: &str) -> (String, Value) {
+pub(crate) async fn tokens_for(app: &TestApp, scope: &str) -> (String, Value) {
     let client = app.register_public(&[REDIRECT]).await;
     let client_id = client["client_id"].as_str().unwrap().to_string();
     let mut browser = Browser::default();
@@ -54,7 +54,9 @@ async fn concurrent_duplicate_within_grace_window_is_harmless() {
     assert_eq!(b.status(), StatusCode::OK);
     let a: Value = a.json().await.unwrap();
     let b: Value = b.json().await.unwrap();
-    // Both successors keep working.
+    // Both answers carry the one successor, which keeps working (a repeat inside
+    // its own grace window included).
+    assert_eq!(a["refresh_token"], b["refresh_token"]);
     assert_eq!(
         app.refresh(&client_id, a["refresh_token"].as_str().unwrap())
             .await

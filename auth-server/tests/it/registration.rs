@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-async fn register(app: &TestApp, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn register(app: &TestApp, body: Value) -> (StatusCode, Value) {
     let res = app
         .http
         .post(app.url("/register"))

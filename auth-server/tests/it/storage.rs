@@ -13,7 +13,13 @@ const NOW: i64 = 1_700_000_000;
 
 struct Db {
     store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl Db {
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("a.db")
+    }
 }
 
 fn rusqlite_store() -> Db {
@@ -21,7 +27,7 @@ fn rusqlite_store() -> Db {
     let store = SqliteStore::open(&dir.path().join("a.db"), true, 4).unwrap();
     Db {
         store: Arc::new(store),
-        _dir: dir,
+        dir,
     }
 }
 
@@ -31,35 +37,47 @@ async fn sqlx_store() -> Db {
     let store = SqlStore::connect(&url, 4).await.unwrap();
     Db {
         store: Arc::new(store),
-        _dir: dir,
+        dir,
     }
 }
 
 /// A fresh PostgreSQL database for one test, dropped by [`PgDb::drop_database`].
-/// `None` (with a note) when no server answers: the PostgreSQL runs are a bonus
-/// on machines that have one (`AUTH_TEST_POSTGRES_URL`, default the local
-/// trust-auth server).
+/// The server is `AUTH_TEST_POSTGRES_URL`: when that is set, the server must
+/// answer (else the test fails). When it is not set, the local trust-auth server
+/// is tried, and `None` (with a note) when it does not answer: the PostgreSQL
+/// runs are then a bonus on machines that have one.
 struct PgDb {
     store: Arc<SqlStore>,
     admin_url: String,
     name: String,
+    /// The test database's own URL.
+    url: String,
 }
 
 impl PgDb {
     async fn create() -> Option<PgDb> {
         use sqlx::Connection;
-        let admin_url = std::env::var("AUTH_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let configured = std::env::var("AUTH_TEST_POSTGRES_URL").ok();
+        let admin_url = configured
+            .clone()
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
         let connect = sqlx::PgConnection::connect(&admin_url);
         let mut admin = match tokio::time::timeout(std::time::Duration::from_secs(3), connect).await
         {
             Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                eprintln!("PostgreSQL at {admin_url} not reachable ({e}): skipping its run");
-                return None;
-            }
-            Err(_) => {
-                eprintln!("PostgreSQL at {admin_url} does not answer: skipping its run");
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer within 3 s".into(),
+                };
+                assert!(
+                    configured.is_none(),
+                    "AUTH_TEST_POSTGRES_URL is set but PostgreSQL at {admin_url} is not reachable: {why}"
+                );
+                eprintln!(
+                    "PostgreSQL at {admin_url} not reachable ({why}): skipping its run \
+                     (set AUTH_TEST_POSTGRES_URL to require it)"
+                );
                 return None;
             }
         };
@@ -70,13 +88,13 @@ impl PgDb {
             .unwrap();
         admin.close().await.unwrap();
         let (base, _) = admin_url.rsplit_once('/').unwrap();
-        let store = SqlStore::connect(&format!("{base}/{name}"), 4)
-            .await
-            .unwrap();
+        let url = format!("{base}/{name}");
+        let store = SqlStore::connect(&url, 4).await.unwrap();
         Some(PgDb {
             store: Arc::new(store),
             admin_url,
             name,
+            url,
         })
     }
 
@@ -652,7 +670,9 @@ async fn granted(store: &dyn Store, id: &str) {
         .unwrap();
 }
 
-async fn disabling_a_user_or_deleting_a_client_revokes_what_it_holds(store: &dyn Store) {
+/// The user `alice` (id `user-1`) and the client `client-1`, the owners of
+/// [`granted`] grants.
+async fn alice_and_client_1(store: &dyn Store) {
     let mut alice = user("alice");
     alice.id = "user-1".into();
     store.create_user(&alice).await.unwrap();
@@ -660,6 +680,19 @@ async fn disabling_a_user_or_deleting_a_client_revokes_what_it_holds(store: &dyn
         .insert_client(&client("client-1", "One"))
         .await
         .unwrap();
+}
+
+fn session_of_user_1() -> SessionRecord {
+    SessionRecord {
+        id_hash: "s1".into(),
+        user_id: "user-1".into(),
+        auth_time: NOW,
+        expires_at: NOW + 600,
+    }
+}
+
+async fn disabling_a_user_or_deleting_a_client_revokes_what_it_holds(store: &dyn Store) {
+    alice_and_client_1(store).await;
     granted(store, "g1").await;
     granted(store, "g2").await;
     store
@@ -709,15 +742,7 @@ async fn disabling_a_user_or_deleting_a_client_revokes_what_it_holds(store: &dyn
 
     // Disabling revokes the user's grants and ends their sessions.
     granted(store, "g3").await;
-    store
-        .create_session(&SessionRecord {
-            id_hash: "s1".into(),
-            user_id: "user-1".into(),
-            auth_time: NOW,
-            expires_at: NOW + 600,
-        })
-        .await
-        .unwrap();
+    store.create_session(&session_of_user_1()).await.unwrap();
     assert!(store.set_disabled("alice", true, NOW + 3).await.unwrap());
     assert!(!store.set_disabled("nobody", true, NOW + 3).await.unwrap());
     assert!(
@@ -898,4 +923,129 @@ async fn mode_rw_does_not_create_a_database() {
     let url = format!("sqlite://{}?mode=rw", path.display());
     assert!(auth_server::storage::open(&url, 1).await.is_err());
     assert!(!path.exists());
+}
+
+// ----- cascades are atomic -----
+
+/// Where a test database lives, to break it from outside the store.
+enum Database<'a> {
+    SqliteFile(&'a std::path::Path),
+    Postgres(&'a str),
+}
+
+impl Database<'_> {
+    /// Makes every deletion of a refresh token fail. Every cascade below deletes
+    /// refresh tokens after it has changed other rows, so a cascade that is not
+    /// one transaction would leave those changes behind.
+    async fn refuse_refresh_token_deletion(&self) {
+        match self {
+            Database::SqliteFile(path) => rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(
+                    "CREATE TRIGGER refuse_refresh_token_deletion \
+                     BEFORE DELETE ON refresh_tokens \
+                     BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+                )
+                .unwrap(),
+            Database::Postgres(url) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                for sql in [
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+                    "CREATE TRIGGER refuse_refresh_token_deletion \
+                     BEFORE DELETE ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION refuse()",
+                ] {
+                    sqlx::query(sql).execute(&mut conn).await.unwrap();
+                }
+                conn.close().await.unwrap();
+            }
+        }
+    }
+}
+
+async fn cascades_are_atomic(store: &dyn Store, database: Database<'_>) {
+    alice_and_client_1(store).await;
+    granted(store, "g1").await;
+    store
+        .save_consent("user-1", "client-1", "mcp:read", NOW)
+        .await
+        .unwrap();
+    store.insert_code(&code("c1", NOW + 60)).await.unwrap();
+    store.create_session(&session_of_user_1()).await.unwrap();
+    database.refuse_refresh_token_deletion().await;
+
+    assert!(store.revoke_grant("g1", NOW + 1, true).await.is_err());
+    assert!(store.set_disabled("alice", true, NOW + 1).await.is_err());
+    assert!(store.delete_client("client-1", NOW + 1).await.is_err());
+
+    // Every row is as it was.
+    assert_eq!(
+        store.find_grant("g1").await.unwrap().unwrap().revoked_at,
+        None
+    );
+    assert_eq!(
+        store
+            .find_access_token("g1-at")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+    assert!(store.find_refresh("g1-rt").await.unwrap().is_some());
+    assert_eq!(
+        store.find_consent("user-1", "client-1").await.unwrap(),
+        Some("mcp:read".into())
+    );
+    assert!(
+        !store
+            .find_user_by_name("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    assert!(store.find_session("s1", NOW).await.unwrap().is_some());
+    assert!(store.find_client("client-1").await.unwrap().is_some());
+    assert!(matches!(
+        store.redeem_code("c1", NOW).await.unwrap(),
+        CodeRedemption::Fresh(_)
+    ));
+}
+
+mod cascades_are_atomic {
+    use super::Database;
+
+    #[tokio::test]
+    async fn rusqlite_store() {
+        let db = super::rusqlite_store();
+        let path = db.path();
+        super::cascades_are_atomic(db.store.as_ref(), Database::SqliteFile(&path)).await;
+    }
+
+    #[tokio::test]
+    async fn sqlx_store() {
+        let db = super::sqlx_store().await;
+        let path = db.path();
+        super::cascades_are_atomic(db.store.as_ref(), Database::SqliteFile(&path)).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_store() {
+        use futures_util::FutureExt;
+        let Some(db) = super::PgDb::create().await else {
+            return;
+        };
+        let outcome = std::panic::AssertUnwindSafe(super::cascades_are_atomic(
+            db.store.as_ref(),
+            Database::Postgres(&db.url),
+        ))
+        .catch_unwind()
+        .await;
+        db.drop_database().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
 }

@@ -1,10 +1,4 @@
 //! `baseline`: the ceiling server of the benchmarks (see `bench/src/baseline.rs`).
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::await_holding_lock,
-    clippy::todo
-)]
 
 use bench::baseline::{Baseline, Es256Verifier};
 use clap::Parser;
