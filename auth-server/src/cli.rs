@@ -49,6 +49,9 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check the server this configuration describes: GET /healthz on its listen
+    /// address (exit 0 when healthy, 1 otherwise; the container health check).
+    Healthcheck,
     /// Show the newest audit events.
     Audit {
         /// How many events to show (1..=10000).
@@ -208,6 +211,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = load_settings(&cli)?;
     match cli.command {
         Command::Serve(_) => serve(settings).await,
+        Command::Healthcheck => {
+            let url = shared::healthcheck::probe(&settings.server.listen, "/healthz").await?;
+            println!("healthy: {url}");
+            Ok(())
+        }
         Command::User(cmd) => user(settings, cmd).await,
         Command::Client(cmd) => {
             let store = open_store(&settings).await?;

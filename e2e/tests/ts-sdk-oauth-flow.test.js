@@ -6,65 +6,17 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { auth, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Browser, startStack } from '../lib/harness.js';
 import { TestOAuthProvider } from '../lib/provider.js';
+import * as flow from '../lib/sdk-flow.js';
 
+const { recordingFetch, textOf } = flow;
 let stack;
 before(async () => { stack = await startStack(); });
 after(async () => { await stack?.stop(); });
 
-/** fetch that records "METHOD path status" and the challenges it saw. */
-function recordingFetch() {
-  const calls = [];
-  const fn = async (url, init = {}) => {
-    const response = await fetch(url, init);
-    calls.push({
-      method: (init.method ?? 'GET').toUpperCase(),
-      path: new URL(url).pathname,
-      status: response.status,
-      challenge: response.headers.get('www-authenticate'),
-    });
-    return response;
-  };
-  return { fn, calls };
-}
-
-function textOf(result) {
-  return result.content.filter((c) => c.type === 'text').map((c) => c.text).join('\n');
-}
-
-/** First connect: 401, discovery, DCR, authorize, login + consent, token exchange. */
-async function authorizeAndConnect({ username, password, provider, browser, recorder }) {
-  const first = new StreamableHTTPClientTransport(new URL(stack.mcpUrl), { authProvider: provider, fetch: recorder.fn });
-  await assert.rejects(new Client({ name: 'e2e', version: '1.0.0' }).connect(first), UnauthorizedError);
-  const authorizationUrl = provider.lastAuthorizationUrl;
-  assert.ok(authorizationUrl, 'the SDK asked to open the authorization URL');
-  const callback = await browser.authorize(authorizationUrl, { redirectUri: provider.redirectUrl, username, password });
-  assert.equal(callback.searchParams.get('iss'), stack.issuer, 'RFC 9207 iss on the redirect');
-  assert.equal(callback.searchParams.get('state'), authorizationUrl.searchParams.get('state'));
-  const code = callback.searchParams.get('code');
-  assert.ok(code, `redirect carries a code: ${callback}`);
-  await first.finishAuth(code);
-
-  const transport = new StreamableHTTPClientTransport(new URL(stack.mcpUrl), { authProvider: provider, fetch: recorder.fn });
-  const client = new Client({ name: 'e2e', version: '1.0.0' });
-  await client.connect(transport);
-  return { client, transport, authorizationUrl };
-}
-
-/** Explicit re-authorization with more scopes (what a client does after a 403 step-up). */
-async function stepUp({ provider, browser, scope, username, password }) {
-  provider.invalidateCredentials('tokens');
-  const result = await auth(provider, { serverUrl: stack.mcpUrl, scope });
-  assert.equal(result, 'REDIRECT');
-  const url = provider.lastAuthorizationUrl;
-  const callback = await browser.authorize(url, { redirectUri: provider.redirectUrl, username, password });
-  const code = callback.searchParams.get('code');
-  assert.ok(code, `step-up redirect carries a code: ${callback}`);
-  assert.equal(await auth(provider, { serverUrl: stack.mcpUrl, authorizationCode: code }), 'AUTHORIZED');
-  return url;
-}
+const authorizeAndConnect = (opts) => flow.authorizeAndConnect({ mcpUrl: stack.mcpUrl, issuer: stack.issuer, ...opts });
+const stepUp = (opts) => flow.stepUp({ mcpUrl: stack.mcpUrl, ...opts });
 
 describe('official TypeScript SDK client against auth-server + mcp-server', () => {
   test('demo user: discovery, DCR, PKCE, tools, refresh, and a refused step-up', async () => {

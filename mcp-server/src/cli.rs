@@ -33,6 +33,42 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Check the server this configuration describes: GET /healthz on its listen address
+    /// (exit 0 when healthy, 1 otherwise; the container health check).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct HealthcheckArgs {
+    /// The TOML configuration file `serve` runs with (the `MCP__...` environment applies too).
+    #[arg(long, value_name = "FILE", env = "MCP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Check `/readyz` instead: healthy only once tokens can be verified (keys loaded),
+    /// which is what services that depend on this one wait for.
+    #[arg(long)]
+    pub ready: bool,
+}
+
+impl HealthcheckArgs {
+    /// Runs the check and reports it on stdout / stderr.
+    pub fn run(&self) -> ExitCode {
+        let path = if self.ready { "/readyz" } else { "/healthz" };
+        let result = Settings::load(self.config.as_deref()).and_then(|settings| {
+            actix_web::rt::System::new()
+                .block_on(shared::healthcheck::probe(&settings.server.listen, path))
+                .map_err(anyhow::Error::from)
+        });
+        match result {
+            Ok(url) => {
+                println!("healthy: {url}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mcp-server: unhealthy: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -141,6 +177,7 @@ where
     );
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Healthcheck(args)) => return args.run(),
         None => cli.serve,
     };
     let result = actix_web::rt::System::new().block_on(serve(args, build));
@@ -171,7 +208,7 @@ mod tests {
                 assert!(a.demo);
                 assert_eq!(a.issuer.as_deref(), Some("http://as"));
             }
-            None => panic!("expected serve"),
+            other => panic!("expected serve, got {other:?}"),
         }
     }
 

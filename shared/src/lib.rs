@@ -4,6 +4,7 @@
 
 pub mod bearer;
 pub mod claims;
+pub mod healthcheck;
 pub mod metadata;
 pub mod metrics;
 pub mod resource;

@@ -7,6 +7,7 @@ mod cimd;
 mod config_clients;
 mod flow;
 mod hardening;
+mod healthcheck;
 mod helpers;
 mod keys_at_rest;
 mod logging;
