@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for the benchmarks of issue 6 (see docs/benchmarks.md):
+# One command for the benchmarks (see docs/benchmarks.md):
 #
 #   bash bench/run.sh                 # full run (~15 min): every case, 3 × 10 s at c=64 and c=16
 #   bash bench/run.sh --smoke         # ~1 min: baseline, mcp-server session, auth-server /token;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark driver for issue 6 (called by bench/run.sh, which builds and installs first).
+"""Benchmark driver (called by bench/run.sh, which builds and installs first).
 
 Every server under test runs pinned to CPU 0 (`taskset -c 0`), wrk runs on CPU 1, one
 load at a time, 127.0.0.1 only, every load bounded in time. Tokens come from the real
