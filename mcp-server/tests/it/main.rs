@@ -3,5 +3,6 @@ mod audit;
 mod direct;
 mod mcp;
 mod mcp_admin;
+mod outage;
 mod support;
 mod verifier;
