@@ -462,7 +462,7 @@ impl Client {
     }
 
     async fn round(&mut self, round: usize) -> Result<(), Stop> {
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             let client_id = self.register().await?;
             self.registered.push(client_id);
         }
