@@ -15,7 +15,8 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
 
 use crate::helpers::{
-    location_params, parse_form, Browser, CHALLENGE, REDIRECT, RESOURCE, VERIFIER,
+    create_postgres_database, drop_postgres_database, location_params, parse_form, Browser,
+    CHALLENGE, REDIRECT, RESOURCE, VERIFIER,
 };
 
 /// Concurrent clients.
@@ -46,42 +47,9 @@ impl Database {
         Database::Sqlite { _dir: dir, path }
     }
 
-    /// A fresh database on `AUTH_TEST_POSTGRES_URL`'s server (else the local
-    /// trust-auth one); `None` with a note when it does not answer and the variable
-    /// is not set.
+    /// A fresh database (see `create_postgres_database`); `None` when skipped.
     async fn postgres() -> Option<Database> {
-        use sqlx::Connection as _;
-        let configured = std::env::var("AUTH_TEST_POSTGRES_URL").ok();
-        let admin_url = configured
-            .clone()
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
-        let connect = sqlx::PgConnection::connect(&admin_url);
-        let mut admin = match tokio::time::timeout(Duration::from_secs(3), connect).await {
-            Ok(Ok(conn)) => conn,
-            failed => {
-                let why = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "no answer within 3 s".into(),
-                };
-                assert!(
-                    configured.is_none(),
-                    "AUTH_TEST_POSTGRES_URL is set but PostgreSQL at {admin_url} is not reachable: {why}"
-                );
-                eprintln!(
-                    "PostgreSQL at {admin_url} not reachable ({why}): skipping the crash test \
-                     on PostgreSQL (set AUTH_TEST_POSTGRES_URL to require it)"
-                );
-                return None;
-            }
-        };
-        let name = format!("crash_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        let (base, _) = admin_url.rsplit_once('/').unwrap();
-        let url = format!("{base}/{name}");
+        let (admin_url, name, url) = create_postgres_database("crash").await?;
         Some(Database::Postgres {
             admin_url,
             name,
@@ -125,18 +93,11 @@ impl Database {
     }
 
     async fn drop_database(&self) {
-        use sqlx::Connection as _;
         if let Database::Postgres {
             admin_url, name, ..
         } = self
         {
-            let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+            drop_postgres_database(admin_url, name).await;
         }
     }
 }
