@@ -26,12 +26,24 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Ready when the verifier can verify (keys loaded / introspection configured).
+/// An unreachable AS is `"status": "degraded"` but still ready: cached keys and
+/// answers keep verifying, and taking this server out of rotation would refuse
+/// those callers too.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    state.verifier.check_upstream();
     let ready = state.verifier.is_ready();
+    let upstream = state.verifier.upstream();
+    let status = match (ready, upstream.reachable) {
+        (false, _) => "unavailable",
+        (true, Some(false)) => "degraded",
+        (true, _) => "ok",
+    };
     let body = json!({
         "ready": ready,
+        "status": status,
         "verification_mode": state.verifier.mode(),
         "key_count": state.verifier.key_ids().len(),
+        "authorization_server": upstream,
     });
     let mut response = if ready {
         HttpResponse::Ok()

@@ -397,3 +397,57 @@ pub fn decode_header(jwt: &str) -> Value {
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// A fresh PostgreSQL database named `<prefix>_<random>` on the server of
+/// `AUTH_TEST_POSTGRES_URL`: when that is set, the server must answer (else the
+/// test fails). When it is not set, the local trust-auth server is tried, and
+/// `None` (with a note) when it does not answer: the PostgreSQL runs are then a
+/// bonus on machines that have one. Returns the admin URL, the database name and
+/// the database's own URL; drop it with [`drop_postgres_database`].
+pub async fn create_postgres_database(prefix: &str) -> Option<(String, String, String)> {
+    use sqlx::Connection;
+    let configured = std::env::var("AUTH_TEST_POSTGRES_URL").ok();
+    let admin_url = configured
+        .clone()
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    let connect = sqlx::PgConnection::connect(&admin_url);
+    let mut admin = match tokio::time::timeout(std::time::Duration::from_secs(3), connect).await {
+        Ok(Ok(conn)) => conn,
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "no answer within 3 s".into(),
+            };
+            assert!(
+                configured.is_none(),
+                "AUTH_TEST_POSTGRES_URL is set but PostgreSQL at {admin_url} is not reachable: {why}"
+            );
+            eprintln!(
+                "PostgreSQL at {admin_url} not reachable ({why}): skipping its run \
+                 (set AUTH_TEST_POSTGRES_URL to require it)"
+            );
+            return None;
+        }
+    };
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    Some((admin_url, name, url))
+}
+
+/// Drops a database made by [`create_postgres_database`], closing its connections.
+pub async fn drop_postgres_database(admin_url: &str, name: &str) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}

@@ -5,6 +5,7 @@
 mod admin;
 mod cimd;
 mod config_clients;
+mod crash;
 mod flow;
 mod hardening;
 mod healthcheck;

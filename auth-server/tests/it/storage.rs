@@ -41,11 +41,8 @@ async fn sqlx_store() -> Db {
     }
 }
 
-/// A fresh PostgreSQL database for one test, dropped by [`PgDb::drop_database`].
-/// The server is `AUTH_TEST_POSTGRES_URL`: when that is set, the server must
-/// answer (else the test fails). When it is not set, the local trust-auth server
-/// is tried, and `None` (with a note) when it does not answer: the PostgreSQL
-/// runs are then a bonus on machines that have one.
+/// A fresh PostgreSQL database for one test (see `create_postgres_database`),
+/// dropped by [`PgDb::drop_database`].
 struct PgDb {
     store: Arc<SqlStore>,
     admin_url: String,
@@ -56,39 +53,8 @@ struct PgDb {
 
 impl PgDb {
     async fn create() -> Option<PgDb> {
-        use sqlx::Connection;
-        let configured = std::env::var("AUTH_TEST_POSTGRES_URL").ok();
-        let admin_url = configured
-            .clone()
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
-        let connect = sqlx::PgConnection::connect(&admin_url);
-        let mut admin = match tokio::time::timeout(std::time::Duration::from_secs(3), connect).await
-        {
-            Ok(Ok(conn)) => conn,
-            failed => {
-                let why = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "no answer within 3 s".into(),
-                };
-                assert!(
-                    configured.is_none(),
-                    "AUTH_TEST_POSTGRES_URL is set but PostgreSQL at {admin_url} is not reachable: {why}"
-                );
-                eprintln!(
-                    "PostgreSQL at {admin_url} not reachable ({why}): skipping its run \
-                     (set AUTH_TEST_POSTGRES_URL to require it)"
-                );
-                return None;
-            }
-        };
-        let name = format!("store_contract_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        let (base, _) = admin_url.rsplit_once('/').unwrap();
-        let url = format!("{base}/{name}");
+        let (admin_url, name, url) =
+            crate::helpers::create_postgres_database("store_contract").await?;
         let store = SqlStore::connect(&url, 4).await.unwrap();
         Some(PgDb {
             store: Arc::new(store),
@@ -99,16 +65,8 @@ impl PgDb {
     }
 
     async fn drop_database(self) {
-        use sqlx::Connection;
         self.store.close().await;
-        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+        crate::helpers::drop_postgres_database(&self.admin_url, &self.name).await;
     }
 }
 

@@ -15,6 +15,7 @@ use super::claims::{check_token_type, ClaimRules, ClaimSource, RawClaims};
 use super::discovery::{
     describe_reqwest_error, read_limited, AS_REQUEST_TIMEOUT, MAX_DOCUMENT_BYTES,
 };
+use super::upstream::{UpstreamHealth, UpstreamStatus};
 use super::{unix_now, Principal, TokenVerifier, VerifyError, MAX_TOKEN_BYTES};
 
 /// `Authorization: Basic ...` for client_secret_basic: RFC 6749 §2.3.1 wants the id
@@ -31,6 +32,7 @@ pub struct IntrospectionVerifier {
     /// Set while the AS refuses our client credentials (401/403 from the introspection
     /// endpoint): nothing can be verified then, so `/readyz` reports not ready.
     credentials_refused: AtomicBool,
+    upstream: UpstreamHealth,
     endpoint: String,
     http: reqwest::Client,
     authorization: HeaderValue,
@@ -55,6 +57,7 @@ impl IntrospectionVerifier {
             })?;
         Ok(IntrospectionVerifier {
             credentials_refused: AtomicBool::new(false),
+            upstream: UpstreamHealth::default(),
             endpoint,
             http,
             authorization,
@@ -79,9 +82,16 @@ impl IntrospectionVerifier {
             .send()
             .await
             .map_err(|e| {
-                VerifyError::Unavailable(format!("introspection: {}", describe_reqwest_error(&e)))
+                let reason = describe_reqwest_error(&e);
+                self.upstream.unreachable(&reason);
+                VerifyError::Unavailable(format!("introspection: {reason}"))
             })?;
         let status = response.status();
+        if status.is_server_error() {
+            self.upstream.unreachable(&format!("HTTP {status}"));
+        } else {
+            self.upstream.reachable();
+        }
         if !status.is_success() {
             if status == reqwest::StatusCode::UNAUTHORIZED
                 || status == reqwest::StatusCode::FORBIDDEN
@@ -155,6 +165,10 @@ impl TokenVerifier for IntrospectionVerifier {
 
     fn key_ids(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    fn upstream(&self) -> UpstreamStatus {
+        self.upstream.status()
     }
 
     fn is_ready(&self) -> bool {

@@ -17,6 +17,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Header};
 use super::cache::{token_key, TokenCache};
 use super::claims::{check_alg, check_typ, ClaimRules, ClaimSource, RawClaims};
 use super::discovery::get_json;
+use super::upstream::{UpstreamHealth, UpstreamStatus};
 use super::{unix_now, Principal, TokenVerifier, VerifyError, MAX_TOKEN_BYTES};
 
 /// A decoded verification key.
@@ -204,6 +205,7 @@ struct Inner {
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
     /// Time of the last background refresh attempt.
     last_background: Mutex<Option<Instant>>,
+    upstream: UpstreamHealth,
     options: JwksOptions,
     rules: ClaimRules,
     cache: TokenCache,
@@ -220,6 +222,12 @@ impl Inner {
     }
 
     async fn load_keys(&self) -> Result<usize, String> {
+        let loaded = self.fetch_keys().await;
+        self.upstream.record(&loaded);
+        loaded
+    }
+
+    async fn fetch_keys(&self) -> Result<usize, String> {
         let doc: serde_json::Value = get_json(&self.http, &self.jwks_uri).await?;
         let keys = parse_jwks(&doc);
         if keys.is_empty() {
@@ -271,6 +279,22 @@ impl Inner {
         if loaded_at.elapsed() < interval {
             return;
         }
+        self.reload_in_background();
+    }
+
+    /// Reloads the keys unless the AS was asked within the minimum refetch
+    /// interval: a probe that finds the AS down keeps the cached keys.
+    fn probe_in_background(self: &Arc<Self>) {
+        if !self
+            .upstream
+            .asked_within(self.options.min_refetch_interval)
+        {
+            self.reload_in_background();
+        }
+    }
+
+    /// Starts a key reload (at most one attempt per max(min refetch interval, 1 s)).
+    fn reload_in_background(self: &Arc<Self>) {
         {
             let mut last = self
                 .last_background
@@ -384,6 +408,7 @@ impl JwksVerifier {
                 generation: AtomicU64::new(0),
                 last_refetch: tokio::sync::Mutex::new(None),
                 last_background: Mutex::new(None),
+                upstream: UpstreamHealth::default(),
                 options,
                 rules,
                 cache,
@@ -443,6 +468,14 @@ impl TokenVerifier for JwksVerifier {
 
     fn is_ready(&self) -> bool {
         !self.inner.key_set().keys.is_empty()
+    }
+
+    fn upstream(&self) -> UpstreamStatus {
+        self.inner.upstream.status()
+    }
+
+    fn check_upstream(&self) {
+        self.inner.probe_in_background();
     }
 
     fn deny_token_id(&self, token_id: &str, expires_at: i64) {

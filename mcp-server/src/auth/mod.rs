@@ -9,6 +9,7 @@ pub mod introspection;
 pub mod jwks;
 pub mod settings;
 mod setup;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use shared::ScopeSet;
 
 pub use settings::{AuthSettings, VerifierMode};
 pub use setup::{build_verifier, AuthSetupError, BuiltVerifier};
+pub use upstream::UpstreamStatus;
 
 /// Longest bearer token we look at; anything longer is `Malformed` before hashing.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -117,4 +119,12 @@ pub trait TokenVerifier: Send + Sync + 'static {
     fn cached(&self, _token: &str) -> Option<Arc<Principal>> {
         None
     }
+    /// Whether the AS answered the verifier's latest request (`/readyz`).
+    fn upstream(&self) -> UpstreamStatus {
+        UpstreamStatus::default()
+    }
+    /// Asks the AS again in the background if nobody has lately, so that
+    /// `/readyz` notices an outage, and its end, while every token is cached.
+    /// Never waits.
+    fn check_upstream(&self) {}
 }

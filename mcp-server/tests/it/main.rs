@@ -4,5 +4,6 @@ mod direct;
 mod healthcheck;
 mod mcp;
 mod mcp_admin;
+mod outage;
 mod support;
 mod verifier;

@@ -144,31 +144,52 @@ impl FakeAs {
             introspection_hits: AtomicUsize::new(0),
             answers: Mutex::new(HashMap::new()),
         });
-        let data = web::Data::from(state.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .route(
-                    "/.well-known/oauth-authorization-server",
-                    web::get().to(metadata),
-                )
-                .route(
-                    "/.well-known/openid-configuration",
-                    web::get().to(openid_configuration),
-                )
-                .route("/jwks.json", web::get().to(jwks))
-                .route("/introspect", web::post().to(introspect))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let handle = serve(&state, listener);
         FakeAs { state, handle }
     }
 
+    /// Stops serving: connections are refused, as when the AS process is down.
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+
+    /// Serves again on the same address, with the same keys and tokens (after
+    /// [`stop`](Self::stop)).
+    pub fn restart(&mut self) {
+        let address = self.state.issuer.trim_start_matches("http://");
+        let listener = std::net::TcpListener::bind(address).expect("bind the AS address again");
+        self.handle = serve(&self.state, listener);
+    }
+}
+
+/// Serves the fake AS of `state` on `listener`.
+fn serve(state: &Arc<FakeState>, listener: std::net::TcpListener) -> actix_web::dev::ServerHandle {
+    let data = web::Data::from(state.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route(
+                "/.well-known/oauth-authorization-server",
+                web::get().to(metadata),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                web::get().to(openid_configuration),
+            )
+            .route("/jwks.json", web::get().to(jwks))
+            .route("/introspect", web::post().to(introspect))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("listen")
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    handle
+}
+
+impl FakeAs {
     /// The issuer (= base URL, no trailing slash), e.g. `http://127.0.0.1:40123`.
     pub fn issuer(&self) -> String {
         self.state.issuer.clone()
