@@ -338,6 +338,9 @@ fn endpoints(cfg: &mut web::ServiceConfig, limit: usize) {
     )
     .service(api_resource("/introspect").route(web::post().to(http::introspect::introspect)))
     .service(
+        api_resource("/revocations").route(web::get().to(http::revocations::revocations)),
+    )
+    .service(
         api_resource("/userinfo")
             .wrap(cors())
             .route(web::get().to(http::userinfo::userinfo))

@@ -51,6 +51,7 @@ fn claims(jti: &str) -> AccessTokenClaims {
         iat: now,
         nbf: Some(now),
         jti: jti.into(),
+        sid: None,
         client_id: "client-1".into(),
         scope: "mcp:read openid profile".into(),
         preferred_username: Some("demo".into()),
@@ -180,6 +181,7 @@ fn bench_verify(c: &mut Criterion) {
         issuer: ISSUER.into(),
         expires_at: now() + 3600,
         token_id: Some("jti-a".into()),
+        grant_id: None,
     });
     cache
         .admit(token_key(&token_a), principal, now() + 3600, now())

@@ -53,6 +53,7 @@ use shared::metadata::ProtectedResourceMetadata;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin_client::AdminClient;
+use crate::auth::revocation_feed::{self, FeedCheckedVerifier, RevocationFeed};
 use crate::auth::TokenVerifier;
 use crate::error::ChallengeContext;
 use crate::metrics::Metrics;
@@ -113,6 +114,8 @@ pub struct AppState {
     pub direct_json: bool,
     /// How often a session used only through direct answers resets rmcp's idle timer.
     pub session_touch_every: Duration,
+    /// The AS's revocation feed this server follows, if any (`/readyz` shows it).
+    pub revocation_feed: Option<Arc<RevocationFeed>>,
 }
 
 /// A bound, configured server. `build` binds the listener, so `port()` is known before
@@ -245,6 +248,8 @@ struct Foundation {
     verifier: Arc<dyn TokenVerifier>,
     metadata: Option<shared::metadata::AuthorizationServerMetadata>,
     issuer: String,
+    metrics: Metrics,
+    revocation_feed: Option<Arc<RevocationFeed>>,
 }
 
 impl Foundation {
@@ -277,6 +282,14 @@ impl Foundation {
                     settings.auth.issuer
                 )
             })?;
+        let metrics = Metrics::new();
+        let (verifier, revocation_feed) = follow_revocation_feed(
+            settings,
+            built.metadata.as_ref(),
+            &http,
+            &metrics,
+            built.verifier,
+        )?;
         // Byte-identical to what the AS calls itself when its metadata was fetched.
         let issuer = built
             .metadata
@@ -290,11 +303,47 @@ impl Foundation {
             resource,
             resource_metadata_url,
             http,
-            verifier: built.verifier,
+            verifier,
             metadata: built.metadata,
             issuer,
+            metrics,
+            revocation_feed,
         })
     }
+}
+
+/// Puts the AS's revocation feed in front of `verifier` and starts following it,
+/// when the AS offers one (or it is configured) and this server may read it.
+fn follow_revocation_feed(
+    settings: &Settings,
+    metadata: Option<&shared::metadata::AuthorizationServerMetadata>,
+    http: &reqwest::Client,
+    metrics: &Metrics,
+    verifier: Arc<dyn TokenVerifier>,
+) -> anyhow::Result<(Arc<dyn TokenVerifier>, Option<Arc<RevocationFeed>>)> {
+    let Some(endpoint) = revocation_feed::endpoint(&settings.auth, metadata)
+        .map_err(|e| anyhow!("invalid configuration: {e}"))?
+    else {
+        return Ok((verifier, None));
+    };
+    let feed = Arc::new(
+        RevocationFeed::new(
+            endpoint,
+            http.clone(),
+            &settings.auth,
+            metrics.revocation_feed_polls.clone(),
+        )
+        .map_err(|e| anyhow!("invalid configuration: {e}"))?,
+    );
+    log::info!(
+        "following the revocation feed at {} every {} s",
+        feed.endpoint(),
+        settings.auth.revocation_poll_secs
+    );
+    feed.spawn();
+    let checked: Arc<dyn TokenVerifier> =
+        Arc::new(FeedCheckedVerifier::new(verifier, feed.clone()));
+    Ok((checked, Some(feed)))
 }
 
 impl Application {
@@ -364,6 +413,8 @@ impl Application {
             resource_metadata_url,
             verifier,
             issuer,
+            metrics,
+            revocation_feed,
             ..
         } = base;
         let allowed_hosts = settings.effective_allowed_hosts(&resource);
@@ -432,12 +483,13 @@ impl Application {
             ),
             session_manager,
             mcp: Box::new(mcp),
-            metrics: Metrics::new(),
+            metrics,
             prm,
             last_prune: AtomicU64::new(0),
             direct_tools,
             direct_json: stateless && settings.transport.json_response,
             session_touch_every,
+            revocation_feed,
         });
 
         let path = mcp_path(&resource);

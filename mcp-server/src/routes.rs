@@ -25,14 +25,19 @@ pub async fn healthz() -> HttpResponse {
         .json(json!({"status": "ok"}))
 }
 
-/// Ready when the verifier can verify (keys loaded / introspection configured).
+/// Ready when the verifier can verify (keys loaded / introspection configured). An
+/// unreachable revocation feed does not make the server unready (it keeps serving
+/// with the revocations it knows); it shows in `revocation_feed`.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let ready = state.verifier.is_ready();
-    let body = json!({
+    let mut body = json!({
         "ready": ready,
         "verification_mode": state.verifier.mode(),
         "key_count": state.verifier.key_ids().len(),
     });
+    if let Some(feed) = &state.revocation_feed {
+        body["revocation_feed"] = json!(feed.status());
+    }
     let mut response = if ready {
         HttpResponse::Ok()
     } else {

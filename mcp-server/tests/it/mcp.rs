@@ -523,6 +523,55 @@ async fn bad_tokens_get_401_invalid_token_never_500() {
     assert!(www_authenticate(r.headers()).contains("error=\"invalid_token\""));
 }
 
+/// RFC 9068 §4: a JWT access token says `typ: at+jwt`. A correctly signed token of the
+/// right issuer and audience without it (an ID token, or any other JWT) is refused,
+/// unless the deployment switches the check off for a provider that never sets it.
+#[tokio::test]
+async fn tokens_without_the_access_token_typ_are_refused_unless_switched_off() {
+    fn header(typ: Option<&str>, kid: String) -> jsonwebtoken::Header {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some(kid);
+        h.typ = typ.map(str::to_string);
+        h
+    }
+    let strict = spawn().await;
+    let claims = strict.fake.claims("alice", "mcp:read", &strict.resource);
+    for typ in [Some("JWT"), None] {
+        let token = strict
+            .fake
+            .mint_with_header(header(typ, strict.fake.kid()), claims.clone());
+        let r = strict
+            .post(Some(&token), None, &initialize_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "typ {typ:?}");
+        assert_eq!(
+            www_authenticate(r.headers()),
+            format!(
+                "{}, error=\"invalid_token\", error_description=\"token has the wrong type\"",
+                strict.challenge()
+            ),
+            "typ {typ:?}"
+        );
+    }
+    for typ in ["at+jwt", "application/AT+JWT"] {
+        let token = strict
+            .fake
+            .mint_with_header(header(Some(typ), strict.fake.kid()), claims.clone());
+        strict.initialize(Some(&token)).await;
+    }
+
+    let relaxed = spawn_with(|s, _| s.auth.require_at_jwt_typ = false).await;
+    let claims = relaxed.fake.claims("alice", "mcp:read", &relaxed.resource);
+    for typ in [Some("JWT"), None] {
+        let token = relaxed
+            .fake
+            .mint_with_header(header(typ, relaxed.fake.kid()), claims.clone());
+        relaxed.initialize(Some(&token)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Scope policy
 // ---------------------------------------------------------------------------------------
