@@ -208,7 +208,7 @@ pub struct AccessTokenRecord {
 }
 
 /// What a revocation feed entry covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RevokedKind {
     /// Every access token of a grant (their `sid`).
     Grant,

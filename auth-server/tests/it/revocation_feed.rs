@@ -175,3 +175,103 @@ async fn a_code_replay_reaches_the_resource_server_within_6_s() {
     assert!(latency < PROPAGATION_TARGET, "{latency:?}");
     assert_eq!(rs.call(other_access).await.0, StatusCode::OK);
 }
+
+async fn read_feed(app: &TestApp, since: Option<&str>) -> Value {
+    let mut url = url::Url::parse(&app.url("/revocations")).unwrap();
+    if let Some(since) = since {
+        url.query_pairs_mut().append_pair("since", since);
+    }
+    let res = app
+        .http
+        .get(url)
+        .basic_auth("mcp-server", Some("demo-mcp-server-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_feed_serves_resource_servers_from_their_cursor() {
+    let app = spawn_with(|s| {
+        s.clients.push(auth_server::settings::ClientConfig {
+            client_id: "svc".into(),
+            client_secret: shared::Secret::new("a-long-service-secret"),
+            grant_types: vec!["client_credentials".into()],
+            ..Default::default()
+        })
+    })
+    .await;
+    let metadata: Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata["revocation_feed_endpoint"],
+        app.url("/revocations")
+    );
+
+    // Only authenticated resource-server clients read it.
+    let anonymous = app.http.get(app.url("/revocations")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let wrong = app
+        .http
+        .get(app.url("/revocations"))
+        .basic_auth("mcp-server", Some("not-the-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let service = app
+        .http
+        .get(app.url("/revocations"))
+        .basic_auth("svc", Some("a-long-service-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(service.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        service.json::<Value>().await.unwrap()["error"],
+        "unauthorized_client"
+    );
+
+    let first = read_feed(&app, None).await;
+    assert_eq!(first["snapshot"], true);
+    assert_eq!(first["grants"], json!([]));
+    let cursor = first["cursor"].as_str().unwrap().to_string();
+
+    // Revoking one access token lists its jti, until its expiry.
+    let (client_id, tokens) = tokens_for(&app, "mcp:read").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let claims = decode_claims(access);
+    assert!(claims["sid"].is_string(), "access tokens name their grant");
+    let res = app
+        .http
+        .post(app.url("/revoke"))
+        .form(&[("token", access), ("client_id", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let next = read_feed(&app, Some(&cursor)).await;
+    assert_eq!(next["snapshot"], false);
+    assert_eq!(
+        next["jtis"],
+        json!([{"id": claims["jti"], "exp": claims["exp"]}])
+    );
+    assert_eq!(next["more"], false);
+    let idle = read_feed(&app, next["cursor"].as_str()).await;
+    assert_eq!((idle["grants"].clone(), idle["jtis"].clone()), (json!([]), json!([])));
+
+    // A cursor of another database answers with everything still relevant.
+    let unknown = read_feed(&app, Some("elsewhere.1")).await;
+    assert_eq!(unknown["snapshot"], true);
+    assert_eq!(unknown["jtis"], next["jtis"]);
+}
