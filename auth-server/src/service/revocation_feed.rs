@@ -50,9 +50,7 @@ pub async fn read(
 ) -> ServiceResult<FeedPage> {
     let client = clients::authenticate(state, credentials).await?;
     if !clients::is_resource_server(&client) {
-        return Err(ServiceError::NotAResourceServer(
-            "read the revocation feed",
-        ));
+        return Err(ServiceError::NotAResourceServer("read the revocation feed"));
     }
     let epoch = epoch(state).await?;
     let position = since.and_then(|cursor| position_in(cursor, epoch));

@@ -743,11 +743,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             // One read transaction: the head and the entries agree.
             let tx = c.0.unchecked_transaction()?;
-            let page = run(ops::revocations_after(
-                &mut RusqliteTx(&tx),
-                after,
-                limit,
-            ))?;
+            let page = run(ops::revocations_after(&mut RusqliteTx(&tx), after, limit))?;
             tx.finish()?;
             Ok(page)
         })

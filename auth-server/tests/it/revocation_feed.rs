@@ -81,10 +81,7 @@ impl ResourceServer {
         loop {
             let (status, challenge) = self.call(token).await;
             if status == StatusCode::UNAUTHORIZED {
-                assert!(
-                    challenge.contains("error=\"invalid_token\""),
-                    "{challenge}"
-                );
+                assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
                 return started.elapsed();
             }
             assert_eq!(status, StatusCode::OK);
@@ -268,7 +265,10 @@ async fn the_feed_serves_resource_servers_from_their_cursor() {
     );
     assert_eq!(next["more"], false);
     let idle = read_feed(&app, next["cursor"].as_str()).await;
-    assert_eq!((idle["grants"].clone(), idle["jtis"].clone()), (json!([]), json!([])));
+    assert_eq!(
+        (idle["grants"].clone(), idle["jtis"].clone()),
+        (json!([]), json!([]))
+    );
 
     // A cursor of another database answers with everything still relevant.
     let unknown = read_feed(&app, Some("elsewhere.1")).await;

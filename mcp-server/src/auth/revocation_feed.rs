@@ -116,8 +116,7 @@ impl RevokedSet {
     }
 
     /// Adds a page's entries, each kept until its `exp` + `leeway`, and forgets
-    /// entries whose tokens have expired. Returns the revoked token ids (for the
-    /// caches) and the sizes of both lists.
+    /// entries whose tokens have expired. Returns the sizes of both lists.
     fn merge(&self, page: &FeedPage, leeway: i64, now: i64) -> (usize, usize) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         for g in &page.grants {

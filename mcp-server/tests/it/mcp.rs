@@ -1191,6 +1191,94 @@ async fn health_readiness_and_metrics() {
     );
 }
 
+/// The AS's revocation feed: a token of a revoked grant is refused, although it was
+/// verified and cached before; while the feed is unreachable the server keeps
+/// serving (and says so in `/readyz` and `/metrics`), then catches up.
+#[tokio::test]
+async fn a_revoked_grant_is_refused_and_a_feed_outage_does_not_stop_serving() {
+    let s = spawn_with(|settings, fake| {
+        fake.enable_revocation_feed();
+        settings.auth.client_id = crate::support::RS_CLIENT_ID.into();
+        settings.auth.client_secret = shared::Secret::new(crate::support::RS_CLIENT_SECRET);
+        settings.auth.revocation_poll_secs = 1;
+    })
+    .await;
+    let token = |sid: &str| {
+        let mut claims = s.fake.claims("alice", "mcp:read", &s.resource);
+        claims["sid"] = json!(sid);
+        s.fake.mint(claims)
+    };
+    let (revoked, kept) = (token("g1"), token("g2"));
+    s.initialize(Some(&revoked)).await;
+    s.initialize(Some(&kept)).await;
+    let readyz = || async {
+        let r = s
+            .http
+            .get(format!("{}/readyz", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "a feed outage does not make the server unready"
+        );
+        r.json::<Value>().await.unwrap()
+    };
+    assert_eq!(readyz().await["revocation_feed"]["state"], "ok");
+
+    // The AS goes down and revokes g1 meanwhile: the server keeps serving.
+    s.fake.set_down(true);
+    s.fake.revoke_grant("g1", now() + 600);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.initialize(Some(&revoked)).await;
+    let status = readyz().await;
+    assert_eq!(
+        status["revocation_feed"]["state"], "unreachable",
+        "{status}"
+    );
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mcp_server_revocation_feed_polls_total{outcome=\"failed\"}"),
+        "{metrics}"
+    );
+
+    // Back up: caught up within the poll interval.
+    s.fake.set_down(false);
+    let started = std::time::Instant::now();
+    loop {
+        let r = s
+            .post(Some(&revoked), None, &initialize_body())
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 401 {
+            assert_eq!(
+                www_authenticate(r.headers()),
+                format!(
+                    "{}, error=\"invalid_token\", error_description=\"token has been revoked\"",
+                    s.challenge()
+                )
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "not caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.initialize(Some(&kept)).await;
+    let status = readyz().await;
+    assert_eq!(status["revocation_feed"]["state"], "ok", "{status}");
+    assert_eq!(status["revocation_feed"]["revoked_grants"], 1, "{status}");
+}
+
 #[tokio::test]
 async fn startup_fails_clearly_when_the_as_is_unreachable() {
     let fake = FakeAs::start().await;
