@@ -283,13 +283,13 @@ impl Foundation {
                 )
             })?;
         let metrics = Metrics::new();
-        let (verifier, revocation_feed) = follow_revocation_feed(
-            settings,
-            built.metadata.as_ref(),
-            &http,
-            &metrics,
-            built.verifier,
-        )?;
+        let revocation_feed =
+            follow_revocation_feed(settings, built.metadata.as_ref(), &http, &metrics)?;
+        // The feed's revocations in front of the verifier, cached tokens included.
+        let verifier: Arc<dyn TokenVerifier> = match &revocation_feed {
+            Some(feed) => Arc::new(FeedCheckedVerifier::new(built.verifier, feed.clone())),
+            None => built.verifier,
+        };
         // Byte-identical to what the AS calls itself when its metadata was fetched.
         let issuer = built
             .metadata
@@ -312,19 +312,18 @@ impl Foundation {
     }
 }
 
-/// Puts the AS's revocation feed in front of `verifier` and starts following it,
-/// when the AS offers one (or it is configured) and this server may read it.
+/// Starts following the AS's revocation feed, when the AS offers one (or it is
+/// configured) and this server may read it.
 fn follow_revocation_feed(
     settings: &Settings,
     metadata: Option<&shared::metadata::AuthorizationServerMetadata>,
     http: &reqwest::Client,
     metrics: &Metrics,
-    verifier: Arc<dyn TokenVerifier>,
-) -> anyhow::Result<(Arc<dyn TokenVerifier>, Option<Arc<RevocationFeed>>)> {
+) -> anyhow::Result<Option<Arc<RevocationFeed>>> {
     let Some(endpoint) = revocation_feed::endpoint(&settings.auth, metadata)
         .map_err(|e| anyhow!("invalid configuration: {e}"))?
     else {
-        return Ok((verifier, None));
+        return Ok(None);
     };
     let feed = Arc::new(
         RevocationFeed::new(
@@ -341,9 +340,7 @@ fn follow_revocation_feed(
         settings.auth.revocation_poll_secs
     );
     feed.spawn();
-    let checked: Arc<dyn TokenVerifier> =
-        Arc::new(FeedCheckedVerifier::new(verifier, feed.clone()));
-    Ok((checked, Some(feed)))
+    Ok(Some(feed))
 }
 
 impl Application {
