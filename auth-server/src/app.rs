@@ -337,6 +337,7 @@ fn endpoints(cfg: &mut web::ServiceConfig, limit: usize) {
             .route(web::post().to(http::revoke::revoke)),
     )
     .service(api_resource("/introspect").route(web::post().to(http::introspect::introspect)))
+    .service(api_resource("/revocations").route(web::get().to(http::revocations::revocations)))
     .service(
         api_resource("/userinfo")
             .wrap(cors())

@@ -96,7 +96,7 @@ impl From<ServiceError> for AppError {
             ServiceError::InvalidClient { description, basic } => {
                 AppError::InvalidClient { description, basic }
             }
-            ServiceError::IntrospectionNotAllowed => AppError::OAuth {
+            ServiceError::NotAResourceServer(_) => AppError::OAuth {
                 status: StatusCode::FORBIDDEN,
                 error: e.oauth_code(),
                 description: e.to_string(),

@@ -61,6 +61,7 @@ fn claims(jti: &str) -> AccessTokenClaims {
         iat: now,
         nbf: Some(now),
         jti: jti.into(),
+        sid: None,
         client_id: "client-1".into(),
         scope: "mcp:read openid profile".into(),
         preferred_username: Some("demo".into()),
@@ -144,6 +145,7 @@ fn principal() -> Principal {
         issuer: ISSUER.into(),
         expires_at: now() + 3600,
         token_id: Some("jti-a".into()),
+        grant_id: None,
     }
 }
 

@@ -48,6 +48,7 @@ use shared::metadata::ProtectedResourceMetadata;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin_client::AdminClient;
+use crate::auth::revocation_feed::{self, FeedCheckedVerifier, RevocationFeed};
 use crate::auth::TokenVerifier;
 use crate::error::ChallengeContext;
 use crate::metrics::Metrics;
@@ -108,6 +109,8 @@ pub struct AppState {
     pub direct_json: bool,
     /// How often a session used only through direct answers resets rmcp's idle timer.
     pub session_touch_every: Duration,
+    /// The AS's revocation feed this server follows, if any (`/readyz` shows it).
+    pub revocation_feed: Option<Arc<RevocationFeed>>,
 }
 
 /// A bound, configured server. `build` binds the listener, so `port()` is known before
@@ -240,6 +243,8 @@ struct Foundation {
     verifier: Arc<dyn TokenVerifier>,
     metadata: Option<shared::metadata::AuthorizationServerMetadata>,
     issuer: String,
+    metrics: Metrics,
+    revocation_feed: Option<Arc<RevocationFeed>>,
 }
 
 impl Foundation {
@@ -272,6 +277,14 @@ impl Foundation {
                     settings.auth.issuer
                 )
             })?;
+        let metrics = Metrics::new().context("registering metrics")?;
+        let revocation_feed =
+            follow_revocation_feed(settings, built.metadata.as_ref(), &http, &metrics)?;
+        // The feed's revocations in front of the verifier, cached tokens included.
+        let verifier: Arc<dyn TokenVerifier> = match &revocation_feed {
+            Some(feed) => Arc::new(FeedCheckedVerifier::new(built.verifier, feed.clone())),
+            None => built.verifier,
+        };
         // Byte-identical to what the AS calls itself when its metadata was fetched.
         let issuer = built
             .metadata
@@ -285,11 +298,44 @@ impl Foundation {
             resource,
             resource_metadata_url,
             http,
-            verifier: built.verifier,
+            verifier,
             metadata: built.metadata,
             issuer,
+            metrics,
+            revocation_feed,
         })
     }
+}
+
+/// Starts following the AS's revocation feed, when the AS offers one (or it is
+/// configured) and this server may read it.
+fn follow_revocation_feed(
+    settings: &Settings,
+    metadata: Option<&shared::metadata::AuthorizationServerMetadata>,
+    http: &reqwest::Client,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<Arc<RevocationFeed>>> {
+    let Some(endpoint) = revocation_feed::endpoint(&settings.auth, metadata)
+        .map_err(|e| anyhow!("invalid configuration: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let feed = Arc::new(
+        RevocationFeed::new(
+            endpoint,
+            http.clone(),
+            &settings.auth,
+            metrics.revocation_feed_polls.clone(),
+        )
+        .map_err(|e| anyhow!("invalid configuration: {e}"))?,
+    );
+    log::info!(
+        "following the revocation feed at {} every {} s",
+        feed.endpoint(),
+        settings.auth.revocation_poll_secs
+    );
+    feed.spawn();
+    Ok(Some(feed))
 }
 
 impl Application {
@@ -359,6 +405,8 @@ impl Application {
             resource_metadata_url,
             verifier,
             issuer,
+            metrics,
+            revocation_feed,
             ..
         } = base;
         let allowed_hosts = settings.effective_allowed_hosts(&resource);
@@ -427,12 +475,13 @@ impl Application {
             ),
             session_manager,
             mcp: Box::new(mcp),
-            metrics: Metrics::new().context("registering metrics")?,
+            metrics,
             prm,
             last_prune: AtomicU64::new(0),
             direct_tools,
             direct_json: stateless && settings.transport.json_response,
             session_touch_every,
+            revocation_feed,
         });
 
         let path = mcp_path(&resource);

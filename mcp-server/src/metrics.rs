@@ -37,6 +37,7 @@ pub struct Metrics {
     pub verify_latency: HistogramVec,
     pub sessions: GaugeVec,
     pub direct_answers: CounterVec,
+    pub revocation_feed_polls: CounterVec,
 }
 
 impl Metrics {
@@ -72,8 +73,14 @@ impl Metrics {
             "mcp_server_direct_tool_calls_total",
             "tools/call requests the bridge answered itself (transport.direct_tool_calls), by tool.",
             &["tool"],
-       )?;
+        )?;
+        let revocation_feed_polls = registry.counter(
+            "mcp_server_revocation_feed_polls_total",
+            "Polls of the AS's revocation feed, by outcome (ok, failed).",
+            &["outcome"],
+        )?;
         Ok(Self {
+            revocation_feed_polls,
             direct_answers,
             registry,
             http_requests,

@@ -28,7 +28,9 @@ pub async fn healthz() -> HttpResponse {
 /// Ready when the verifier can verify (keys loaded / introspection configured).
 /// An unreachable AS is `"status": "degraded"` but still ready: cached keys and
 /// answers keep verifying, and taking this server out of rotation would refuse
-/// those callers too.
+/// those callers too. An unreachable revocation feed does not make the server
+/// unready either (it keeps serving with the revocations it knows); it shows in
+/// `revocation_feed`.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     state.verifier.check_upstream();
     let ready = state.verifier.is_ready();
@@ -38,13 +40,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         (true, Some(false)) => "degraded",
         (true, _) => "ok",
     };
-    let body = json!({
+    let mut body = json!({
         "ready": ready,
         "status": status,
         "verification_mode": state.verifier.mode(),
         "key_count": state.verifier.key_ids().len(),
         "authorization_server": upstream,
     });
+    if let Some(feed) = &state.revocation_feed {
+        body["revocation_feed"] = json!(feed.status());
+    }
     let mut response = if ready {
         HttpResponse::Ok()
     } else {

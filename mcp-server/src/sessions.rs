@@ -262,6 +262,7 @@ mod tests {
             issuer: "http://as".into(),
             expires_at: 0,
             token_id: None,
+            grant_id: None,
         }
     }
 

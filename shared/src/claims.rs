@@ -30,6 +30,10 @@ pub struct AccessTokenClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
     pub jti: String,
+    /// The grant the token belongs to (OIDC's session id claim): the revocation feed
+    /// names revoked grants by it. None for client_credentials tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     pub client_id: String,
     /// Space-delimited, as RFC 9068 §2.2.3 requires.
     #[serde(default)]

@@ -23,6 +23,10 @@ pub struct AuthorizationServerMetadata {
     pub introspection_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userinfo_endpoint: Option<String>,
+    /// Our extension: where resource servers read revoked grants and tokens
+    /// (`GET ?since=<cursor>`, with their client credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_feed_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes_supported: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -140,6 +140,7 @@ mod tests {
             iat: exp - 900,
             nbf: Some(exp - 900),
             jti: "j1".into(),
+            sid: None,
             client_id: "c".into(),
             scope: "mcp:read".into(),
             preferred_username: Some("demo".into()),

@@ -76,6 +76,7 @@ pub fn document(state: &AppState) -> AuthorizationServerMetadata {
             .then(|| format!("{issuer}/register")),
         revocation_endpoint: Some(format!("{issuer}/revoke")),
         introspection_endpoint: Some(format!("{issuer}/introspect")),
+        revocation_feed_endpoint: Some(format!("{issuer}/revocations")),
         userinfo_endpoint: Some(format!("{issuer}/userinfo")),
         scopes_supported: scope_policy::supported_scopes(),
         response_types_supported: vec!["code".into()],

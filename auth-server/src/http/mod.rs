@@ -11,6 +11,7 @@ pub mod jwks;
 pub mod metadata;
 pub mod pages;
 pub mod register;
+pub mod revocations;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;

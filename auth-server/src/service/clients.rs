@@ -73,6 +73,16 @@ pub async fn authenticate(
     Ok(client)
 }
 
+/// Whether the client is a resource server: a confidential client marked as one
+/// (`can_introspect`) or holding `auth:introspect`. Only resource servers may
+/// introspect tokens and read the revocation feed.
+pub fn is_resource_server(client: &ClientRecord) -> bool {
+    let marked = client.can_introspect
+        || shared::ScopeSet::parse(&client.metadata.scope)
+            .is_ok_and(|s| s.contains_literal(shared::scopes::AUTH_INTROSPECT));
+    client.secret_hash.is_some() && marked
+}
+
 /// A client record for a pre-registered or synthesised client.
 pub fn client_record(
     client_id: &str,

@@ -2,7 +2,6 @@
 //! `auth:introspect` (or marked as resource servers).
 
 use shared::claims::AccessTokenClaims;
-use shared::scopes;
 
 use crate::domain::{now, tokens};
 use crate::storage::{GrantRecord, RefreshRecord, UserRecord};
@@ -30,11 +29,8 @@ pub async fn introspect(
     token: Option<&str>,
 ) -> ServiceResult<Introspection> {
     let client = clients::authenticate(state, credentials).await?;
-    let allowed = client.can_introspect
-        || shared::ScopeSet::parse(&client.metadata.scope)
-            .is_ok_and(|s| s.contains_literal(scopes::AUTH_INTROSPECT));
-    if client.secret_hash.is_none() || !allowed {
-        return Err(ServiceError::IntrospectionNotAllowed);
+    if !clients::is_resource_server(&client) {
+        return Err(ServiceError::NotAResourceServer("introspect tokens"));
     }
     let token = token
         .filter(|t| !t.is_empty())

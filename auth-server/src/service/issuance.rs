@@ -69,6 +69,7 @@ pub fn mint_access(
         iat: now,
         nbf: Some(now),
         jti: jti.clone(),
+        sid: grant_id.map(str::to_owned),
         client_id: client_id.to_string(),
         scope: scope.to_string(),
         preferred_username,

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod refresh;
 pub mod registration;
 pub mod revocation;
+pub mod revocation_feed;
 pub mod state;
 pub mod token;
 pub mod userinfo;
@@ -42,8 +43,10 @@ pub enum ServiceError {
     UnsupportedResponseType(String),
     #[error("{0}")]
     UnauthorizedClient(String),
-    #[error("this client may not introspect tokens")]
-    IntrospectionNotAllowed,
+    /// Only resource-server clients may introspect or read the revocation feed;
+    /// the text names what was refused.
+    #[error("this client may not {0}")]
+    NotAResourceServer(&'static str),
     #[error("{0}")]
     InvalidGrant(String),
     /// RFC 8707: the resource is not served here, or not the one the grant is bound to.
@@ -104,7 +107,7 @@ impl ServiceError {
             ServiceError::InvalidRequest(_) => "invalid_request",
             ServiceError::UnsupportedGrantType(_) => "unsupported_grant_type",
             ServiceError::UnsupportedResponseType(_) => "unsupported_response_type",
-            ServiceError::UnauthorizedClient(_) | ServiceError::IntrospectionNotAllowed => {
+            ServiceError::UnauthorizedClient(_) | ServiceError::NotAResourceServer(_) => {
                 "unauthorized_client"
             }
             ServiceError::InvalidGrant(_) => "invalid_grant",

@@ -38,6 +38,8 @@ pub struct AppState {
     pub trusted_proxies: Vec<TrustedProxy>,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    /// This database's revocation feed epoch, read on first use.
+    pub revocation_epoch: tokio::sync::OnceCell<String>,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
             refresh_successors,
             cimd,
             trusted_proxies,
+            revocation_epoch: tokio::sync::OnceCell::new(),
         })
     }
 

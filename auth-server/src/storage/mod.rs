@@ -207,6 +207,51 @@ pub struct AccessTokenRecord {
     pub revoked_at: Option<i64>,
 }
 
+/// What a revocation feed entry covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RevokedKind {
+    /// Every access token of a grant (their `sid`).
+    Grant,
+    /// One access token (its `jti`).
+    Token,
+}
+
+impl RevokedKind {
+    /// The stored value; anything else is corrupt data.
+    pub fn parse(raw: &str) -> StoreResult<RevokedKind> {
+        match raw {
+            "grant" => Ok(RevokedKind::Grant),
+            "jti" => Ok(RevokedKind::Token),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown revocation kind {other:?}"
+            ))),
+        }
+    }
+}
+
+/// One entry of the revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRecord {
+    /// Position in the feed (increasing in the order revocations were committed).
+    pub seq: i64,
+    pub kind: RevokedKind,
+    /// The grant id or the `jti`.
+    pub subject: String,
+    /// When the last access token the entry covers expires (unix seconds).
+    pub expires_at: i64,
+}
+
+/// A page of the revocation feed.
+#[derive(Debug, Clone)]
+pub struct RevocationPage {
+    /// The position of the latest revocation.
+    pub head: i64,
+    /// The oldest position still stored (0 when none is); older ones were purged.
+    pub oldest: i64,
+    /// Entries after the requested position, in order.
+    pub entries: Vec<RevocationRecord>,
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
     pub id_hash: String,
@@ -335,15 +380,21 @@ pub trait Store: Send + Sync + 'static {
     async fn add_tokens(&self, issued: &Issued) -> StoreResult<()>;
     async fn insert_access_token(&self, token: &AccessTokenRecord) -> StoreResult<()>;
     async fn find_access_token(&self, jti: &str) -> StoreResult<Option<AccessTokenRecord>>;
+    /// Revokes one access token and records it in the revocation feed.
     async fn revoke_access_token(&self, jti: &str, now: i64) -> StoreResult<bool>;
-    /// Revokes a grant, its refresh family and its access tokens. With
-    /// `forget_consent` the user's remembered consent for the client goes too.
+    /// Revokes a grant, its refresh family and its access tokens, and records it in
+    /// the revocation feed. With `forget_consent` the user's remembered consent for
+    /// the client goes too.
     async fn revoke_grant(
         &self,
         grant_id: &str,
         now: i64,
         forget_consent: bool,
     ) -> StoreResult<bool>;
+
+    /// At most `limit` revocation feed entries after position `after`, with the
+    /// feed's head and oldest stored position, from one consistent snapshot.
+    async fn revocations_after(&self, after: i64, limit: i64) -> StoreResult<RevocationPage>;
 
     // admin views
     async fn active_grants(&self, now: i64) -> StoreResult<Vec<GrantSummary>>;
@@ -361,6 +412,7 @@ pub trait Store: Send + Sync + 'static {
     /// Writes every replacement in one transaction, each only if its row still
     /// holds `stored`; if one does not, nothing is written and this fails.
     async fn replace_secrets(&self, updates: &[SecretUpdate]) -> StoreResult<()>;
-    /// Deletes expired codes, sessions and tokens; returns rows removed.
+    /// Deletes expired codes, sessions, tokens and revocation feed entries; returns
+    /// rows removed.
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
 }

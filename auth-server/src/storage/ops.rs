@@ -172,8 +172,17 @@ pub(crate) async fn delete_client(
     for id in grants {
         revoke_grant(e, &id, now, false).await?;
     }
+    let grantless: Vec<String> = e
+        .fetch_all(
+            q::LIVE_GRANTLESS_TOKENS_OF_CLIENT,
+            args![client_id, still_accepted_after(now)],
+        )
+        .await?;
     e.execute(q::REVOKE_ACCESS_TOKENS_OF_CLIENT, args![now, client_id])
         .await?;
+    for jti in grantless {
+        record_token_revocation(e, &jti, now).await?;
+    }
     e.execute(q::DELETE_CODES_OF_CLIENT, args![client_id])
         .await?;
     e.execute(q::DELETE_CONSENTS_OF_CLIENT, args![client_id])
@@ -396,7 +405,51 @@ pub(crate) async fn revoke_grant(
                 .await?;
         }
     }
+    // Last: the feed position stays locked until the transaction commits.
+    if changed > 0 {
+        let seq: i64 = fetch_one(e, q::NEXT_REVOCATION_SEQ, args![]).await?;
+        e.execute(q::RECORD_GRANT_REVOCATION, args![seq, grant_id, now])
+            .await?;
+    }
     Ok(changed > 0)
+}
+
+// ----- revocation feed -----
+
+/// Resource servers accept a token a little past `exp`: a token that expired less
+/// than this long ago may still be in use.
+fn still_accepted_after(now: i64) -> i64 {
+    now - i64::try_from(crate::domain::tokens::RESOURCE_SERVER_LEEWAY_SECS).unwrap_or(0)
+}
+
+/// Records the revocation of access token `jti` in the feed.
+async fn record_token_revocation(
+    e: &mut impl InTransaction,
+    jti: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let seq: i64 = fetch_one(e, q::NEXT_REVOCATION_SEQ, args![]).await?;
+    e.execute(q::RECORD_TOKEN_REVOCATION, args![seq, now, jti])
+        .await?;
+    Ok(())
+}
+
+/// Three reads, in one (read) transaction for a consistent page.
+pub(crate) async fn revocations_after(
+    e: &mut impl InTransaction,
+    after: i64,
+    limit: i64,
+) -> StoreResult<RevocationPage> {
+    let head: i64 = fetch_one(e, q::REVOCATION_HEAD, args![]).await?;
+    let oldest: i64 = fetch_one(e, q::OLDEST_REVOCATION, args![]).await?;
+    let entries = e
+        .fetch_all(q::REVOCATIONS_AFTER, args![after, limit.max(1)])
+        .await?;
+    Ok(RevocationPage {
+        head,
+        oldest,
+        entries,
+    })
 }
 
 // ----- tokens -----
@@ -477,12 +530,17 @@ pub(crate) async fn find_access_token(
     e.fetch_optional(q::ACCESS_TOKEN_BY_JTI, args![jti]).await
 }
 
+/// Revokes one access token and records it in the feed.
 pub(crate) async fn revoke_access_token(
-    e: &mut impl Exec,
+    e: &mut impl InTransaction,
     jti: &str,
     now: i64,
 ) -> StoreResult<bool> {
-    Ok(e.execute(q::REVOKE_ACCESS_TOKEN, args![now, jti]).await? > 0)
+    if e.execute(q::REVOKE_ACCESS_TOKEN, args![now, jti]).await? == 0 {
+        return Ok(false);
+    }
+    record_token_revocation(e, jti, now).await?;
+    Ok(true)
 }
 
 // ----- admin views -----
@@ -573,13 +631,15 @@ pub(crate) async fn replace_secrets(
     Ok(())
 }
 
-/// Deletes expired codes, sessions and tokens; returns rows removed.
+/// Deletes expired codes, sessions, tokens and feed entries; returns rows removed.
 pub(crate) async fn purge_expired(e: &mut impl InTransaction, now: i64) -> StoreResult<u64> {
     // Codes (and access tokens) are kept an hour past expiry, so that a late
-    // replay of a code is still detected.
+    // replay of a code is still detected; feed entries as long, far beyond any
+    // resource server's clock-skew leeway.
     let late = now - 3600;
     Ok(e.execute(q::PURGE_CODES, args![late]).await?
         + e.execute(q::PURGE_SESSIONS, args![now]).await?
         + e.execute(q::PURGE_ACCESS_TOKENS, args![late]).await?
-        + e.execute(q::PURGE_REFRESH_TOKENS, args![now]).await?)
+        + e.execute(q::PURGE_REFRESH_TOKENS, args![now]).await?
+        + e.execute(q::PURGE_REVOCATIONS, args![late]).await?)
 }

@@ -13,8 +13,14 @@
 
 /// The schema, as `(version, description, sql)` in order. Both stores apply it
 /// and record it in sqlx's ledger (`_sqlx_migrations`).
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        2,
+        "revocation feed",
+        include_str!("../../migrations/0002_revocation_feed.sql"),
+    ),
+];
 
 macro_rules! user_columns {
     () => {
@@ -182,6 +188,29 @@ statements! {
     ROTATE_REFRESH_TOKEN = "UPDATE refresh_tokens SET rotated_at = $1 \
         WHERE token_hash = $2 AND rotated_at IS NULL";
     DELETE_REFRESH_TOKENS_OF_GRANT = "DELETE FROM refresh_tokens WHERE grant_id = $1";
+    /// Live access tokens of a client that belong to no grant (client_credentials):
+    /// a grant revocation does not cover them.
+    LIVE_GRANTLESS_TOKENS_OF_CLIENT = "SELECT jti FROM access_tokens WHERE client_id = $1 \
+        AND grant_id IS NULL AND revoked_at IS NULL AND expires_at > $2";
+
+    // ----- revocation feed -----
+
+    /// The next feed position. The counter row stays locked until the revoking
+    /// transaction commits, so positions become visible in order.
+    NEXT_REVOCATION_SEQ = "UPDATE revocation_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq";
+    /// A revoked grant, relevant until the last of its access tokens expires.
+    RECORD_GRANT_REVOCATION = "INSERT INTO revocations \
+        (seq, kind, subject, revoked_at, expires_at) \
+        SELECT $1, 'grant', $2, $3, COALESCE(MAX(expires_at), $3) \
+        FROM access_tokens WHERE grant_id = $2";
+    /// A revoked access token, relevant until it expires.
+    RECORD_TOKEN_REVOCATION = "INSERT INTO revocations \
+        (seq, kind, subject, revoked_at, expires_at) \
+        SELECT $1, 'jti', jti, $2, expires_at FROM access_tokens WHERE jti = $3";
+    REVOCATION_HEAD = "SELECT seq FROM revocation_counter WHERE id = 1";
+    OLDEST_REVOCATION = "SELECT COALESCE(MIN(seq), 0) FROM revocations";
+    REVOCATIONS_AFTER = "SELECT seq, kind, subject, expires_at FROM revocations \
+        WHERE seq > $1 ORDER BY seq LIMIT $2";
 
     // ----- admin views -----
 
@@ -212,6 +241,7 @@ statements! {
     PURGE_SESSIONS = "DELETE FROM sessions WHERE expires_at < $1";
     PURGE_ACCESS_TOKENS = "DELETE FROM access_tokens WHERE expires_at < $1";
     PURGE_REFRESH_TOKENS = "DELETE FROM refresh_tokens WHERE expires_at < $1";
+    PURGE_REVOCATIONS = "DELETE FROM revocations WHERE expires_at < $1";
 
     // ----- SQLite connection setup (both SQLite drivers) -----
 

@@ -117,6 +117,17 @@ impl FromRow for AccessTokenRecord {
     }
 }
 
+impl FromRow for RevocationRecord {
+    fn from_row(r: &impl Fields) -> StoreResult<Self> {
+        Ok(RevocationRecord {
+            seq: r.get(0)?,
+            kind: RevokedKind::parse(&r.get::<String>(1)?)?,
+            subject: r.get(2)?,
+            expires_at: r.get(3)?,
+        })
+    }
+}
+
 impl FromRow for StoredKey {
     fn from_row(r: &impl Fields) -> StoreResult<Self> {
         Ok(StoredKey {

@@ -356,7 +356,7 @@ impl Store for SqlStore {
     }
 
     async fn revoke_access_token(&self, jti: &str, now: i64) -> StoreResult<bool> {
-        ops::revoke_access_token(&mut *self.write.acquire().await?, jti, now).await
+        in_transaction!(self, revoke_access_token(jti, now))
     }
 
     async fn revoke_grant(
@@ -366,6 +366,13 @@ impl Store for SqlStore {
         forget_consent: bool,
     ) -> StoreResult<bool> {
         in_transaction!(self, revoke_grant(grant_id, now, forget_consent))
+    }
+
+    async fn revocations_after(&self, after: i64, limit: i64) -> StoreResult<RevocationPage> {
+        let mut tx = SqlxTx(self.read.begin().await?);
+        let page = ops::revocations_after(&mut tx, after, limit).await?;
+        tx.commit().await?;
+        Ok(page)
     }
 
     async fn active_grants(&self, now: i64) -> StoreResult<Vec<GrantSummary>> {

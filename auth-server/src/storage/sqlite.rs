@@ -727,7 +727,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_access_token(&self, jti: &str, now: i64) -> StoreResult<bool> {
-        self.write_one(|c| run(ops::revoke_access_token(c, jti, now)))
+        self.write(|c| run(ops::revoke_access_token(c, jti, now)))
     }
 
     async fn revoke_grant(
@@ -737,6 +737,16 @@ impl Store for SqliteStore {
         forget_consent: bool,
     ) -> StoreResult<bool> {
         self.write(|c| run(ops::revoke_grant(c, grant_id, now, forget_consent)))
+    }
+
+    async fn revocations_after(&self, after: i64, limit: i64) -> StoreResult<RevocationPage> {
+        self.read(|c| {
+            // One read transaction: the head and the entries agree.
+            let tx = c.0.unchecked_transaction()?;
+            let page = run(ops::revocations_after(&mut RusqliteTx(&tx), after, limit))?;
+            tx.finish()?;
+            Ok(page)
+        })
     }
 
     async fn active_grants(&self, now: i64) -> StoreResult<Vec<GrantSummary>> {

@@ -16,6 +16,7 @@ mod negative;
 mod persistence;
 mod refresh;
 mod registration;
+mod revocation_feed;
 mod security;
 mod storage;
 mod switch_account;

@@ -640,6 +640,82 @@ async fn alice_and_client_1(store: &dyn Store) {
         .unwrap();
 }
 
+/// The feed's entries as (kind, subject, expiry), in feed order.
+async fn feed(store: &dyn Store, after: i64) -> Vec<(RevokedKind, String, i64)> {
+    store
+        .revocations_after(after, 100)
+        .await
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| (e.kind, e.subject, e.expires_at))
+        .collect()
+}
+
+/// Every revocation lands in the revocation feed from the store's own cascade, so
+/// no revocation path (code replay, `/revoke`, refresh reuse, admin API, user
+/// disable, client delete) can leave resource servers uninformed.
+async fn every_revocation_is_recorded_in_the_feed(store: &dyn Store) {
+    alice_and_client_1(store).await;
+    for id in ["g1", "g2", "g3"] {
+        granted(store, id).await;
+    }
+    let mut client_token = issued("none", "cc-at", None).access;
+    client_token.grant_id = None;
+    client_token.user_id = None;
+    store.insert_access_token(&client_token).await.unwrap();
+    let empty = store.revocations_after(0, 100).await.unwrap();
+    assert_eq!((empty.head, empty.oldest), (0, 0));
+    assert!(empty.entries.is_empty());
+
+    let exp = NOW + 900;
+    // A grant (what a code replay, `/revoke` of a refresh token, reuse detection
+    // and the admin API do), once.
+    assert!(store.revoke_grant("g1", NOW, false).await.unwrap());
+    assert!(!store.revoke_grant("g1", NOW, false).await.unwrap());
+    // One access token, once.
+    assert!(store.revoke_access_token("g2-at", NOW).await.unwrap());
+    assert!(!store.revoke_access_token("g2-at", NOW).await.unwrap());
+    assert_eq!(
+        feed(store, 0).await,
+        vec![
+            (RevokedKind::Grant, "g1".to_string(), exp),
+            (RevokedKind::Token, "g2-at".to_string(), exp),
+        ]
+    );
+    // Disabling the user revokes the rest of their grants.
+    assert!(store.set_disabled("alice", true, NOW).await.unwrap());
+    let mut disabled = feed(store, 2).await;
+    disabled.sort();
+    assert_eq!(
+        disabled,
+        vec![
+            (RevokedKind::Grant, "g2".to_string(), exp),
+            (RevokedKind::Grant, "g3".to_string(), exp),
+        ]
+    );
+    // Deleting the client covers its tokens that belong to no grant.
+    assert!(store.delete_client("client-1", NOW).await.unwrap());
+    assert_eq!(
+        feed(store, 4).await,
+        vec![(RevokedKind::Token, "cc-at".to_string(), exp)]
+    );
+
+    let page = store.revocations_after(0, 2).await.unwrap();
+    assert_eq!((page.head, page.oldest), (5, 1));
+    let positions: Vec<i64> = page.entries.iter().map(|e| e.seq).collect();
+    assert_eq!(positions, vec![1, 2], "in order, at most the limit");
+
+    // Kept an hour past the expiry of what they cover, then purged; positions
+    // never go back.
+    store.purge_expired(exp + 3600).await.unwrap();
+    assert_eq!(feed(store, 0).await.len(), 5);
+    store.purge_expired(exp + 3601).await.unwrap();
+    let purged = store.revocations_after(0, 100).await.unwrap();
+    assert_eq!((purged.head, purged.entries.len()), (5, 0));
+}
+every_store!(every_revocation_is_recorded_in_the_feed);
+
 fn session_of_user_1() -> SessionRecord {
     SessionRecord {
         id_hash: "s1".into(),
@@ -825,7 +901,7 @@ async fn a_database_created_by_the_sqlx_store_opens_without_rerunning_migrations
     let old = SqlStore::connect(&sqlite_url(&path), 2).await.unwrap();
     old.create_user(&user("alice")).await.unwrap();
     old.close().await;
-    assert_eq!(ledger(&path), vec![(1, true)]);
+    assert_eq!(ledger(&path), vec![(1, true), (2, true)]);
 
     let store = auth_server::storage::open(&sqlite_url(&path), 2)
         .await
@@ -833,7 +909,11 @@ async fn a_database_created_by_the_sqlx_store_opens_without_rerunning_migrations
     assert!(store.find_user_by_name("alice").await.unwrap().is_some());
     store.create_user(&user("bob")).await.unwrap();
     drop(store);
-    assert_eq!(ledger(&path), vec![(1, true)], "nothing re-applied");
+    assert_eq!(
+        ledger(&path),
+        vec![(1, true), (2, true)],
+        "nothing re-applied"
+    );
 
     // And back: the sqlx store accepts the ledger as it is.
     let again = SqlStore::connect(&sqlite_url(&path), 2).await.unwrap();
@@ -848,7 +928,7 @@ async fn a_database_created_by_the_rusqlite_store_opens_with_the_sqlx_store() {
     let store = SqliteStore::open(&path, true, 2).unwrap();
     store.create_user(&user("carol")).await.unwrap();
     drop(store);
-    assert_eq!(ledger(&path), vec![(1, true)]);
+    assert_eq!(ledger(&path), vec![(1, true), (2, true)]);
     // sqlx validates the recorded checksum: a mismatch would fail here.
     let sqlx = SqlStore::connect(&sqlite_url(&path), 2).await.unwrap();
     assert!(sqlx.find_user_by_name("carol").await.unwrap().is_some());

@@ -33,6 +33,7 @@ fn token(key: &EncodingKey, aud: &str, exp_offset: i64) -> String {
         iat: now,
         nbf: Some(now),
         jti: "j".into(),
+        sid: None,
         client_id: "c".into(),
         scope: "mcp:read".into(),
         preferred_username: Some("demo".into()),

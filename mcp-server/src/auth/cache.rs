@@ -164,6 +164,7 @@ mod tests {
             issuer: "i".into(),
             expires_at: 100,
             token_id: Some(jti.into()),
+            grant_id: None,
         })
     }
 

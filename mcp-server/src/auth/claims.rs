@@ -40,6 +40,8 @@ pub struct RawClaims {
     pub nbf: Option<serde_json::Number>,
     pub iat: Option<serde_json::Number>,
     pub jti: Option<String>,
+    /// The grant (session) the token belongs to; our AS sets it.
+    pub sid: Option<String>,
     pub client_id: Option<String>,
     /// Entra v2 / OIDC authorised party.
     pub azp: Option<String>,
@@ -172,6 +174,7 @@ impl ClaimRules {
             issuer: raw.iss.unwrap_or_else(|| self.issuer.clone()),
             expires_at: exp,
             token_id: raw.jti,
+            grant_id: raw.sid,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod discovery;
 pub mod introspection;
 pub mod jwks;
+pub mod revocation_feed;
 pub mod settings;
 mod setup;
 pub mod upstream;
@@ -48,6 +49,9 @@ pub struct Principal {
     pub expires_at: i64,
     /// `jti`, when the AS sets one.
     pub token_id: Option<String>,
+    /// `sid`: the grant the token belongs to, when the AS sets one (the revocation
+    /// feed names revoked grants by it).
+    pub grant_id: Option<String>,
 }
 
 /// Why a token was refused. Every variant maps to HTTP 401 with
@@ -75,6 +79,9 @@ pub enum VerifyError {
     WrongType,
     #[error("token is not active")]
     Inactive,
+    /// The AS's revocation feed lists the token or its grant.
+    #[error("token has been revoked")]
+    Revoked,
     #[error("authorization server unavailable: {0}")]
     Unavailable(String),
 }
@@ -93,6 +100,7 @@ impl VerifyError {
             VerifyError::WrongAudience => "wrong_audience",
             VerifyError::WrongType => "wrong_type",
             VerifyError::Inactive => "inactive",
+            VerifyError::Revoked => "revoked",
             VerifyError::Unavailable(_) => "unavailable",
         }
     }

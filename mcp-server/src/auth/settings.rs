@@ -48,9 +48,23 @@ pub struct AuthSettings {
     pub jwks_uri: Option<String>,
     /// Accepted `aud` values; empty means the server's canonical resource URL.
     pub audiences: Vec<String>,
-    /// Required JOSE `typ` (e.g. `at+jwt`), compared case-insensitively with an
-    /// optional `application/` prefix. Unset: any `typ`.
+    /// Required JOSE `typ`, compared case-insensitively with an optional
+    /// `application/` prefix. Unset: `at+jwt` while `require_at_jwt_typ` holds.
     pub required_typ: Option<String>,
+    /// Refuse JWT access tokens whose header `typ` is not `at+jwt` (RFC 9068 §4), so
+    /// that an ID token or another JWT of the same issuer is never taken for an
+    /// access token. Providers that do not set it (Auth0 without the RFC 9068
+    /// profile, Okta, Entra, Keycloak) turn it off in their preset.
+    pub require_at_jwt_typ: bool,
+    /// Follow the AS's revocation feed (`revocation_feed_endpoint`) so that revoked
+    /// grants and tokens are refused before they expire. Unset: on when the AS
+    /// advertises the endpoint (or `revocation_feed_endpoint` is set) and client
+    /// credentials are configured.
+    pub revocation_feed: Option<bool>,
+    /// Revocation feed URL override; otherwise from the AS metadata.
+    pub revocation_feed_endpoint: Option<String>,
+    /// How often the revocation feed is polled.
+    pub revocation_poll_secs: u64,
     /// Clock-skew allowance for `exp`/`nbf`.
     pub leeway_secs: u64,
     /// An unknown `kid` triggers at most one JWKS refetch per this interval.
@@ -87,6 +101,10 @@ impl Default for AuthSettings {
             jwks_uri: None,
             audiences: Vec::new(),
             required_typ: None,
+            require_at_jwt_typ: true,
+            revocation_feed: None,
+            revocation_feed_endpoint: None,
+            revocation_poll_secs: 5,
             leeway_secs: 60,
             jwks_min_refetch_interval_secs: 30,
             jwks_refresh_interval_secs: 900,
@@ -137,6 +155,7 @@ impl AuthSettings {
             ("discovery_url", &self.discovery_url),
             ("jwks_uri", &self.jwks_uri),
             ("introspection_endpoint", &self.introspection_endpoint),
+            ("revocation_feed_endpoint", &self.revocation_feed_endpoint),
         ] {
             if let Some(v) = value {
                 check_url(key, v)?;
@@ -149,6 +168,14 @@ impl AuthSettings {
             if typ.trim().is_empty() {
                 return Err("auth.required_typ: must not be empty when set".into());
             }
+        }
+        if self.revocation_poll_secs == 0 || self.revocation_poll_secs > 3600 {
+            return Err("auth.revocation_poll_secs: between 1 and 3600 seconds".into());
+        }
+        if self.revocation_feed == Some(true)
+            && (self.client_id.trim().is_empty() || self.client_secret.is_empty())
+        {
+            return Err("auth.revocation_feed: needs auth.client_id and auth.client_secret (the feed is read with this server's client credentials)".into());
         }
         if self.algorithms.is_empty() {
             return Err("auth.algorithms: at least one algorithm is required".into());
@@ -171,6 +198,20 @@ impl AuthSettings {
             }
         }
         Ok(())
+    }
+
+    /// The JOSE `typ` a JWT access token must carry, if any: the configured one, else
+    /// `at+jwt` unless `require_at_jwt_typ` is off.
+    pub fn effective_required_typ(&self) -> Option<String> {
+        self.required_typ.clone().or_else(|| {
+            self.require_at_jwt_typ
+                .then(|| shared::claims::ACCESS_TOKEN_TYP.to_string())
+        })
+    }
+
+    /// Whether this server holds client credentials for calls to the AS.
+    pub fn has_client_credentials(&self) -> bool {
+        !self.client_id.trim().is_empty() && !self.client_secret.is_empty()
     }
 
     /// The configured algorithms, parsed (call after [`validate`](Self::validate)).
@@ -205,7 +246,43 @@ mod tests {
         assert_eq!(s.introspection_cache_max_ttl_secs, 300);
         assert_eq!(s.algorithms, vec!["ES256", "RS256", "EdDSA"]);
         assert!(!s.allow_anonymous);
+        assert!(s.require_at_jwt_typ);
+        assert_eq!(s.effective_required_typ().as_deref(), Some("at+jwt"));
+        assert_eq!(s.revocation_feed, None);
+        assert_eq!(s.revocation_poll_secs, 5);
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn the_access_token_typ_is_required_unless_switched_off() {
+        let off = AuthSettings {
+            require_at_jwt_typ: false,
+            ..Default::default()
+        };
+        assert_eq!(off.effective_required_typ(), None);
+        let explicit = AuthSettings {
+            required_typ: Some("application/at+jwt".into()),
+            require_at_jwt_typ: false,
+            ..Default::default()
+        };
+        assert_eq!(
+            explicit.effective_required_typ().as_deref(),
+            Some("application/at+jwt")
+        );
+    }
+
+    #[test]
+    fn a_forced_revocation_feed_needs_credentials_and_a_sane_interval() {
+        let mut s = AuthSettings {
+            revocation_feed: Some(true),
+            ..Default::default()
+        };
+        assert!(s.validate().unwrap_err().contains("auth.revocation_feed"));
+        s.client_id = "rs".into();
+        s.client_secret = Secret::new("x");
+        s.validate().unwrap();
+        s.revocation_poll_secs = 0;
+        assert!(s.validate().unwrap_err().contains("revocation_poll_secs"));
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub async fn build_verifier(
                 .map_err(AuthSetupError::Invalid)?;
             let options = JwksOptions {
                 algorithms,
-                required_typ: settings.required_typ.clone(),
+                required_typ: settings.effective_required_typ(),
                 min_refetch_interval: Duration::from_secs(settings.jwks_min_refetch_interval_secs),
                 refresh_interval: match settings.jwks_refresh_interval_secs {
                     0 => None,

@@ -523,6 +523,55 @@ async fn bad_tokens_get_401_invalid_token_never_500() {
     assert!(www_authenticate(r.headers()).contains("error=\"invalid_token\""));
 }
 
+/// RFC 9068 §4: a JWT access token says `typ: at+jwt`. A correctly signed token of the
+/// right issuer and audience without it (an ID token, or any other JWT) is refused,
+/// unless the deployment switches the check off for a provider that never sets it.
+#[tokio::test]
+async fn tokens_without_the_access_token_typ_are_refused_unless_switched_off() {
+    fn header(typ: Option<&str>, kid: String) -> jsonwebtoken::Header {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some(kid);
+        h.typ = typ.map(str::to_string);
+        h
+    }
+    let strict = spawn().await;
+    let claims = strict.fake.claims("alice", "mcp:read", &strict.resource);
+    for typ in [Some("JWT"), None] {
+        let token = strict
+            .fake
+            .mint_with_header(header(typ, strict.fake.kid()), claims.clone());
+        let r = strict
+            .post(Some(&token), None, &initialize_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "typ {typ:?}");
+        assert_eq!(
+            www_authenticate(r.headers()),
+            format!(
+                "{}, error=\"invalid_token\", error_description=\"token has the wrong type\"",
+                strict.challenge()
+            ),
+            "typ {typ:?}"
+        );
+    }
+    for typ in ["at+jwt", "application/AT+JWT"] {
+        let token = strict
+            .fake
+            .mint_with_header(header(Some(typ), strict.fake.kid()), claims.clone());
+        strict.initialize(Some(&token)).await;
+    }
+
+    let relaxed = spawn_with(|s, _| s.auth.require_at_jwt_typ = false).await;
+    let claims = relaxed.fake.claims("alice", "mcp:read", &relaxed.resource);
+    for typ in [Some("JWT"), None] {
+        let token = relaxed
+            .fake
+            .mint_with_header(header(typ, relaxed.fake.kid()), claims.clone());
+        relaxed.initialize(Some(&token)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Scope policy
 // ---------------------------------------------------------------------------------------
@@ -1140,6 +1189,94 @@ async fn health_readiness_and_metrics() {
         text.contains("mcp_server_token_verification_seconds_count{outcome=\"valid\"}"),
         "{text}"
     );
+}
+
+/// The AS's revocation feed: a token of a revoked grant is refused, although it was
+/// verified and cached before; while the feed is unreachable the server keeps
+/// serving (and says so in `/readyz` and `/metrics`), then catches up.
+#[tokio::test]
+async fn a_revoked_grant_is_refused_and_a_feed_outage_does_not_stop_serving() {
+    let s = spawn_with(|settings, fake| {
+        fake.enable_revocation_feed();
+        settings.auth.client_id = crate::support::RS_CLIENT_ID.into();
+        settings.auth.client_secret = shared::Secret::new(crate::support::RS_CLIENT_SECRET);
+        settings.auth.revocation_poll_secs = 1;
+    })
+    .await;
+    let token = |sid: &str| {
+        let mut claims = s.fake.claims("alice", "mcp:read", &s.resource);
+        claims["sid"] = json!(sid);
+        s.fake.mint(claims)
+    };
+    let (revoked, kept) = (token("g1"), token("g2"));
+    s.initialize(Some(&revoked)).await;
+    s.initialize(Some(&kept)).await;
+    let readyz = || async {
+        let r = s
+            .http
+            .get(format!("{}/readyz", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "a feed outage does not make the server unready"
+        );
+        r.json::<Value>().await.unwrap()
+    };
+    assert_eq!(readyz().await["revocation_feed"]["state"], "ok");
+
+    // The AS goes down and revokes g1 meanwhile: the server keeps serving.
+    s.fake.set_down(true);
+    s.fake.revoke_grant("g1", now() + 600);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.initialize(Some(&revoked)).await;
+    let status = readyz().await;
+    assert_eq!(
+        status["revocation_feed"]["state"], "unreachable",
+        "{status}"
+    );
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mcp_server_revocation_feed_polls_total{outcome=\"failed\"}"),
+        "{metrics}"
+    );
+
+    // Back up: caught up within the poll interval.
+    s.fake.set_down(false);
+    let started = std::time::Instant::now();
+    loop {
+        let r = s
+            .post(Some(&revoked), None, &initialize_body())
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 401 {
+            assert_eq!(
+                www_authenticate(r.headers()),
+                format!(
+                    "{}, error=\"invalid_token\", error_description=\"token has been revoked\"",
+                    s.challenge()
+                )
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "not caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.initialize(Some(&kept)).await;
+    let status = readyz().await;
+    assert_eq!(status["revocation_feed"]["state"], "ok", "{status}");
+    assert_eq!(status["revocation_feed"]["revoked_grants"], 1, "{status}");
 }
 
 #[tokio::test]

@@ -280,7 +280,7 @@ async fn tampered_tokens_fail_the_signature_check() {
 }
 
 #[tokio::test]
-async fn required_typ_is_enforced_when_configured() {
+async fn required_typ_is_enforced_unless_switched_off() {
     let fake = FakeAs::start().await;
     let claims = fake.claims("alice", "mcp:read", RESOURCE);
     let jwt_typ = fake.mint_with_header(
@@ -300,11 +300,16 @@ async fn required_typ_is_enforced_when_configured() {
         claims.clone(),
     );
 
-    let lenient = build(jwks_settings(&fake)).await;
+    let lenient = build(AuthSettings {
+        require_at_jwt_typ: false,
+        ..jwks_settings(&fake)
+    })
+    .await;
     assert!(
         lenient.verify(&jwt_typ).await.is_ok(),
-        "typ not checked unless configured"
+        "typ not checked when switched off"
     );
+    assert!(lenient.verify(&no_typ).await.is_ok());
 
     let strict = build(AuthSettings {
         required_typ: Some("at+jwt".into()),

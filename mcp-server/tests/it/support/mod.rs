@@ -102,6 +102,10 @@ struct FakeState {
     introspection_hits: AtomicUsize,
     /// Introspection answers by token value (minted tokens, overrides, revocations).
     answers: Mutex<HashMap<String, Value>>,
+    /// Advertise and serve a revocation feed (`/revocations`).
+    feed: AtomicBool,
+    /// The feed's entries in order: (`"grants"` or `"jtis"`, id, exp).
+    revocations: Mutex<Vec<(&'static str, String, i64)>>,
 }
 
 /// A running fake authorization server. Stops when dropped.
@@ -143,6 +147,8 @@ impl FakeAs {
             jwks_hits: AtomicUsize::new(0),
             introspection_hits: AtomicUsize::new(0),
             answers: Mutex::new(HashMap::new()),
+            feed: AtomicBool::new(false),
+            revocations: Mutex::new(Vec::new()),
         });
         let handle = serve(&state, listener);
         FakeAs { state, handle }
@@ -178,6 +184,7 @@ fn serve(state: &Arc<FakeState>, listener: std::net::TcpListener) -> actix_web::
             )
             .route("/jwks.json", web::get().to(jwks))
             .route("/introspect", web::post().to(introspect))
+            .route("/revocations", web::get().to(revocations))
     })
     .workers(1)
     .disable_signals()
@@ -356,6 +363,21 @@ impl FakeAs {
             .insert(token.to_string(), answer);
     }
 
+    /// Advertise `revocation_feed_endpoint` in the metadata and serve the feed (read
+    /// with the RS client credentials; 503 while down).
+    pub fn enable_revocation_feed(&self) {
+        self.state.feed.store(true, Ordering::SeqCst);
+    }
+
+    /// Lists grant `sid` in the revocation feed until `exp`.
+    pub fn revoke_grant(&self, sid: &str, exp: i64) {
+        self.state
+            .revocations
+            .lock()
+            .unwrap()
+            .push(("grants", sid.to_string(), exp));
+    }
+
     fn register(&self, token: &str, claims: &Value) {
         let mut answer = claims.clone();
         if let Some(obj) = answer.as_object_mut() {
@@ -390,7 +412,7 @@ async fn openid_configuration(state: web::Data<FakeState>) -> HttpResponse {
 
 fn metadata_document(state: &FakeState) -> HttpResponse {
     let iss = &state.issuer;
-    HttpResponse::Ok().json(json!({
+    let mut document = json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/authorize"),
         "token_endpoint": format!("{iss}/token"),
@@ -403,7 +425,42 @@ fn metadata_document(state: &FakeState) -> HttpResponse {
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-    }))
+    });
+    if state.feed.load(Ordering::SeqCst) {
+        document["revocation_feed_endpoint"] = json!(format!("{iss}/revocations"));
+    }
+    HttpResponse::Ok().json(document)
+}
+
+/// The revocation feed: the cursor is the number of entries already read.
+async fn revocations(
+    state: web::Data<FakeState>,
+    req: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    if !state.feed.load(Ordering::SeqCst) {
+        return HttpResponse::NotFound().finish();
+    }
+    if state.down.load(Ordering::SeqCst) {
+        return HttpResponse::ServiceUnavailable().finish();
+    }
+    if !basic_auth_ok(&req) {
+        return HttpResponse::Unauthorized().json(json!({"error": "invalid_client"}));
+    }
+    let entries = state.revocations.lock().unwrap().clone();
+    let since = query
+        .get("since")
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&n| n <= entries.len())
+        .unwrap_or(0);
+    let mut page = json!({"cursor": entries.len().to_string(), "grants": [], "jtis": []});
+    for (kind, id, exp) in &entries[since..] {
+        page[*kind]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": id, "exp": exp}));
+    }
+    HttpResponse::Ok().json(page)
 }
 
 async fn jwks(state: web::Data<FakeState>) -> HttpResponse {
