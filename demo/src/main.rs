@@ -26,9 +26,8 @@ async fn main() -> anyhow::Result<()> {
     let auth_app = auth_server::Application::build(auth_settings.clone())
         .await
         .context("starting auth-server")?;
-    let auth_server = auth_app.server();
-    let auth_handle = auth_server.handle();
-    let auth_task = tokio::spawn(auth_server);
+    let auth_handle = auth_app.handle();
+    let auth_task = tokio::spawn(auth_app.server());
 
     let mut mcp_settings = mcp_server::settings::Settings::load(optional(MCP_CONFIG))
         .context("loading the mcp-server configuration")?;
@@ -40,9 +39,8 @@ async fn main() -> anyhow::Result<()> {
             return Err(err.context("starting mcp-server"));
         }
     };
-    let mcp_server = mcp_app.server();
-    let mcp_handle = mcp_server.handle();
-    let mcp_task = tokio::spawn(mcp_server);
+    let mcp_handle = mcp_app.handle();
+    let mcp_task = tokio::spawn(mcp_app.server());
 
     print_banner(&auth_settings, &mcp_settings);
 

@@ -5,6 +5,7 @@
 pub mod claims;
 pub mod metadata;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod resource;
 pub mod scopes;
 pub mod secret;

@@ -10,6 +10,7 @@ mod hardening;
 mod helpers;
 mod keys_at_rest;
 mod logging;
+mod login_throttling;
 mod negative;
 mod persistence;
 mod refresh;
