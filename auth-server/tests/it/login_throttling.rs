@@ -161,9 +161,11 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 #[tokio::test]
 async fn every_refusal_takes_as_long_as_a_password_check() {
+    // The attacker's address is throttled by its address budget; the other answers
+    // come from addresses and usernames with budget left.
     let (app, client_id) = behind_proxy(|s| {
-        s.rate_limit.login_per_user_per_minute = 3;
-        s.rate_limit.login_per_ip_per_minute = 1000;
+        s.rate_limit.login_per_user_per_minute = 1000;
+        s.rate_limit.login_per_ip_per_minute = 3;
     })
     .await;
     // Warm up (connections, the first hash).
@@ -179,21 +181,24 @@ async fn every_refusal_takes_as_long_as_a_password_check() {
     let mut throttled = Vec::new();
     exhaust(&app, &client_id, ATTACKER, "demo").await;
     for i in 0..7 {
+        // Other usernames and addresses than the throttled pair, so that only the
+        // throttled answers are refused by the limiter.
         let address = format!("192.0.2.{}", 10 + i);
         let (status, took) = attempt(
             &app,
             &mut Browser::at(&address),
             &client_id,
-            ("demo", "wrong"),
+            ("admin", "wrong"),
         )
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         wrong.push(took);
+        let nobody = format!("nobody-{i}");
         let (status, took) = attempt(
             &app,
             &mut Browser::at(&address),
             &client_id,
-            ("nobody-here", "wrong"),
+            (&nobody, "wrong"),
         )
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
