@@ -86,6 +86,7 @@ fn print_banner(auth: &auth_server::settings::Settings, mcp: &mcp_server::settin
   Protected-resource metadata: {prm}
   AS metadata:            {issuer}/.well-known/oauth-authorization-server
   Database:               {db}
+  Metrics (own listeners): {auth_metrics}, {mcp_metrics}
 
   Demo users (seeded by --demo; never use them in production):
     demo / demo123            role user   → mcp:read
@@ -105,5 +106,15 @@ fn print_banner(auth: &auth_server::settings::Settings, mcp: &mcp_server::settin
 "#,
         prm = shared::resource::protected_resource_metadata_url(mcp_url).unwrap_or_default(),
         db = auth.database.path,
+        auth_metrics = metrics_url(&auth.server.metrics_listen),
+        mcp_metrics = metrics_url(&mcp.server.metrics_listen),
     );
+}
+
+/// Where a `server.metrics_listen` setting serves `/metrics`, for the banner.
+fn metrics_url(setting: &str) -> String {
+    match shared::metrics_listener::listen_address(setting) {
+        Some(address) => format!("http://{address}/metrics"),
+        None => "off".into(),
+    }
 }
