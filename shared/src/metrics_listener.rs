@@ -7,7 +7,6 @@
 //! tests and when several instances share a machine), or `""` / `"off"` to serve no
 //! metrics at all.
 
-use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 
 use actix_web::dev::Server;
@@ -74,26 +73,24 @@ impl MetricsListener {
 /// Runs the public `server` and, next to it, the metrics listener; the listener stops
 /// when the public server does (by its handle or by a signal), and the public server's
 /// result is returned.
-pub fn run_alongside(
+pub async fn run_alongside(
     server: Server,
     metrics: Option<MetricsListener>,
-) -> impl Future<Output = std::io::Result<()>> {
-    async move {
-        let Some(metrics) = metrics else {
-            return server.await;
-        };
-        let metrics_handle = metrics.server.handle();
-        let public = async move {
-            let result = server.await;
-            metrics_handle.stop(true).await;
-            result
-        };
-        let (result, metrics_result) = tokio::join!(public, metrics.server);
-        if let Err(e) = metrics_result {
-            log::warn!("metrics listener: {e}");
-        }
+) -> std::io::Result<()> {
+    let Some(metrics) = metrics else {
+        return server.await;
+    };
+    let metrics_handle = metrics.server.handle();
+    let public = async move {
+        let result = server.await;
+        metrics_handle.stop(true).await;
         result
+    };
+    let (result, metrics_result) = tokio::join!(public, metrics.server);
+    if let Err(e) = metrics_result {
+        log::warn!("metrics listener: {e}");
     }
+    result
 }
 
 #[cfg(test)]

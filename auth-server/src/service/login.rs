@@ -72,7 +72,7 @@ pub struct Session {
 }
 
 pub enum LoginOutcome {
-    SignedIn(Session),
+    SignedIn(Box<Session>),
     TooManyAttempts { retry_after_secs: u64 },
     MissingCredentials,
     InvalidCredentials,
@@ -141,7 +141,9 @@ async fn attempt_login(
             "",
         )
         .await;
-    Ok(LoginOutcome::SignedIn(start_session(state, user).await?))
+    Ok(LoginOutcome::SignedIn(Box::new(
+        start_session(state, user).await?,
+    )))
 }
 
 /// The active user with this name and password. Unknown users are checked against a
