@@ -186,24 +186,20 @@ async fn only_authorized_clients_may_introspect() {
     );
     assert_eq!(app.introspect("a.b.c").await, json!({"active": false}));
 
-    // health + metrics
+    // health + metrics (on their own listener: `metrics_are_served_on_their_own_listener_only`)
     let res = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    // Metrics are served on their own listener, never on the public port.
-    let res = app.http.get(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let metrics_base = app.metrics_base.as_deref().expect("a metrics listener");
-    let res = app
+    let metrics = app
         .http
         .get(format!("{metrics_base}/metrics"))
         .send()
         .await
+        .unwrap()
+        .text()
+        .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["cache-control"], "no-store");
-    let metrics = res.text().await.unwrap();
     assert!(metrics.contains("auth_token_requests_total"));
-    assert!(metrics.contains("auth_http_requests_total"));
 }
 
 #[tokio::test]
