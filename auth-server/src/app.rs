@@ -13,6 +13,8 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
 
+use shared::metrics_listener::{self, MetricsListener};
+
 use crate::domain::{keys, now};
 use crate::error::AppError;
 use crate::http;
@@ -25,6 +27,7 @@ pub struct Application {
     port: u16,
     local_addr: std::net::SocketAddr,
     server: Server,
+    metrics: Option<MetricsListener>,
     state: web::Data<AppState>,
 }
 
@@ -87,11 +90,20 @@ impl Application {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
+        let metrics = state.metrics.clone();
+        let metrics_listen = &state.settings.server.metrics_listen;
+        let metrics = MetricsListener::bind(metrics_listen, move || metrics.render())
+            .with_context(|| {
+                format!(
+                    "binding server.metrics_listen {metrics_listen} (another address, or \"off\")"
+                )
+            })?;
         spawn_maintenance(Arc::downgrade(&state.clone().into_inner()));
         Ok(Application {
             port: local_addr.port(),
             local_addr,
             server,
+            metrics,
             state,
         })
     }
@@ -104,7 +116,12 @@ impl Application {
         self.local_addr
     }
 
-    /// A handle to stop the server (`handle.stop(true).await`).
+    /// Where `GET /metrics` is served (`server.metrics_listen`); `None` when off.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(MetricsListener::local_addr)
+    }
+
+    /// A handle to stop the server and its metrics listener (`handle.stop(true).await`).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
@@ -113,13 +130,13 @@ impl Application {
         self.state.clone()
     }
 
-    /// The actix server future, to `tokio::spawn` it.
-    pub fn server(self) -> Server {
-        self.server
+    /// The server future (public port and metrics listener), to `tokio::spawn` it.
+    pub fn server(self) -> impl std::future::Future<Output = std::io::Result<()>> {
+        metrics_listener::run_alongside(self.server, self.metrics)
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.server().await
     }
 }
 
@@ -350,7 +367,6 @@ fn endpoints(cfg: &mut web::ServiceConfig, limit: usize) {
             .route(web::get().to(http::jwks::jwks)),
     )
     .service(api_resource("/healthz").route(web::get().to(http::health::healthz)))
-    .service(api_resource("/metrics").route(web::get().to(http::health::metrics)))
     .service(api_resource("/admin/grants").route(web::get().to(http::admin::list_grants)))
     .service(api_resource("/admin/grants/revoke").route(web::post().to(http::admin::revoke_grant)))
     .service(api_resource("/admin/stats/users").route(web::get().to(http::admin::user_stats)));

@@ -422,6 +422,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     let handle = app.handle();
     println!("listening on http://{}", app.local_addr());
+    if let Some(metrics) = app.metrics_addr() {
+        println!("metrics on http://{metrics}/metrics");
+    }
     let _ = std::io::stdout().flush();
     tokio::spawn(async move {
         shutdown_signal().await;

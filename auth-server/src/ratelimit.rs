@@ -30,9 +30,13 @@ pub struct RateLimitSettings {
     pub enabled: bool,
     /// Login attempts (POSTs of the login form) per client IP.
     pub login_per_ip_per_minute: u32,
-    /// Failed login attempts per username, whatever the IP (successful logins are
-    /// not counted, so a test suite or a shared demo account is never locked out).
+    /// Failed login attempts for one username from one client address (successful
+    /// logins are not counted, and other addresses keep their own budget, so nobody
+    /// can lock a user out from elsewhere). Unknown usernames count the same way.
     pub login_per_user_per_minute: u32,
+    /// Failed login attempts from a browser holding a device cookie for that username
+    /// (it signed in as that user before), whatever its address.
+    pub login_per_device_per_minute: u32,
     /// Dynamic client registrations per client IP.
     pub register_per_ip_per_minute: u32,
     /// Token endpoint calls per client IP.
@@ -49,6 +53,7 @@ impl Default for RateLimitSettings {
             enabled: true,
             login_per_ip_per_minute: 60,
             login_per_user_per_minute: 20,
+            login_per_device_per_minute: 10,
             register_per_ip_per_minute: 60,
             token_per_ip_per_minute: 300,
             token_per_client_per_minute: 300,
@@ -62,15 +67,17 @@ impl Default for RateLimitSettings {
 pub enum Bucket {
     LoginIp,
     LoginUser,
+    LoginDevice,
     RegisterIp,
     TokenIp,
     TokenClient,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 5] = [
+    pub const ALL: [Bucket; 6] = [
         Bucket::LoginIp,
         Bucket::LoginUser,
+        Bucket::LoginDevice,
         Bucket::RegisterIp,
         Bucket::TokenIp,
         Bucket::TokenClient,
@@ -80,9 +87,10 @@ impl Bucket {
         match self {
             Bucket::LoginIp => 0,
             Bucket::LoginUser => 1,
-            Bucket::RegisterIp => 2,
-            Bucket::TokenIp => 3,
-            Bucket::TokenClient => 4,
+            Bucket::LoginDevice => 2,
+            Bucket::RegisterIp => 3,
+            Bucket::TokenIp => 4,
+            Bucket::TokenClient => 5,
         }
     }
 
@@ -91,6 +99,7 @@ impl Bucket {
         match self {
             Bucket::LoginIp => "login_ip",
             Bucket::LoginUser => "login_user",
+            Bucket::LoginDevice => "login_device",
             Bucket::RegisterIp => "register_ip",
             Bucket::TokenIp => "token_ip",
             Bucket::TokenClient => "token_client",
@@ -101,6 +110,7 @@ impl Bucket {
         match self {
             Bucket::LoginIp => s.login_per_ip_per_minute,
             Bucket::LoginUser => s.login_per_user_per_minute,
+            Bucket::LoginDevice => s.login_per_device_per_minute,
             Bucket::RegisterIp => s.register_per_ip_per_minute,
             Bucket::TokenIp => s.token_per_ip_per_minute,
             Bucket::TokenClient => s.token_per_client_per_minute,
@@ -629,20 +639,20 @@ mod tests {
     #[test]
     fn memory_is_bounded_and_idle_keys_are_evicted() {
         let rl = limiter(|s| {
-            s.max_tracked_keys = 160; // 32 per bucket
+            s.max_tracked_keys = 192; // 32 per bucket
             s.token_per_ip_per_minute = 60;
         });
         for i in 0..10_000 {
             assert!(rl.check_at(Bucket::TokenIp, &format!("k{i}"), 0).is_ok());
         }
-        assert!(rl.tracked_keys() <= 160, "{}", rl.tracked_keys());
+        assert!(rl.tracked_keys() <= 192, "{}", rl.tracked_keys());
         // Later, idle keys are swept to make room for new ones.
         for i in 0..100 {
             assert!(rl
                 .check_at(Bucket::TokenIp, &format!("late{i}"), 120 * SEC)
                 .is_ok());
         }
-        assert!(rl.tracked_keys() <= 160);
+        assert!(rl.tracked_keys() <= 192);
         assert!(
             rl.check_at(Bucket::TokenIp, "late0", 120 * SEC).is_ok(),
             "a remembered key keeps its budget"

@@ -37,6 +37,10 @@ pub struct Settings {
 #[serde(default)]
 pub struct ServerSettings {
     pub listen: String,
+    /// Where `GET /metrics` is served, apart from the public port: a socket address
+    /// (port 0 picks a free one), or `""` / `"off"` for no metrics. Keep it on loopback
+    /// or a private network: metrics reveal traffic, logins and refusals.
+    pub metrics_listen: String,
     /// The issuer identifier, used byte for byte in metadata, `iss` claims and the
     /// `iss` authorization response parameter.
     pub issuer: String,
@@ -54,6 +58,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:3001".into(),
+            metrics_listen: "127.0.0.1:9464".into(),
             issuer: "http://localhost:3001".into(),
             trusted_proxies: Vec::new(),
             max_body_bytes: 64 * 1024,

@@ -318,6 +318,7 @@ class Ctx:
         self.bindir = bindir
         self.as_port = free_port()
         self.rs_port = free_port()
+        self.rs_metrics_port = free_port()
         self.base_port = free_port()
         self.ts_port = free_port()
         self.ts_as_port = free_port()
@@ -337,6 +338,8 @@ class Ctx:
     def auth_env(self) -> dict:
         return {
             "AUTH__RATE_LIMIT__ENABLED": "false",
+            # Not read here; off so that a bench never collides with a running instance.
+            "AUTH__SERVER__METRICS_LISTEN": "off",
             "AUTH__OAUTH__RESOURCES": f"{self.mcp_url},{self.fast_url}",
             "AUTH__OAUTH__AUTHORIZATION_CODE_TTL_SECS": "600",
         }
@@ -363,7 +366,9 @@ class Ctx:
                 "--resource", self.mcp_url, "--issuer", self.issuer]
 
     def start_mcp(self, name: str, env: dict) -> tuple[Proc, dict]:
-        env = dict({"MCP__SERVER__WORKERS": "1"}, **env, **self.args.mcp_env)
+        env = dict({"MCP__SERVER__WORKERS": "1",
+                    "MCP__SERVER__METRICS_LISTEN": f"127.0.0.1:{self.rs_metrics_port}"},
+                   **env, **self.args.mcp_env)
         p = Proc(name, self.mcp_argv(), self.logdir, env, cwd=ROOT).start()
         times = p.wait_ready(r"listening on http://", f"http://127.0.0.1:{self.rs_port}/readyz")
         return p, times
@@ -504,7 +509,7 @@ def case_mcp(ctx: Ctx, key: str, label: str, conns: list[int], env: dict, statel
         env_w, headers = rpc_env(tok["access_token"], session, CALL_BODY, extra=extra, tokens_file=tokens_file)
         check_one_call(ctx.mcp_url, headers, CALL_BODY)
         result = load_case(ctx, key, label, p, ctx.mcp_url, env_w, conns, note)
-        hist = verification_histogram(f"http://127.0.0.1:{ctx.rs_port}/metrics")
+        hist = verification_histogram(f"http://127.0.0.1:{ctx.rs_metrics_port}/metrics")
         if hist:
             result["verification"] = hist
             log(f"  {key}: {hist['cached']:,} requests answered from the token cache, {hist['full']:,} full verifications")

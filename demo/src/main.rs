@@ -26,9 +26,8 @@ async fn main() -> anyhow::Result<()> {
     let auth_app = auth_server::Application::build(auth_settings.clone())
         .await
         .context("starting auth-server")?;
-    let auth_server = auth_app.server();
-    let auth_handle = auth_server.handle();
-    let auth_task = tokio::spawn(auth_server);
+    let auth_handle = auth_app.handle();
+    let auth_task = tokio::spawn(auth_app.server());
 
     let mut mcp_settings = mcp_server::settings::Settings::load(optional(MCP_CONFIG))
         .context("loading the mcp-server configuration")?;
@@ -40,9 +39,8 @@ async fn main() -> anyhow::Result<()> {
             return Err(err.context("starting mcp-server"));
         }
     };
-    let mcp_server = mcp_app.server();
-    let mcp_handle = mcp_server.handle();
-    let mcp_task = tokio::spawn(mcp_server);
+    let mcp_handle = mcp_app.handle();
+    let mcp_task = tokio::spawn(mcp_app.server());
 
     print_banner(&auth_settings, &mcp_settings);
 
@@ -88,6 +86,7 @@ fn print_banner(auth: &auth_server::settings::Settings, mcp: &mcp_server::settin
   Protected-resource metadata: {prm}
   AS metadata:            {issuer}/.well-known/oauth-authorization-server
   Database:               {db}
+  Metrics (own listeners): {auth_metrics}, {mcp_metrics}
 
   Demo users (seeded by --demo; never use them in production):
     demo / demo123            role user   → mcp:read
@@ -107,5 +106,15 @@ fn print_banner(auth: &auth_server::settings::Settings, mcp: &mcp_server::settin
 "#,
         prm = shared::resource::protected_resource_metadata_url(mcp_url).unwrap_or_default(),
         db = auth.database.path,
+        auth_metrics = metrics_url(&auth.server.metrics_listen),
+        mcp_metrics = metrics_url(&mcp.server.metrics_listen),
     );
+}
+
+/// Where a `server.metrics_listen` setting serves `/metrics`, for the banner.
+fn metrics_url(setting: &str) -> String {
+    match shared::metrics_listener::listen_address(setting) {
+        Some(address) => format!("http://{address}/metrics"),
+        None => "off".into(),
+    }
 }

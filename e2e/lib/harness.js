@@ -70,24 +70,28 @@ export async function stopProcess(child) {
 export async function startStack({ asEnv = {}, rsEnv = {}, rsArgs = [], rsBin = 'mcp-server' } = {}) {
   const asPort = await freePort();
   const rsPort = await freePort();
+  // Metrics are served on a listener of their own (server.metrics_listen), never on the
+  // public port; the AS's are not read here.
+  const rsMetricsPort = await freePort();
+  const metricsUrl = `http://127.0.0.1:${rsMetricsPort}/metrics`;
   const issuer = `http://127.0.0.1:${asPort}`;
   const mcpUrl = `http://127.0.0.1:${rsPort}/mcp`;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mcp-e2e-'));
   const as = await startProcess('auth-server', [
     'serve', '--demo', '--listen', `127.0.0.1:${asPort}`, '--issuer', issuer,
     '--db', path.join(dir, 'auth.db'), '--resource', mcpUrl,
-  ], asEnv);
+  ], { AUTH__SERVER__METRICS_LISTEN: 'off', ...asEnv });
   let rs;
   try {
     rs = await startProcess(rsBin, [
       'serve', '--demo', '--listen', `127.0.0.1:${rsPort}`, '--resource', mcpUrl, '--issuer', issuer, ...rsArgs,
-    ], rsEnv);
+    ], { MCP__SERVER__METRICS_LISTEN: `127.0.0.1:${rsMetricsPort}`, ...rsEnv });
   } catch (e) {
     await stopProcess(as);
     throw e;
   }
   return {
-    issuer, mcpUrl, dir, as, rs,
+    issuer, mcpUrl, metricsUrl, dir, as, rs,
     async stop() {
       await stopProcess(rs);
       await stopProcess(as);

@@ -47,7 +47,10 @@ def start(cmd: list[str], name: str, timeout: float = 30.0) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        # Metrics (their own listener, default port) are not read here: off, so that
+        # several stacks can run on one machine.
+        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"),
+             "AUTH__SERVER__METRICS_LISTEN": "off", "MCP__SERVER__METRICS_LISTEN": "off"},
     )
     ready = threading.Event()
     lines: list[str] = []

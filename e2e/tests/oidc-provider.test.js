@@ -25,7 +25,11 @@ async function startMcpServer({ issuer, env = {} }) {
   const mcpUrl = `http://127.0.0.1:${port}/mcp`;
   const child = await startProcess('mcp-server', [
     'serve', '--config', CONFIG, '--listen', `127.0.0.1:${port}`, '--resource', mcpUrl, '--issuer', issuer,
-  ], { MCP__DATA__PROTECTED_DATA_FILE: path.join(repo, 'config/protected-data.json'), ...env });
+  ], {
+    MCP__DATA__PROTECTED_DATA_FILE: path.join(repo, 'config/protected-data.json'),
+    MCP__SERVER__METRICS_LISTEN: 'off',
+    ...env,
+  });
   return { child, mcpUrl };
 }
 

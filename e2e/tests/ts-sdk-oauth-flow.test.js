@@ -64,7 +64,8 @@ describe('official TypeScript SDK client against auth-server + mcp-server', () =
     assert.ok(!textOf(status).includes(tokens.access_token), 'auth_status never shows the token');
     // Those five calls were answered by mcp-server's bridge itself (transport.direct_tool_calls):
     // the official client accepts those answers like rmcp's.
-    const metrics = await (await fetch(stack.mcpUrl.replace(/\/mcp$/, '/metrics'))).text();
+    assert.equal((await fetch(stack.mcpUrl.replace(/\/mcp$/, '/metrics'))).status, 404, 'no metrics on the public port');
+    const metrics = await (await fetch(stack.metricsUrl)).text();
     const direct = metrics.split('\n').filter((l) => l.startsWith('mcp_server_direct_tool_calls_total{'))
       .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
     assert.equal(direct, 5, metrics);

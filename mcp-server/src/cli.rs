@@ -140,6 +140,9 @@ where
     let settings = args.settings()?;
     let app = build(settings).await?;
     println!("listening on http://{}", app.local_addr());
+    if let Some(metrics) = app.metrics_addr() {
+        println!("metrics on http://{metrics}/metrics");
+    }
     log::info!(
         "MCP endpoint {} (tools: {})",
         app.resource(),

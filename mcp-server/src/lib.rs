@@ -45,6 +45,7 @@ use http_body_util::{combinators::BoxBody, Full};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use shared::metadata::ProtectedResourceMetadata;
+use shared::metrics_listener::{self, MetricsListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin_client::AdminClient;
@@ -120,6 +121,7 @@ pub struct Application {
     resource: String,
     tools: Vec<String>,
     server: Server,
+    metrics: Option<MetricsListener>,
     cancel: CancellationToken,
 }
 
@@ -484,6 +486,14 @@ impl Application {
             revocation_feed,
         });
 
+        let metrics_state = state.clone();
+        let metrics_listen = &settings.server.metrics_listen;
+        let metrics = MetricsListener::bind(metrics_listen, move || metrics_state.metrics.render())
+            .with_context(|| {
+                format!(
+                    "binding server.metrics_listen {metrics_listen} (another address, or \"off\")"
+                )
+            })?;
         let path = mcp_path(&resource);
         let server = HttpServer::new(move || {
             let mut well_known = web::scope("/.well-known").wrap(well_known_cors()).route(
@@ -503,7 +513,6 @@ impl Application {
                 .wrap(shared::telemetry::access_logger_if_enabled())
                 .route("/healthz", web::get().to(routes::healthz))
                 .route("/readyz", web::get().to(routes::readyz))
-                .route("/metrics", web::get().to(routes::metrics))
                 .service(well_known.default_service(web::to(routes::not_found)))
                 .service(
                     web::resource(path.as_str())
@@ -525,6 +534,7 @@ impl Application {
             resource,
             tools: tool_names,
             server,
+            metrics,
             cancel,
         })
     }
@@ -547,19 +557,25 @@ impl Application {
         &self.tools
     }
 
-    /// A handle to stop the server (`handle.stop(true).await`).
+    /// Where `GET /metrics` is served (`server.metrics_listen`); `None` when off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsListener::local_addr)
+    }
+
+    /// A handle to stop the server and its metrics listener (`handle.stop(true).await`).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// The actix server future, for callers that `tokio::spawn` it.
-    pub fn server(self) -> Server {
-        self.server
+    /// The server future (public port and metrics listener), for callers that
+    /// `tokio::spawn` it.
+    pub fn server(self) -> impl std::future::Future<Output = std::io::Result<()>> {
+        metrics_listener::run_alongside(self.server, self.metrics)
     }
 
     /// Runs until the server is stopped (signal or handle), then closes MCP sessions.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        let result = metrics_listener::run_alongside(self.server, self.metrics).await;
         self.cancel.cancel();
         result
     }

@@ -1,4 +1,5 @@
-//! Small HTTP handlers: RFC 9728 metadata, health, readiness, metrics, 404s.
+//! Small HTTP handlers: RFC 9728 metadata, health, readiness, 404s (metrics are served
+//! on their own listener, `server.metrics_listen`).
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -58,11 +59,4 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     response
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body)
-}
-
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(shared::metrics::CONTENT_TYPE)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(state.metrics.render())
 }

@@ -42,6 +42,10 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Socket address to bind (`127.0.0.1:3000`; port 0 picks a free port).
     pub listen: String,
+    /// Where `GET /metrics` is served, apart from the public port: a socket address
+    /// (port 0 picks a free one), or `""` / `"off"` for no metrics. Keep it on loopback
+    /// or a private network: metrics reveal traffic, callers' tools and auth failures.
+    pub metrics_listen: String,
     /// The canonical URL of the MCP endpoint: the PRM `resource`, the audience tokens
     /// must carry, and (its path) where `/mcp` is served. A port of 0 is replaced by
     /// the bound port (handy for tests).
@@ -58,6 +62,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:3000".into(),
+            metrics_listen: "127.0.0.1:9465".into(),
             resource: "http://localhost:3000/mcp".into(),
             resource_name: "MCP OAuth demo server".into(),
             max_body_bytes: 1024 * 1024,

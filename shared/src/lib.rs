@@ -7,6 +7,7 @@ pub mod claims;
 pub mod healthcheck;
 pub mod metadata;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod resource;
 pub mod scopes;
 pub mod secret;

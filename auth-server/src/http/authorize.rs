@@ -24,7 +24,12 @@ pub struct LoginForm {
 }
 
 impl LoginForm {
-    fn attempt(&self, ip: std::net::IpAddr, client_id: &str) -> LoginAttempt {
+    fn attempt(
+        &self,
+        ip: std::net::IpAddr,
+        client_id: &str,
+        device: Option<login::Device>,
+    ) -> LoginAttempt {
         LoginAttempt {
             username: self
                 .username
@@ -35,6 +40,7 @@ impl LoginForm {
             password: self.password.clone().unwrap_or_default(),
             ip,
             client_id: client_id.to_string(),
+            device,
         }
     }
 }
@@ -61,7 +67,11 @@ pub async fn authorize(
             false => cookies::session_user(&state, &req).await?,
         };
         match session {
-            Some((user, auth_time)) => browser.after_login(&v, (&user, auth_time), None).await,
+            Some((user, auth_time)) => {
+                browser
+                    .after_login(&v, (&user, auth_time), Vec::new())
+                    .await
+            }
             None if v.silent() => Err(AuthorizationError::redirect(
                 &v,
                 ServiceError::LoginRequired,
@@ -81,13 +91,17 @@ pub async fn login(
     let browser = Browser::form(&state, &req, &form.params, form.csrf_token.as_deref())?;
     let result = async {
         let v = authorization::validate(&state, &form.params).await?;
-        let attempt = form.attempt(client_ip(&state, &req), &v.client.client_id);
+        let device = cookies::device(&state, &req);
+        let attempt = form.attempt(client_ip(&state, &req), &v.client.client_id, device);
         let username = attempt.username.clone();
         match login::login(&state, attempt).await? {
             LoginOutcome::SignedIn(session) => {
-                let cookie = cookies::session_cookie(&state, &session);
+                let cookies = vec![
+                    cookies::session_cookie(&state, &session),
+                    cookies::device_cookie(&state, &session.device),
+                ];
                 let user = (&session.user, session.auth_time);
-                browser.after_login(&v, user, Some(cookie)).await
+                browser.after_login(&v, user, cookies).await
             }
             refused => Ok(browser.login_refused(&v, &username, &refused)),
         }
@@ -111,7 +125,7 @@ pub async fn consent(
         let decision = Decision::parse(form.decision.as_deref())?;
         let ip = client_ip(&state, &req);
         let code = consent::decide(&state, &v, (&user, auth_time), decision, ip).await?;
-        Ok(browser.code_redirect(&v, &code, None))
+        Ok(browser.code_redirect(&v, &code, Vec::new()))
     };
     browser.finish(result.await)
 }

@@ -157,11 +157,11 @@ impl<'a> Browser<'a> {
         &self,
         v: &AuthorizationRequest,
         code: &str,
-        cookie: Option<Cookie<'static>>,
+        cookies: Vec<Cookie<'static>>,
     ) -> HttpResponse {
         let mut resp = self.redirect(&v.redirect, &[("code", code)]);
-        if let Some(c) = cookie {
-            let _ = resp.add_cookie(&c);
+        for c in &cookies {
+            let _ = resp.add_cookie(c);
         }
         resp
     }
@@ -226,7 +226,7 @@ impl<'a> Browser<'a> {
         v: &AuthorizationRequest,
         user: &UserRecord,
         (scope, withheld): (&ScopeSet, &ScopeSet),
-        cookie: Option<Cookie<'static>>,
+        cookies: Vec<Cookie<'static>>,
     ) -> HttpResponse {
         let (csrf_token, csrf_cookie) = cookies::csrf_token(self.state, self.req);
         let withheld: Vec<String> = withheld.iter().map(str::to_string).collect();
@@ -254,7 +254,7 @@ impl<'a> Browser<'a> {
             csrf_token: &csrf_token,
         };
         let mut b = HttpResponse::Ok();
-        for c in [csrf_cookie, cookie].into_iter().flatten() {
+        for c in csrf_cookie.into_iter().chain(cookies) {
             b.cookie(c);
         }
         pages::render(b, &page)
@@ -265,12 +265,12 @@ impl<'a> Browser<'a> {
         &self,
         v: &AuthorizationRequest,
         (user, auth_time): (&UserRecord, i64),
-        cookie: Option<Cookie<'static>>,
+        cookies: Vec<Cookie<'static>>,
     ) -> Result<HttpResponse, AuthorizationError> {
         match consent::next_step(self.state, v, user, auth_time).await? {
-            ConsentStep::Issued { code } => Ok(self.code_redirect(v, &code, cookie)),
+            ConsentStep::Issued { code } => Ok(self.code_redirect(v, &code, cookies)),
             ConsentStep::Ask { scope, withheld } => {
-                Ok(self.consent_page(v, user, (&scope, &withheld), cookie))
+                Ok(self.consent_page(v, user, (&scope, &withheld), cookies))
             }
         }
     }

@@ -1,5 +1,5 @@
-//! The browser's session and CSRF cookies, sealed with the cookie crate's private
-//! jar (authenticated encryption bound to the cookie's name).
+//! The browser's session, CSRF and device cookies, sealed with the cookie crate's
+//! private jar (authenticated encryption bound to the cookie's name).
 
 use actix_web::cookie::{Cookie, CookieJar, SameSite};
 use actix_web::http::StatusCode;
@@ -11,6 +11,10 @@ use crate::storage::UserRecord;
 
 pub const SESSION_COOKIE: &str = "as_session";
 pub const CSRF_COOKIE: &str = "as_csrf";
+pub const DEVICE_COOKIE: &str = "as_device";
+
+/// How long a browser stays a known device after its last successful login.
+const DEVICE_COOKIE_MAX_AGE_SECS: i64 = 180 * 24 * 3600;
 
 /// The cookie's name. With an https issuer the `__Host-` prefix makes browsers
 /// refuse a same-named cookie planted by a sibling subdomain or over plain http
@@ -19,6 +23,7 @@ pub fn cookie_name(state: &AppState, base: &'static str) -> &'static str {
     match (state.cookie_secure, base) {
         (true, SESSION_COOKIE) => "__Host-as_session",
         (true, CSRF_COOKIE) => "__Host-as_csrf",
+        (true, DEVICE_COOKIE) => "__Host-as_device",
         _ => base,
     }
 }
@@ -49,6 +54,21 @@ fn sealed(state: &AppState, base: &'static str, value: String, max_age: i64) -> 
 
 pub fn session_cookie(state: &AppState, session: &login::Session) -> Cookie<'static> {
     sealed(state, SESSION_COOKIE, session.id.clone(), session.ttl_secs)
+}
+
+/// The device cookie for a browser that just signed in (see `service::limits::LoginOrigin`).
+pub fn device_cookie(state: &AppState, device: &login::Device) -> Cookie<'static> {
+    sealed(
+        state,
+        DEVICE_COOKIE,
+        device.encode(),
+        DEVICE_COOKIE_MAX_AGE_SECS,
+    )
+}
+
+/// The device this browser's genuine device cookie names, if it has one.
+pub fn device(state: &AppState, req: &HttpRequest) -> Option<login::Device> {
+    login::Device::decode(&opened(state, req, DEVICE_COOKIE)?)
 }
 
 /// The logged-in user of this browser and when they authenticated.

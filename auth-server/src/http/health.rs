@@ -1,4 +1,4 @@
-//! `GET /healthz` and `GET /metrics`.
+//! `GET /healthz` (metrics are served on their own listener, `server.metrics_listen`).
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -16,14 +16,4 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
             HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable"}))
         }
     }
-}
-
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        ))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(state.metrics.render())
 }

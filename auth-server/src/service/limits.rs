@@ -14,6 +14,36 @@ pub struct Limits {
     metrics: Arc<Metrics>,
 }
 
+/// Where a login attempt comes from, which decides the budgets it spends.
+///
+/// A stranger spends the budget of its address (every attempt) and, on failure, the
+/// budget of (username, address). Failures from one address therefore never throttle
+/// the same username elsewhere: a stranger cannot lock a user out, however many
+/// addresses it guesses from. A browser that signed in as that username before shows
+/// its device cookie (OWASP, "Slow down online guessing attacks with device cookies")
+/// and spends only the budget of that device, so it signs in even while strangers
+/// exhaust the budgets of its own address; the device's budget stops a stolen device
+/// cookie from guessing freely.
+///
+/// There is deliberately no global per-username budget for strangers: it would let
+/// anyone lock the user out of every browser without a device cookie (a new laptop,
+/// a private window), which is the lockout this design removes. Guessing spread over
+/// many addresses is slowed by the per-address budgets, the Argon2 cost of each try
+/// and the response-time floor of the login.
+#[derive(Debug, Clone, Copy)]
+pub enum LoginOrigin<'a> {
+    /// A browser with a valid device cookie for the username tried: the device id.
+    KnownDevice(&'a str),
+    /// Anyone else, by client address.
+    Stranger(IpAddr),
+}
+
+/// The (username, address) key of a stranger's failures; `None` without a username.
+/// Usernames compare case-insensitively; IPv6 addresses count by /64 ([`ip_key`]).
+fn stranger_key(ip: IpAddr, username: &str) -> Option<String> {
+    (!username.is_empty()).then(|| format!("{} {}", ip_key(ip), username.to_lowercase()))
+}
+
 fn refused(r: RetryAfter) -> ServiceError {
     ServiceError::RateLimited {
         retry_after_secs: r.0.max(1),
@@ -35,31 +65,41 @@ impl Limits {
         })
     }
 
-    /// Before a login attempt: every attempt counts against the client IP; the
-    /// per-username budget is only checked here (it is charged by
-    /// [`Self::charge_failed_login`]), so successful logins never lock a user out.
-    pub fn check_login(&self, ip: IpAddr, username: &str) -> ServiceResult<()> {
-        self.spend(Bucket::LoginIp, &ip_key(ip))?;
-        if !username.is_empty() {
-            self.limiter
-                .peek(Bucket::LoginUser, &username.to_lowercase())
-                .map_err(|r| {
-                    self.metrics.rate_limited(Bucket::LoginUser.as_str());
-                    refused(r)
-                })?;
+    /// Before a login attempt (see [`LoginOrigin`] for the budgets). Budgets charged
+    /// only on failure are peeked here and spent by [`Self::charge_failed_login`], so
+    /// successful logins never lock a user out.
+    pub fn check_login(&self, origin: LoginOrigin<'_>, username: &str) -> ServiceResult<()> {
+        match origin {
+            LoginOrigin::KnownDevice(device) => self.peek(Bucket::LoginDevice, device),
+            LoginOrigin::Stranger(ip) => {
+                self.spend(Bucket::LoginIp, &ip_key(ip))?;
+                match stranger_key(ip, username) {
+                    Some(key) => self.peek(Bucket::LoginUser, &key),
+                    None => Ok(()),
+                }
+            }
         }
-        Ok(())
     }
 
-    /// After a failed login: counts against the username's budget.
-    pub fn charge_failed_login(&self, username: &str) {
-        if !username.is_empty() {
-            // A refusal here only means the budget is already spent; the next
-            // attempt is refused by `check_login`.
-            let _ = self
-                .limiter
-                .check(Bucket::LoginUser, &username.to_lowercase());
-        }
+    /// After a failed login (wrong password, unknown or disabled user alike).
+    pub fn charge_failed_login(&self, origin: LoginOrigin<'_>, username: &str) {
+        let (bucket, key) = match origin {
+            LoginOrigin::KnownDevice(device) => (Bucket::LoginDevice, device.to_owned()),
+            LoginOrigin::Stranger(ip) => match stranger_key(ip, username) {
+                Some(key) => (Bucket::LoginUser, key),
+                None => return,
+            },
+        };
+        // A refusal here only means the budget is already spent; the next attempt is
+        // refused by `check_login`.
+        let _ = self.limiter.check(bucket, &key);
+    }
+
+    fn peek(&self, bucket: Bucket, key: &str) -> ServiceResult<()> {
+        self.limiter.peek(bucket, key).map_err(|r| {
+            self.metrics.rate_limited(bucket.as_str());
+            refused(r)
+        })
     }
 
     pub fn check_register(&self, ip: IpAddr) -> ServiceResult<()> {
@@ -105,15 +145,43 @@ mod tests {
     fn successful_logins_do_not_spend_the_username_budget() {
         let limits = limits(|s| s.rate_limit.login_per_user_per_minute = 2);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let here = LoginOrigin::Stranger(ip);
         for _ in 0..10 {
-            assert!(limits.check_login(ip, "alice").is_ok());
+            assert!(limits.check_login(here, "alice").is_ok());
         }
-        limits.charge_failed_login("Alice");
-        limits.charge_failed_login("alice");
+        limits.charge_failed_login(here, "Alice");
+        limits.charge_failed_login(here, "alice");
         assert!(matches!(
-            limits.check_login(ip, "ALICE"),
+            limits.check_login(here, "ALICE"),
             Err(ServiceError::RateLimited { .. })
         ));
-        assert!(limits.check_login(ip, "bob").is_ok());
+        assert!(limits.check_login(here, "bob").is_ok());
+    }
+
+    #[test]
+    fn failures_throttle_a_username_only_from_the_address_they_come_from() {
+        let limits = limits(|s| s.rate_limit.login_per_user_per_minute = 2);
+        let attacker = LoginOrigin::Stranger("10.0.0.1".parse().unwrap());
+        let user = LoginOrigin::Stranger("10.0.0.2".parse().unwrap());
+        for _ in 0..5 {
+            limits.charge_failed_login(attacker, "alice");
+        }
+        assert!(limits.check_login(attacker, "alice").is_err());
+        assert!(limits.check_login(user, "alice").is_ok());
+        // A known device is not a stranger, even at the attacker's address ...
+        let device = LoginOrigin::KnownDevice("device-1");
+        assert!(limits.check_login(device, "alice").is_ok());
+        // ... and has a budget of its own.
+        let limits = limits_with_device_budget(2);
+        limits.charge_failed_login(device, "alice");
+        limits.charge_failed_login(device, "alice");
+        assert!(limits.check_login(device, "alice").is_err());
+        assert!(limits
+            .check_login(LoginOrigin::KnownDevice("device-2"), "alice")
+            .is_ok());
+    }
+
+    fn limits_with_device_budget(n: u32) -> Limits {
+        limits(|s| s.rate_limit.login_per_device_per_minute = n)
     }
 }

@@ -15,6 +15,7 @@ pub mod issuance;
 pub mod keys_at_rest;
 pub mod limits;
 pub mod login;
+pub mod login_delay;
 pub mod metrics;
 pub mod refresh;
 pub mod registration;

@@ -16,6 +16,7 @@ use crate::settings::Settings;
 use crate::storage::{AuditRecord, Store};
 
 use super::limits::Limits;
+use super::login_delay::LoginDelay;
 use super::metrics::Metrics;
 use super::{ServiceError, ServiceResult};
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub cimd: Option<CimdResolver>,
     pub trusted_proxies: Vec<TrustedProxy>,
     pub limits: Limits,
+    /// The response-time floor of refused logins.
+    pub login_delay: LoginDelay,
     pub metrics: Arc<Metrics>,
     /// This database's revocation feed epoch, read on first use.
     pub revocation_epoch: tokio::sync::OnceCell<String>,
@@ -73,6 +76,7 @@ impl AppState {
             cookie_secure: issuer.starts_with("https://"),
             issuer,
             limits: Limits::new(&settings, metrics.clone()),
+            login_delay: LoginDelay::default(),
             metrics,
             settings,
             store,

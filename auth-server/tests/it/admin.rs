@@ -186,12 +186,13 @@ async fn only_authorized_clients_may_introspect() {
     );
     assert_eq!(app.introspect("a.b.c").await, json!({"active": false}));
 
-    // health + metrics
+    // health + metrics (on their own listener: `metrics_are_served_on_their_own_listener_only`)
     let res = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    let metrics_base = app.metrics_base.as_deref().expect("a metrics listener");
     let metrics = app
         .http
-        .get(app.url("/metrics"))
+        .get(format!("{metrics_base}/metrics"))
         .send()
         .await
         .unwrap()
@@ -199,4 +200,46 @@ async fn only_authorized_clients_may_introspect() {
         .await
         .unwrap();
     assert!(metrics.contains("auth_token_requests_total"));
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener_only() {
+    let app = spawn_app().await;
+    let _ = app.client_credentials(None).await;
+    for path in ["/metrics", "/metrics/", "/admin/metrics"] {
+        let res = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let metrics_base = app.metrics_base.clone().expect("a metrics listener");
+    let res = app
+        .http
+        .get(format!("{metrics_base}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(res.text().await.unwrap().contains(
+        "auth_token_requests_total{grant_type=\"client_credentials\",outcome=\"success\"} 1"
+    ));
+    // The metrics listener serves nothing else.
+    let res = app
+        .http
+        .get(format!(
+            "{metrics_base}/.well-known/oauth-authorization-server"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+
+    // `off` serves no metrics at all.
+    let app = spawn_with(|s| s.server.metrics_listen = "off".into()).await;
+    assert!(app.metrics_base.is_none());
+    let res = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }

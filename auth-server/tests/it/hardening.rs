@@ -461,6 +461,17 @@ async fn cookies_are_secure_and_host_prefixed_when_the_issuer_is_https() {
     for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
         assert!(session.contains(flag), "{flag} missing in {session}");
     }
+    let device = set_cookies(&headers)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-as_device="))
+        .expect("a __Host- device cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age="] {
+        assert!(device.contains(flag), "{flag} missing in {device}");
+    }
+    assert!(
+        !device.contains("demo"),
+        "the device cookie is sealed: {device}"
+    );
     // The prefixed cookies carry the flow to the end.
     let (status, headers, _) = submit_consent(&app, &mut browser, &consent, "approve").await;
     assert_eq!(status, StatusCode::SEE_OTHER);

@@ -13,6 +13,8 @@ pub const REDIRECT: &str = "http://localhost:6274/oauth/callback";
 
 pub struct TestApp {
     pub base: String,
+    /// `http://<metrics listener>` (`server.metrics_listen`), when metrics are on.
+    pub metrics_base: Option<String>,
     pub http: reqwest::Client,
     pub db_path: PathBuf,
     pub settings: Settings,
@@ -23,6 +25,7 @@ pub struct TestApp {
 pub fn test_settings(db_path: &std::path::Path) -> Settings {
     let mut s = Settings::default();
     s.server.listen = "127.0.0.1:0".into();
+    s.server.metrics_listen = "127.0.0.1:0".into();
     s.server.workers = 2;
     s.database.path = db_path.display().to_string();
     s.oauth.resources = vec![RESOURCE.into(), "http://127.0.0.1:39998/other".into()];
@@ -59,6 +62,7 @@ pub async fn start(mut settings: Settings) -> TestApp {
         .await
         .expect("app builds");
     let base = format!("http://{}", app.local_addr());
+    let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
     let handle = app.handle();
     let db_path = PathBuf::from(&settings.database.path);
     tokio::spawn(app.server());
@@ -68,6 +72,7 @@ pub async fn start(mut settings: Settings) -> TestApp {
         .unwrap();
     TestApp {
         base,
+        metrics_base,
         http,
         db_path,
         settings,
@@ -181,6 +186,9 @@ impl TestApp {
 #[derive(Default, Clone)]
 pub struct Browser {
     pub cookies: BTreeMap<String, String>,
+    /// The client address a trusted proxy reports for this browser (`X-Forwarded-For`;
+    /// counts only when the app trusts 127.0.0.1 as a proxy).
+    pub forwarded_for: Option<String>,
 }
 
 impl Browser {
@@ -194,6 +202,21 @@ impl Browser {
         }
     }
 
+    /// A browser behind the trusted proxy at this client address.
+    pub fn at(address: &str) -> Browser {
+        Browser {
+            forwarded_for: Some(address.into()),
+            ..Browser::default()
+        }
+    }
+
+    fn with_address(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.forwarded_for {
+            Some(address) => request.header("x-forwarded-for", address),
+            None => request,
+        }
+    }
+
     pub fn cookie_header(&self) -> String {
         self.cookies
             .iter()
@@ -203,10 +226,8 @@ impl Browser {
     }
 
     pub async fn get(&mut self, app: &TestApp, url: &str) -> (StatusCode, HeaderMap, String) {
-        let res = app
-            .http
-            .get(url)
-            .header(COOKIE, self.cookie_header())
+        let res = self
+            .with_address(app.http.get(url).header(COOKIE, self.cookie_header()))
             .send()
             .await
             .unwrap();
@@ -222,14 +243,11 @@ impl Browser {
         path: &str,
         form: &[(String, String)],
     ) -> (StatusCode, HeaderMap, String) {
-        let res = app
+        let request = app
             .http
             .post(app.url(path))
-            .header(COOKIE, self.cookie_header())
-            .form(form)
-            .send()
-            .await
-            .unwrap();
+            .header(COOKIE, self.cookie_header());
+        let res = self.with_address(request).form(form).send().await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
         self.absorb(&headers);

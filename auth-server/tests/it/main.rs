@@ -12,6 +12,7 @@ mod healthcheck;
 mod helpers;
 mod keys_at_rest;
 mod logging;
+mod login_throttling;
 mod negative;
 mod persistence;
 mod refresh;

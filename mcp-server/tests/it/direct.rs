@@ -15,6 +15,7 @@ use crate::support::FakeAs;
 
 struct Server {
     url: String,
+    metrics_url: String,
     resource: String,
     handle: actix_web::dev::ServerHandle,
 }
@@ -31,6 +32,7 @@ async fn start(fake: &FakeAs, tweak: impl FnOnce(&mut Settings)) -> Server {
     let app = Application::build(settings).await.expect("build");
     let server = Server {
         url: format!("http://127.0.0.1:{}/mcp", app.port()),
+        metrics_url: format!("http://{}/metrics", app.metrics_addr().expect("metrics on")),
         resource: app.resource().to_string(),
         handle: app.handle(),
     };
@@ -194,7 +196,7 @@ async fn compare(stateless: bool, json_response: bool) {
     }
     let counted = |server: &Server| {
         let http = http.clone();
-        let url = server.url.replace("/mcp", "/metrics");
+        let url = server.metrics_url.clone();
         async move {
             let text = http.get(url).send().await.unwrap().text().await.unwrap();
             text.lines()

@@ -17,6 +17,8 @@ pub const MODERN_VERSION: &str = "2026-07-28";
 pub struct TestServer {
     pub fake: FakeAs,
     pub base: String,
+    /// `http://<metrics listener>` (`server.metrics_listen`).
+    pub metrics_base: String,
     pub resource: String,
     pub http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
@@ -32,6 +34,7 @@ impl Drop for TestServer {
 pub fn test_settings(fake: &FakeAs) -> Settings {
     let mut s = Settings::default();
     s.server.listen = "127.0.0.1:0".into();
+    s.server.metrics_listen = "127.0.0.1:0".into();
     s.server.resource = "http://127.0.0.1:0/mcp".into();
     s.server.workers = 1;
     s.auth.issuer = fake.issuer();
@@ -47,12 +50,14 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Settings, &FakeAs)) -> TestServe
         .await
         .expect("build mcp-server");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let metrics_base = format!("http://{}", app.metrics_addr().expect("a metrics listener"));
     let resource = app.resource().to_string();
     let handle = app.handle();
     tokio::spawn(app.server());
     TestServer {
         fake,
         base,
+        metrics_base,
         resource,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -1160,15 +1165,24 @@ async fn health_readiness_and_metrics() {
         .send()
         .await
         .unwrap();
-    let text = s
+    // Metrics are not on the public port ...
+    let r = s
         .http
         .get(format!("{}/metrics", s.base))
         .send()
         .await
-        .unwrap()
-        .text()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // ... but on the metrics listener.
+    let r = s
+        .http
+        .get(format!("{}/metrics", s.metrics_base))
+        .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let text = r.text().await.unwrap();
     assert!(
         text.contains("mcp_server_auth_failures_total{reason=\"missing_token\"} 1"),
         "{text}"
