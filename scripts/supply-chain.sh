@@ -58,6 +58,10 @@ if ! grep -qx '# db-path: set by scripts/supply-chain.sh' deny.toml; then
 fi
 sed "s|^# db-path: set by scripts/supply-chain.sh\$|db-path = \"$work\"|" deny.toml >"$work/deny.toml"
 
+# Both tools read the dependency graph without the network: download every locked crate
+# first (a no-op where a build already did; a fresh machine has none yet).
+cargo fetch --locked --quiet
+
 echo "=== cargo deny check (advisories, licenses, bans, sources; policy: deny.toml)"
 cargo deny --offline --locked --config "$work/deny.toml" check --show-stats
 
