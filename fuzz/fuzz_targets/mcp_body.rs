@@ -14,6 +14,7 @@ use mcp_server::direct::DirectCall;
 use mcp_server::inspection::{Arguments, Body, Message, Params};
 use mcp_server::policy::{self, Decision};
 use serde_json::Value;
+use shared::scopes::{MCP_ADMIN, MCP_READ};
 use shared::ScopeSet;
 
 fn text(value: Option<&Value>) -> Option<&str> {
@@ -67,7 +68,7 @@ fn check_policy(message: &Message<'_>) {
     let tool = params.name.as_deref().unwrap_or_default();
     let category = policy::category_argument(arguments);
     let anonymous = policy::decide_call(tool, category, None);
-    let everything = ScopeSet::from_iter([policy::BASE_SCOPE, "mcp:read", "mcp:admin"]);
+    let everything = ScopeSet::from_iter([policy::BASE_SCOPE, MCP_READ, MCP_ADMIN]);
     let full = policy::decide_call(tool, category, Some(&everything));
     assert_eq!(
         full,
