@@ -164,6 +164,7 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_auth-server"));
         cmd.args(["serve", "--demo", "--resource", RESOURCE])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--issuer", &base])
+            .env("AUTH__SERVER__METRICS_LISTEN", "off")
             .env("AUTH__RATE_LIMIT__ENABLED", "false")
             .env("AUTH__OAUTH__REFRESH_GRACE_SECS", REFRESH_GRACE_SECS)
             .env("AUTH__SERVER__WORKERS", "2")

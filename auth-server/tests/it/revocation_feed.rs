@@ -32,6 +32,7 @@ async fn resource_server(app: &TestApp) -> ResourceServer {
     let mut s = mcp_server::settings::Settings::default();
     s.server.listen = "127.0.0.1:0".into();
     s.server.resource = RESOURCE.into();
+    s.server.metrics_listen = "off".into();
     s.server.workers = 1;
     s.auth.issuer = app.issuer();
     s.auth.client_id = "mcp-server".into();

@@ -1253,7 +1253,7 @@ async fn a_revoked_grant_is_refused_and_a_feed_outage_does_not_stop_serving() {
     );
     let metrics = s
         .http
-        .get(format!("{}/metrics", s.base))
+        .get(format!("{}/metrics", s.metrics_base))
         .send()
         .await
         .unwrap()
