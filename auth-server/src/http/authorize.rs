@@ -24,7 +24,9 @@ pub struct LoginForm {
 }
 
 impl LoginForm {
-    fn attempt(
+    /// The sign-in attempt the form makes: the username trimmed, an absent field
+    /// empty.
+    pub fn attempt(
         &self,
         ip: std::net::IpAddr,
         client_id: &str,

@@ -54,8 +54,9 @@ impl<'de> serde::Deserialize<'de> for StrictObject {
     }
 }
 
-fn parse(body: web::Json<StrictObject>) -> ServiceResult<RegistrationRequest> {
-    let value = Value::Object(body.into_inner().0);
+/// The registration request a body holds (unknown members ignored, RFC 7591 §2).
+pub fn parse(body: StrictObject) -> ServiceResult<RegistrationRequest> {
+    let value = Value::Object(body.0);
     serde_json::from_value(value).map_err(|e| {
         ServiceError::ClientMetadata(RegistrationError::InvalidClientMetadata(format!(
             "malformed client metadata: {e}"
@@ -70,7 +71,7 @@ pub async fn register(
 ) -> AppResult<HttpResponse> {
     let ip = client_ip(&state, &req);
     registration::admit(&state, ip)?;
-    let registered = registration::register(&state, parse(body)?, ip).await?;
+    let registered = registration::register(&state, parse(body.into_inner())?, ip).await?;
     let mut body = client_json(&state, &registered.client);
     body["registration_access_token"] = json!(registered.registration_access_token);
     if let Some(s) = registered.client_secret {
@@ -97,7 +98,7 @@ pub async fn update(
     body: web::Json<StrictObject>,
 ) -> AppResult<HttpResponse> {
     let client = registration::managed_client(&state, &path, bearer(&req)).await?;
-    let request = parse(body)?;
+    let request = parse(body.into_inner())?;
     let client = registration::update(&state, client, request, client_ip(&state, &req)).await?;
     Ok(no_store_json(client_json(&state, &client)))
 }

@@ -26,7 +26,9 @@ pub struct TokenForm {
 }
 
 impl TokenForm {
-    fn grant(self) -> ServiceResult<Grant> {
+    /// The grant the form asks for, by `grant_type` (client credentials are read
+    /// separately, with the `Authorization` header).
+    pub fn grant(self) -> ServiceResult<Grant> {
         let Some(grant_type) = self.grant_type else {
             return Err(ServiceError::InvalidRequest(
                 "grant_type is required".into(),

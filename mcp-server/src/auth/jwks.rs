@@ -399,14 +399,45 @@ impl JwksVerifier {
         rules: ClaimRules,
         options: JwksOptions,
     ) -> Self {
+        Self::with_key_set(jwks_uri, http, rules, options, KeySet::default(), None)
+    }
+
+    /// A verifier that trusts exactly `keys`, as if just fetched from `jwks_uri`: an
+    /// unknown kid refetches only after `min_refetch_interval`, and with
+    /// `refresh_interval: None` nothing is fetched in the background. Lets the header
+    /// and claim rules run without an authorization server (the fuzz targets).
+    #[doc(hidden)]
+    pub fn with_keys(
+        jwks_uri: String,
+        http: reqwest::Client,
+        rules: ClaimRules,
+        options: JwksOptions,
+        keys: Vec<Arc<CachedKey>>,
+    ) -> Self {
+        let now = Instant::now();
+        let set = KeySet {
+            keys,
+            loaded_at: Some(now),
+        };
+        Self::with_key_set(jwks_uri, http, rules, options, set, Some(now))
+    }
+
+    fn with_key_set(
+        jwks_uri: String,
+        http: reqwest::Client,
+        rules: ClaimRules,
+        options: JwksOptions,
+        keys: KeySet,
+        last_refetch: Option<Instant>,
+    ) -> Self {
         let cache = TokenCache::new(options.cache_max_entries);
         JwksVerifier {
             inner: Arc::new(Inner {
                 jwks_uri,
                 http,
-                keys: RwLock::new(Arc::new(KeySet::default())),
+                keys: RwLock::new(Arc::new(keys)),
                 generation: AtomicU64::new(0),
-                last_refetch: tokio::sync::Mutex::new(None),
+                last_refetch: tokio::sync::Mutex::new(last_refetch),
                 last_background: Mutex::new(None),
                 upstream: UpstreamHealth::default(),
                 options,
