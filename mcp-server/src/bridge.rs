@@ -334,6 +334,7 @@ async fn prune_sessions(state: &AppState) {
         .store(now, std::sync::atomic::Ordering::Relaxed);
     let live: std::collections::HashSet<String> = state
         .session_manager
+        .local()
         .sessions
         .read()
         .await
@@ -403,10 +404,16 @@ async fn answer_directly(
 /// Resets rmcp's idle timer of a session: an empty request-wise channel, opened and
 /// closed, is an event for the session worker and nothing for the client.
 async fn keep_session_alive(
-    manager: Arc<rmcp::transport::streamable_http_server::session::local::LocalSessionManager>,
+    manager: Arc<crate::session_manager::RoutedSessionManager>,
     session_id: SessionId,
 ) {
-    let handle = manager.sessions.read().await.get(&session_id).cloned();
+    let handle = manager
+        .local()
+        .sessions
+        .read()
+        .await
+        .get(&session_id)
+        .cloned();
     let Some(handle) = handle else {
         return;
     };

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod policy;
 pub mod routes;
 pub mod security;
+pub mod session_manager;
 pub mod sessions;
 pub mod settings;
 pub mod tools;
@@ -53,6 +54,7 @@ use crate::auth::revocation_feed::{self, FeedCheckedVerifier, RevocationFeed};
 use crate::auth::TokenVerifier;
 use crate::error::ChallengeContext;
 use crate::metrics::Metrics;
+use crate::session_manager::RoutedSessionManager;
 use crate::sessions::SessionOwners;
 use crate::settings::Settings;
 use crate::tools::{McpTools, ToolContext};
@@ -69,7 +71,7 @@ pub trait McpEndpoint: Send + Sync {
     ) -> LocalBoxFuture<'_, http::Response<BoxBody<Bytes, std::convert::Infallible>>>;
 }
 
-impl<S> McpEndpoint for StreamableHttpService<S, LocalSessionManager>
+impl<S> McpEndpoint for StreamableHttpService<S, RoutedSessionManager>
 where
     S: rmcp::ServerHandler + Send + 'static,
 {
@@ -98,7 +100,7 @@ pub struct AppState {
     pub served_tools: Vec<String>,
     pub max_sessions_per_subject: usize,
     pub sessions: SessionOwners,
-    pub session_manager: Arc<LocalSessionManager>,
+    pub session_manager: Arc<RoutedSessionManager>,
     pub mcp: Box<dyn McpEndpoint>,
     pub metrics: Metrics,
     pub prm: ProtectedResourceMetadata,
@@ -443,7 +445,10 @@ impl Application {
                 + Duration::from_secs(1),
         );
         manager.session_config.sse_retry = sse_retry;
-        let session_manager = Arc::new(manager);
+        let session_manager = Arc::new(RoutedSessionManager::new(
+            manager,
+            Some(settings.transport.session_route.as_str()),
+        ));
         // One handler per MCP session.
         let mcp =
             StreamableHttpService::new(move || Ok(new_handler()), session_manager.clone(), config);

@@ -109,6 +109,10 @@ pub struct TransportSettings {
     /// several times cheaper;
     /// see docs/benchmarks.md). `false` sends every request through rmcp.
     pub direct_tool_calls: bool,
+    /// This replica's name in the legacy session ids it creates (`<route>.<uuid>`), so
+    /// that a load balancer can send every request of a session to the replica that
+    /// holds it (deploy/nginx/mcp.conf). Empty: plain UUIDs (one replica, or stateless).
+    pub session_route: String,
 }
 
 impl Default for TransportSettings {
@@ -122,6 +126,7 @@ impl Default for TransportSettings {
             sse_keep_alive_secs: 15,
             sse_retry_ms: 3000,
             direct_tool_calls: true,
+            session_route: String::new(),
         }
     }
 }
@@ -237,6 +242,13 @@ impl Settings {
         if self.transport.max_anonymous_sessions == 0 {
             return Err("transport.max_anonymous_sessions must be at least 1".into());
         }
+        let route = self.transport.session_route.trim();
+        if !route.is_empty() && !crate::session_manager::is_valid_route(route) {
+            return Err(format!(
+                "transport.session_route {route:?} must be 1 to {} ASCII letters, digits, '-' or '_' (it leads every session id, e.g. \"mcp-1\"; deploy/nginx/mcp.conf routes on it)",
+                crate::session_manager::MAX_ROUTE_LEN
+            ));
+        }
         if self.data.protected_data_file.trim().is_empty() {
             return Err("data.protected_data_file is empty".into());
         }
@@ -312,6 +324,20 @@ mod tests {
         assert!(s.validate().unwrap_err().contains("server.resource"));
         s.server.resource = "http://x/mcp?a=b".into();
         assert!(s.validate().unwrap_err().contains("query"));
+    }
+
+    #[test]
+    fn a_session_route_must_fit_in_a_session_id() {
+        let mut s = Settings::default();
+        s.transport.session_route = "mcp-1".into();
+        s.validate().unwrap();
+        for bad in ["mcp.1", "mcp 1", "ünï", &"r".repeat(33)] {
+            s.transport.session_route = bad.into();
+            let err = s.validate().unwrap_err();
+            assert!(err.contains("transport.session_route"), "{bad}: {err}");
+        }
+        s.transport.session_route = "  ".into();
+        s.validate().unwrap();
     }
 
     #[test]

@@ -5,5 +5,6 @@ mod healthcheck;
 mod mcp;
 mod mcp_admin;
 mod outage;
+mod replicas;
 mod support;
 mod verifier;
