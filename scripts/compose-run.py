@@ -230,6 +230,13 @@ class Topology:
         self.published = {}  # host port -> (service, container port)
         self.proxies = {}  # host port -> PublishedPort
         self.refused = set()  # (service, published address) it wrongly called
+        # Before anything else (binaries, Dockerfile stages): a topology with services
+        # that run other images (a database, a proxy) cannot run here at all.
+        foreign = [f"{s.name} ({s.spec.get('image')})" for s in self.services.values()
+                   if not s.spec.get("build")]
+        if foreign:
+            raise Unsupported(f"services {', '.join(foreign)} run images not built from this "
+                              "repository")
         for service in self.services.values():
             self.load_image(service)
         self.allocate_ports()
