@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as README and CI run it:
 #   1. Rust unit and integration tests (real servers on 127.0.0.1:0),
-#   2. end-to-end tests: the official MCP TypeScript SDK client against the real binaries.
+#   2. end-to-end tests: the official MCP TypeScript SDK client against the real binaries,
+#   3. interoperability (MCP conformance suite, a FastMCP resource server),
+#   4. replicas behind nginx on PostgreSQL and Redis (scripts/ha-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -31,3 +33,6 @@ fi
 echo "== interoperability: MCP conformance suite (0.1.16 + 0.2.0-alpha) and a FastMCP resource server"
 # The node-oidc-provider tests already ran above as part of e2e/tests.
 INTEROP_ONLY=conformance,python MCP_E2E_BIN_DIR="$target_dir/debug" bash e2e/run-interop.sh
+
+echo "== replicas behind nginx: PostgreSQL, Redis, 2x auth-server, 2x mcp-server, official TypeScript SDK client (scripts/ha-test.sh)"
+HA_BIN_DIR="$target_dir/debug" bash scripts/ha-test.sh
