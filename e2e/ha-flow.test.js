@@ -335,8 +335,8 @@ test('an mcp-server replica dies: its sessions get 404 through nginx, new ones w
   assert.ok(await isDown(victimMetrics), 'mcp-server-1 is gone');
 
   // Its session: nginx hands it to the other replica, which does not have it: the
-  // spec's 404 with a JSON-RPC error (the client's cue to initialize again), twice (the
-  // first request finds the replica down, the second one is sent to the backup at once).
+  // spec's 404 with a JSON-RPC error (the client's cue to initialize again), also once
+  // nginx has marked the replica down.
   for (let i = 0; i < 2; i++) {
     const lost = await onSession(token, onVictim, call);
     assert.equal(lost.status, 404, JSON.stringify(lost));

@@ -237,6 +237,11 @@ say "official TypeScript SDK client through nginx (it kills auth-server-1 and mc
 clients=$(psql -h "$pg_host" -p "$pg_port" -U "$pg_user" -d "$database" -tAq -c "SELECT count(*) FROM clients")
 [ "${clients:-0}" -gt 1 ] || fail "no registered clients in PostgreSQL database $database (found ${clients:-none})"
 say "PostgreSQL holds $clients clients"
-killed_upstream=$(grep -c "127.0.0.1:$as1" "$work/nginx-access.log" || true)
-say "nginx access log: $(wc -l <"$work/nginx-access.log") requests, $killed_upstream touched auth-server-1"
+# nginx met each killed replica and moved the request on (access log: "upstream=dead, live"),
+# so the flows above went on through a real failover, not around it.
+as_failovers=$(grep -c "upstream=127.0.0.1:$as1, 127.0.0.1:$as2 " "$work/nginx-access.log" || true)
+mcp_failovers=$(grep -c "upstream=127.0.0.1:$mcp1, 127.0.0.1:$mcp2 " "$work/nginx-access.log" || true)
+say "nginx: $(wc -l <"$work/nginx-access.log") requests; moved from the killed auth-server-1 to auth-server-2: $as_failovers, from the killed mcp-server-1 to mcp-server-2: $mcp_failovers"
+[ "$as_failovers" -ge 1 ] || fail "nginx never moved a request off the killed auth-server-1"
+[ "$mcp_failovers" -ge 1 ] || fail "nginx never moved a request off the killed mcp-server-1"
 say "passed"
