@@ -1,5 +1,6 @@
 //! Wiring (`Application::build`): validates the settings, opens storage, runs the
-//! bootstrap, builds the state, and serves the routes on the actix server.
+//! bootstrap, builds the state, starts the background tasks, and serves the routes on
+//! the actix server.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -99,6 +100,9 @@ impl Application {
                 )
             })?;
         spawn_maintenance(Arc::downgrade(&state.clone().into_inner()));
+        if state.limits.is_shared() {
+            spawn_limits_probe(Arc::downgrade(&state.clone().into_inner()));
+        }
         Ok(Application {
             port: local_addr.port(),
             local_addr,
@@ -161,6 +165,21 @@ fn spawn_maintenance(state: std::sync::Weak<AppState>) {
                 }
             }
             rounds += 1;
+        }
+    });
+}
+
+/// While the rate limits are shared: asks Redis once a second, so that an outage shows
+/// in `/readyz` and in the log even without traffic, and its end is noticed (decisions
+/// skip Redis during an outage). Stops when the application state is dropped.
+fn spawn_limits_probe(state: std::sync::Weak<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { break };
+            state.limits.probe().await;
         }
     });
 }
@@ -367,6 +386,7 @@ fn endpoints(cfg: &mut web::ServiceConfig, limit: usize) {
             .route(web::get().to(http::jwks::jwks)),
     )
     .service(api_resource("/healthz").route(web::get().to(http::health::healthz)))
+    .service(api_resource("/readyz").route(web::get().to(http::health::readyz)))
     .service(api_resource("/admin/grants").route(web::get().to(http::admin::list_grants)))
     .service(api_resource("/admin/grants/revoke").route(web::post().to(http::admin::revoke_grant)))
     .service(api_resource("/admin/stats/users").route(web::get().to(http::admin::user_stats)));

@@ -1,6 +1,6 @@
 //! The crate's one error type and its single mapping to HTTP: RFC 6749 error JSON
 //! (always `Cache-Control: no-store`), RFC 6750 `WWW-Authenticate` for bearer
-//! endpoints, an HTML error page for the browser flow, 429 with `Retry-After`.
+//! endpoints, an HTML error page for the browser flow, 429 (and 503) with `Retry-After`.
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
@@ -42,6 +42,9 @@ pub enum AppError {
     NotFound(String),
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// 503 `temporarily_unavailable` with `Retry-After`.
+    #[error("temporarily unavailable")]
+    Unavailable { retry_after_secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -124,6 +127,9 @@ impl From<ServiceError> for AppError {
             ServiceError::RateLimited { retry_after_secs } => {
                 AppError::RateLimited { retry_after_secs }
             }
+            ServiceError::TemporarilyUnavailable { retry_after_secs } => {
+                AppError::Unavailable { retry_after_secs }
+            }
             ServiceError::Store(e) => e.into(),
             ServiceError::Internal(detail) => AppError::Internal(detail),
             other => AppError::oauth(other.oauth_code(), other.to_string()),
@@ -165,6 +171,7 @@ impl ResponseError for AppError {
             AppError::Page { status, .. } => *status,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -208,6 +215,11 @@ impl ResponseError for AppError {
                 no_store(&mut b);
                 b.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
                 b.json(json!({"error": "rate_limited", "error_description": "too many requests, retry later"}))
+            }
+            AppError::Unavailable { retry_after_secs } => {
+                no_store(&mut b);
+                b.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+                b.json(json!({"error": "temporarily_unavailable", "error_description": "requests cannot be admitted right now, retry later"}))
             }
             AppError::Internal(detail) => {
                 log::error!("internal error: {detail}");

@@ -1,10 +1,15 @@
 //! Keyed rate limits for login, registration and token requests, and the client-IP rule
 //! used to key them.
 //!
-//! The algorithm (GCRA) and its per-key state are `governor`'s; CIDR matching is `ipnet`'s.
-//! This module holds the policy: which [`Bucket`]s exist and their rates (`N` requests per
-//! minute per key, with a burst of `N`), how many keys they may remember, how a refusal
-//! becomes a `Retry-After`, and which address a request is counted against ([`client_ip`]).
+//! The algorithm is GCRA: in process it and its per-key state are `governor`'s; shared
+//! across replicas ([`redis_store`], when `rate_limit.redis_url` is set) the same GCRA runs
+//! as one atomic script inside Redis. [`Limiter`] is the one interface over both, chosen
+//! at start. CIDR matching is `ipnet`'s. This module holds the policy: which [`Bucket`]s
+//! exist and their rates (`N` requests per minute per key, with a burst of `N`), how many
+//! keys they may remember, how a refusal becomes a `Retry-After`, and which address a
+//! request is counted against ([`client_ip`]).
+
+pub mod redis_store;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -20,6 +25,9 @@ use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::Quota;
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
+use shared::Secret;
+
+use self::redis_store::{RedisLimiter, RedisStatus};
 
 /// Settings of the rate limiter (`[rate_limit]` in the config file). A limit of 0 switches
 /// that bucket off.
@@ -43,8 +51,45 @@ pub struct RateLimitSettings {
     pub token_per_ip_per_minute: u32,
     /// Token endpoint calls per client_id.
     pub token_per_client_per_minute: u32,
-    /// Upper bound on keys remembered across all buckets.
+    /// Upper bound on keys remembered across all buckets (in this process: the
+    /// per-process limits, and their fallback while Redis is down).
     pub max_tracked_keys: usize,
+    /// Share every limit and login throttle across replicas through this Redis
+    /// (`redis://[[user]:password@]host[:port][/db]` or `redis+unix:///path`). Empty:
+    /// each process keeps its own limits and Redis is never contacted.
+    pub redis_url: Secret,
+    /// The prefix of every key written to Redis; deployments sharing one Redis need
+    /// their own. The rest of a key is a keyed hash: no username or address in clear.
+    pub redis_prefix: String,
+    /// What the limits do while Redis does not answer: `local` counts per process (as
+    /// without Redis), `open` lets every request through, `closed` refuses what is
+    /// limited (503). Each outage is logged once and shown by `/readyz`.
+    pub redis_failure: RedisFailure,
+    /// How long a decision waits for Redis before counting it as down, in ms.
+    pub redis_timeout_ms: u64,
+}
+
+/// `rate_limit.redis_failure`: the limits while Redis is unreachable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisFailure {
+    /// Per-process limits, like a single node (a limit of N becomes N per replica).
+    #[default]
+    Local,
+    /// No limits at all until Redis is back.
+    Open,
+    /// Refuse every limited request (logins, token requests, registrations) with 503.
+    Closed,
+}
+
+impl RedisFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisFailure::Local => "local",
+            RedisFailure::Open => "open",
+            RedisFailure::Closed => "closed",
+        }
+    }
 }
 
 impl Default for RateLimitSettings {
@@ -58,7 +103,37 @@ impl Default for RateLimitSettings {
             token_per_ip_per_minute: 300,
             token_per_client_per_minute: 300,
             max_tracked_keys: 100_000,
+            redis_url: Secret::default(),
+            redis_prefix: "auth-server:rl".into(),
+            redis_failure: RedisFailure::Local,
+            redis_timeout_ms: 200,
         }
+    }
+}
+
+impl RateLimitSettings {
+    /// Whether the limits are shared through Redis.
+    pub fn shared(&self) -> bool {
+        !self.redis_url.expose().trim().is_empty()
+    }
+
+    /// Checks the Redis settings (when shared); the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.shared() {
+            return Ok(());
+        }
+        redis_store::check_url(self.redis_url.expose())
+            .map_err(|e| format!("rate_limit.redis_url: {e}"))?;
+        let prefix = &self.redis_prefix;
+        if prefix.is_empty() || prefix.len() > 64 || prefix.chars().any(|c| c.is_whitespace()) {
+            return Err(format!(
+                "rate_limit.redis_prefix {prefix:?} must be 1 to 64 characters without spaces"
+            ));
+        }
+        if !(1..=10_000).contains(&self.redis_timeout_ms) {
+            return Err("rate_limit.redis_timeout_ms must be between 1 and 10000".into());
+        }
+        Ok(())
     }
 }
 
@@ -130,7 +205,7 @@ impl fmt::Display for RetryAfter {
 
 impl RetryAfter {
     /// Whole seconds, rounded up, so that a client retrying on time is let through.
-    fn from_wait(wait: Duration) -> Self {
+    pub fn from_wait(wait: Duration) -> Self {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Self(secs.max(1))
     }
@@ -285,6 +360,99 @@ impl<C: Clock + Clone> RateLimiter<C> {
     /// Number of keys currently remembered (all buckets).
     pub fn tracked_keys(&self) -> usize {
         self.buckets.iter().flatten().map(|l| l.len()).sum()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The limiter: per process or shared through Redis
+// ---------------------------------------------------------------------------------------------
+
+/// Why a request was not let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its budget is spent: retry after this long.
+    Limited(RetryAfter),
+    /// The shared limits cannot be checked now (Redis down, `redis_failure = "closed"`).
+    Unavailable(RetryAfter),
+}
+
+/// The rate limits of this process, chosen at start: kept in memory (`governor`), or
+/// shared with every replica through Redis (`rate_limit.redis_url`).
+pub enum Limiter {
+    Local(RateLimiter),
+    Redis(Box<RedisLimiter>),
+}
+
+/// What `/readyz` shows about the limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitsStatus {
+    /// `local` (per process) or `redis` (shared).
+    pub backend: &'static str,
+    /// The shared backend's state; absent for per-process limits.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisStatus>,
+}
+
+impl LimitsStatus {
+    /// Why the limits are degraded (the shared backend is unreachable), if they are.
+    pub fn degraded(&self) -> Option<String> {
+        self.redis.as_ref().and_then(RedisStatus::degraded)
+    }
+}
+
+impl Limiter {
+    /// The limiter `settings` ask for. `key_secret` (the server's stored master secret,
+    /// the same on every replica) keys the hashes that name the shared keys.
+    pub fn new(settings: &RateLimitSettings, key_secret: &[u8]) -> Result<Limiter, String> {
+        if settings.shared() {
+            Ok(Limiter::Redis(Box::new(RedisLimiter::new(
+                settings, key_secret,
+            )?)))
+        } else {
+            Ok(Limiter::Local(RateLimiter::new(settings)))
+        }
+    }
+
+    /// Counts one request for `key` in `bucket` (see [`RateLimiter::check`]).
+    pub async fn check(&self, bucket: Bucket, key: &str) -> Result<(), Refusal> {
+        match self {
+            Limiter::Local(l) => l.check(bucket, key).map_err(Refusal::Limited),
+            Limiter::Redis(r) => r.decide(bucket, key, true).await,
+        }
+    }
+
+    /// Whether `key` would pass in `bucket` now, without counting a request.
+    pub async fn peek(&self, bucket: Bucket, key: &str) -> Result<(), Refusal> {
+        match self {
+            Limiter::Local(l) => l.peek(bucket, key).map_err(Refusal::Limited),
+            Limiter::Redis(r) => r.decide(bucket, key, false).await,
+        }
+    }
+
+    /// Whether the limits are shared (and so have a backend that can be down).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Limiter::Redis(_))
+    }
+
+    /// Asks the shared backend whether it answers, so an outage shows (and its end is
+    /// noticed) with no traffic. Nothing to ask for per-process limits.
+    pub async fn probe(&self) {
+        if let Limiter::Redis(r) = self {
+            r.probe().await;
+        }
+    }
+
+    pub fn status(&self) -> LimitsStatus {
+        match self {
+            Limiter::Local(_) => LimitsStatus {
+                backend: "local",
+                redis: None,
+            },
+            Limiter::Redis(r) => LimitsStatus {
+                backend: "redis",
+                redis: Some(r.status()),
+            },
+        }
     }
 }
 

@@ -298,6 +298,7 @@ impl Settings {
         }
         crate::ratelimit::TrustedProxy::parse_list(&self.server.trusted_proxies)
             .map_err(|e| format!("server.trusted_proxies: {e}"))?;
+        self.rate_limit.validate()?;
         if self.server.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
         }
@@ -435,8 +436,18 @@ can_introspect = true
             "AUTH__OAUTH__RESOURCES",
             "https://a.example/mcp,https://b.example/mcp",
         );
+        std::env::set_var("AUTH__RATE_LIMIT__REDIS_URL", "redis://10.0.0.5:6379/1");
+        std::env::set_var("AUTH__RATE_LIMIT__REDIS_FAILURE", "closed");
         let s = Settings::load(Some(&file)).unwrap();
         std::env::remove_var("AUTH__OAUTH__RESOURCES");
+        std::env::remove_var("AUTH__RATE_LIMIT__REDIS_URL");
+        std::env::remove_var("AUTH__RATE_LIMIT__REDIS_FAILURE");
+        assert_eq!(s.rate_limit.redis_url.expose(), "redis://10.0.0.5:6379/1");
+        assert_eq!(
+            s.rate_limit.redis_failure,
+            crate::ratelimit::RedisFailure::Closed
+        );
+        assert_eq!(s.rate_limit.redis_prefix, "auth-server:rl");
         assert_eq!(s.server.issuer, "https://auth.example.com");
         assert_eq!(s.server.listen, "127.0.0.1:3001");
         assert_eq!(s.oauth.access_token_ttl_secs, 300);
@@ -478,5 +489,28 @@ can_introspect = true
             .validate()
             .unwrap_err()
             .contains("secrets.previous_key_files"));
+        let mut s = Settings::default();
+        s.rate_limit.redis_url = Secret::new("rediss://:hunter2@redis.internal");
+        let e = s.validate().unwrap_err();
+        assert!(
+            e.contains("rate_limit.redis_url") && !e.contains("hunter2"),
+            "{e}"
+        );
+        s.rate_limit.redis_url = Secret::new("redis://127.0.0.1:6379");
+        s.validate().unwrap();
+        s.rate_limit.redis_prefix = "two words".into();
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .contains("rate_limit.redis_prefix"));
+        s.rate_limit.redis_prefix = "ok".into();
+        s.rate_limit.redis_timeout_ms = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .contains("rate_limit.redis_timeout_ms"));
+        // Without a URL the Redis keys are not looked at: nothing changes.
+        s.rate_limit.redis_url = Secret::default();
+        s.validate().unwrap();
     }
 }

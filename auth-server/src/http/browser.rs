@@ -69,6 +69,11 @@ fn as_page(e: AppError) -> AppError {
             title: "Too many requests".into(),
             message: "Please wait a minute, then try again.".into(),
         },
+        AppError::Unavailable { .. } => AppError::Page {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            title: "Temporarily unavailable".into(),
+            message: "Signing in is not possible right now. Please try again in a moment.".into(),
+        },
         other => AppError::page("Invalid request", other.to_string()),
     }
 }
@@ -206,6 +211,10 @@ impl<'a> Browser<'a> {
                 "Too many sign-in attempts. Wait a minute, then try again.",
                 StatusCode::TOO_MANY_REQUESTS,
             ),
+            login::LoginOutcome::Unavailable { .. } => (
+                "Signing in is not possible right now. Please try again in a moment.",
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
             login::LoginOutcome::MissingCredentials => (
                 "Enter your username and password.",
                 StatusCode::UNAUTHORIZED,
@@ -213,7 +222,9 @@ impl<'a> Browser<'a> {
             _ => ("Invalid username or password.", StatusCode::UNAUTHORIZED),
         };
         let mut page = self.login_page(v, username, Some(message), status);
-        if let login::LoginOutcome::TooManyAttempts { retry_after_secs } = outcome {
+        if let login::LoginOutcome::TooManyAttempts { retry_after_secs }
+        | login::LoginOutcome::Unavailable { retry_after_secs } = outcome
+        {
             if let Ok(value) = header::HeaderValue::from_str(&retry_after_secs.to_string()) {
                 page.headers_mut().insert(header::RETRY_AFTER, value);
             }

@@ -70,7 +70,7 @@ pub async fn register(
     body: web::Json<StrictObject>,
 ) -> AppResult<HttpResponse> {
     let ip = client_ip(&state, &req);
-    registration::admit(&state, ip)?;
+    registration::admit(&state, ip).await?;
     let registered = registration::register(&state, parse(body.into_inner())?, ip).await?;
     let mut body = client_json(&state, &registered.client);
     body["registration_access_token"] = json!(registered.registration_access_token);

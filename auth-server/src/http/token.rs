@@ -66,7 +66,7 @@ pub async fn token(
 ) -> AppResult<HttpResponse> {
     let mut form = form.into_inner();
     let ip = client_ip(&state, &req);
-    state.limits.check_token_ip(ip)?;
+    state.limits.check_token_ip(ip).await?;
     let credentials = client_credentials(&req, form.client_id.take(), form.client_secret.take());
     let grant = form.grant()?;
     let body = token::issue(&state, &credentials, grant, ip).await?;

@@ -73,7 +73,13 @@ pub struct Session {
 
 pub enum LoginOutcome {
     SignedIn(Box<Session>),
-    TooManyAttempts { retry_after_secs: u64 },
+    TooManyAttempts {
+        retry_after_secs: u64,
+    },
+    /// The attempt cannot be admitted now (shared limits unreachable, failing closed).
+    Unavailable {
+        retry_after_secs: u64,
+    },
     MissingCredentials,
     InvalidCredentials,
 }
@@ -103,10 +109,13 @@ async fn attempt_login(
         Some(d) if d.vouches_for(&username) => LoginOrigin::KnownDevice(&d.id),
         _ => LoginOrigin::Stranger(ip),
     };
-    match state.limits.check_login(origin, &username) {
+    match state.limits.check_login(origin, &username).await {
         Ok(()) => {}
         Err(ServiceError::RateLimited { retry_after_secs }) => {
             return Ok(LoginOutcome::TooManyAttempts { retry_after_secs })
+        }
+        Err(ServiceError::TemporarilyUnavailable { retry_after_secs }) => {
+            return Ok(LoginOutcome::Unavailable { retry_after_secs })
         }
         Err(e) => return Err(e),
     }
@@ -118,7 +127,7 @@ async fn attempt_login(
     state.login_delay.record_check(started.elapsed());
     let Some(user) = user else {
         state.metrics.login(false);
-        state.limits.charge_failed_login(origin, &username);
+        state.limits.charge_failed_login(origin, &username).await;
         let detail = "invalid credentials or disabled account";
         state
             .audit(

@@ -95,6 +95,10 @@ pub enum ServiceError {
     NotFound(String),
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// The request cannot be admitted now: the shared rate limits cannot be checked
+    /// and `rate_limit.redis_failure` is `closed`.
+    #[error("the service is temporarily unavailable; retry later")]
+    TemporarilyUnavailable { retry_after_secs: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -131,6 +135,7 @@ impl ServiceError {
             ServiceError::AccessDenied => "access_denied",
             ServiceError::NotFound(_) => "not_found",
             ServiceError::RateLimited { .. } => "rate_limited",
+            ServiceError::TemporarilyUnavailable { .. } => "temporarily_unavailable",
             ServiceError::Store(_) | ServiceError::Internal(_) => "server_error",
             ServiceError::TokenRequired { .. }
             | ServiceError::NoDecision

@@ -28,13 +28,13 @@ fn validate(state: &AppState, request: RegistrationRequest) -> ServiceResult<Cli
 }
 
 /// Whether this IP may register now (registration on, within its rate limit).
-pub fn admit(state: &AppState, ip: IpAddr) -> ServiceResult<()> {
+pub async fn admit(state: &AppState, ip: IpAddr) -> ServiceResult<()> {
     if !state.settings.registration.enabled {
         return Err(ServiceError::NotFound(
             "dynamic client registration is disabled".into(),
         ));
     }
-    state.limits.check_register(ip)
+    state.limits.check_register(ip).await
 }
 
 pub async fn register(

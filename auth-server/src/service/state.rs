@@ -71,11 +71,13 @@ impl AppState {
         let metrics =
             Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("registering metrics: {e}"))?);
         let issuer = settings.issuer();
+        let limits = Limits::new(&settings, metrics.clone(), cookie_secret)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(AppState {
             resources: settings.canonical_resources(),
             cookie_secure: issuer.starts_with("https://"),
             issuer,
-            limits: Limits::new(&settings, metrics.clone()),
+            limits,
             login_delay: LoginDelay::default(),
             metrics,
             settings,

@@ -45,7 +45,7 @@ pub async fn issue(
             return Err(e);
         }
     };
-    state.limits.check_token_client(&client.client_id)?;
+    state.limits.check_token_client(&client.client_id).await?;
     let result = match grant {
         Grant::AuthorizationCode(r) => code_exchange::exchange(state, &client, r, ip).await,
         Grant::RefreshToken(r) => refresh::refresh(state, &client, r, ip).await,

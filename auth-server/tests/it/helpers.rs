@@ -469,3 +469,80 @@ pub async fn drop_postgres_database(admin_url: &str, name: &str) {
     .await
     .unwrap();
 }
+
+/// A Redis for the shared rate limits, with a key prefix of its own for one test: the
+/// server of `AUTH_TEST_REDIS_URL` when that is set (it must answer, else the test
+/// fails), else the local one at 127.0.0.1:6379, and `None` (with a note) when that
+/// does not answer, as for PostgreSQL above. Dropping it deletes the test's keys.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
+pub async fn test_redis(test: &str) -> Option<TestRedis> {
+    let configured = std::env::var("AUTH_TEST_REDIS_URL").ok();
+    let url = configured
+        .clone()
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let ping = async {
+        let client = redis::Client::open(url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    let why = match tokio::time::timeout(std::time::Duration::from_secs(3), ping).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer within 3 s".into()),
+    };
+    if let Some(why) = why {
+        assert!(
+            configured.is_none(),
+            "AUTH_TEST_REDIS_URL is set but Redis at {url} is not reachable: {why}"
+        );
+        eprintln!(
+            "Redis at {url} not reachable ({why}): skipping {test} \
+             (set AUTH_TEST_REDIS_URL to require it)"
+        );
+        return None;
+    }
+    let prefix = format!("auth-test:{test}:{}", uuid::Uuid::new_v4().simple());
+    Some(TestRedis { url, prefix })
+}
+
+impl TestRedis {
+    /// The keys the test's servers wrote (`SCAN`, never `KEYS`).
+    pub fn keys(&self) -> Vec<String> {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let mut conn = client
+            .get_connection_with_timeout(std::time::Duration::from_secs(3))
+            .unwrap();
+        let pattern = format!("{}:*", self.prefix);
+        let keys: Vec<String> = redis::Commands::scan_match(&mut conn, &pattern)
+            .unwrap()
+            .filter_map(Result::ok)
+            .collect();
+        keys
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        // Keys expire once their budgets are full again; deleting them keeps a shared
+        // Redis clean right away, also after a failed assertion.
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(std::time::Duration::from_secs(3))
+        else {
+            return;
+        };
+        let pattern = format!("{}:*", self.prefix);
+        let keys: Vec<String> = match redis::Commands::scan_match(&mut conn, &pattern) {
+            Ok(iter) => iter.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::Commands::del(&mut conn, keys);
+        }
+    }
+}

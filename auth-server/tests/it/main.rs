@@ -19,5 +19,6 @@ mod refresh;
 mod registration;
 mod revocation_feed;
 mod security;
+mod shared_limits;
 mod storage;
 mod switch_account;
