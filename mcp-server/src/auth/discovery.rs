@@ -43,8 +43,17 @@ pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     url: &str,
 ) -> Result<T, String> {
-    let response = http
-        .get(url)
+    send_for_json(http.get(url), MAX_DOCUMENT_BYTES).await
+}
+
+/// Sends a request to the authorization server and parses its JSON answer, the same
+/// way for every document the resource server reads from it: a timeout, at most
+/// `limit` bytes, 2xx only.
+pub(crate) async fn send_for_json<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    limit: usize,
+) -> Result<T, String> {
+    let response = request
         .header(reqwest::header::ACCEPT, "application/json")
         .timeout(AS_REQUEST_TIMEOUT)
         .send()
@@ -54,7 +63,7 @@ pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     if !status.is_success() {
         return Err(format!("HTTP {status}"));
     }
-    let body = read_limited(response, MAX_DOCUMENT_BYTES).await?;
+    let body = read_limited(response, limit).await?;
     serde_json::from_slice(&body).map_err(|e| format!("invalid JSON: {e}"))
 }
 

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use shared::metadata::AuthorizationServerMetadata;
 use shared::metrics::CounterVec;
 
-use super::discovery::{describe_reqwest_error, read_limited, AS_REQUEST_TIMEOUT};
+use super::discovery::send_for_json;
 use super::introspection::basic_auth_header;
 use super::settings::AuthSettings;
 use super::{unix_now, Principal, TokenVerifier, VerifyError};
@@ -285,21 +285,11 @@ impl RevocationFeed {
         if let Some(cursor) = cursor {
             url.query_pairs_mut().append_pair("since", &cursor);
         }
-        let response = self
+        let request = self
             .http
             .get(url)
-            .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(AS_REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| describe_reqwest_error(&e))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("HTTP {status}"));
-        }
-        let body = read_limited(response, MAX_PAGE_BYTES).await?;
-        serde_json::from_slice(&body).map_err(|e| format!("invalid feed page: {e}"))
+            .header(reqwest::header::AUTHORIZATION, self.authorization.clone());
+        send_for_json(request, MAX_PAGE_BYTES).await
     }
 }
 
