@@ -51,6 +51,10 @@ cargo fuzz --version
 # options); RUSTC_BOOTSTRAP lets the stable toolchain accept them, so CI needs no
 # nightly toolchain. FUZZ_SANITIZER=none avoids the sanitizer flag altogether.
 export RUSTC_BOOTSTRAP=1
+# A panic is reported by libFuzzer with its input either way; symbolising Rust's own
+# backtrace of an instrumented binary can take longer than the per-input timeout and
+# turn a crash into a reported "timeout". FUZZ_RUST_BACKTRACE=1 brings it back.
+export RUST_BACKTRACE="${FUZZ_RUST_BACKTRACE:-0}"
 export CARGO_TARGET_DIR="$target_dir"
 fuzz_flags=(--sanitizer "$sanitizer" --release --debug-assertions)
 

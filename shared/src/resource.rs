@@ -29,12 +29,10 @@ pub fn canonical_url(raw: &str) -> Result<String, ResourceUrlError> {
     if parsed.host_str().is_none() {
         return Err(ResourceUrlError::NotAbsolute(raw.into()));
     }
-    // url::Url already lower-cases scheme and host and drops default ports.
-    let mut s = parsed.to_string();
-    while s.ends_with('/') && !s.ends_with("://") {
-        s.pop();
-    }
-    Ok(s)
+    // url::Url already lower-cases scheme and host and drops default ports. The host is
+    // there, so every trailing slash belongs to the path (or query), even after a `:`.
+    let serialized = parsed.to_string();
+    Ok(serialized.trim_end_matches('/').to_string())
 }
 
 /// Comparison form used for audience matching: canonical when parseable, otherwise
@@ -84,6 +82,12 @@ mod tests {
             canonical_url("http://localhost:3001/").unwrap(),
             "http://localhost:3001"
         );
+        // Found by fuzzing: a path ending in "://" kept its trailing slashes.
+        assert_eq!(
+            canonical_url("https:/hp/a\u{0}://").unwrap(),
+            "https://hp/a%00:"
+        );
+        assert_eq!(canonical_url("https://x/mcp://").unwrap(), "https://x/mcp:");
         assert!(canonical_url("https://x/mcp#frag").is_err());
         assert!(canonical_url("ftp://x/").is_err());
         assert!(canonical_url("/mcp").is_err());
