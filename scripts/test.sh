@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, as README and CI run it:
-#   1. Rust unit and integration tests (real servers on 127.0.0.1:0),
-#   2. end-to-end tests: the official MCP TypeScript SDK client against the real binaries,
-#   3. interoperability (MCP conformance suite, a FastMCP resource server),
-#   4. replicas behind nginx on PostgreSQL and Redis (scripts/ha-test.sh).
+#   1. Rust unit and integration tests (real servers on 127.0.0.1:0), with the store
+#      contract tests also on PostgreSQL,
+#   2. auth-server's integration tests again on PostgreSQL (each test in a schema of
+#      its own, dropped after),
+#   3. end-to-end tests: the official MCP TypeScript SDK client against the real binaries,
+#   4. interoperability (MCP conformance suite, a FastMCP resource server),
+#   5. replicas behind nginx on PostgreSQL and Redis (scripts/ha-test.sh).
+# PostgreSQL must answer at $AUTH_TEST_POSTGRES_URL (default: the local server, trust
+# authentication, as CI starts it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -18,8 +23,17 @@ if ! command -v npm >/dev/null 2>&1; then
   fi
 fi
 
+# Set: the PostgreSQL runs are mandatory (a test fails when the server does not answer).
+export AUTH_TEST_POSTGRES_URL="${AUTH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
 echo "== cargo test (workspace)"
 cargo test --workspace --no-fail-fast
+
+# The store contract tests, the crash tests and the replica tests ran on PostgreSQL
+# above already.
+echo "== cargo test -p auth-server --test it on PostgreSQL (AUTH_TEST_BACKEND=postgres)"
+AUTH_TEST_BACKEND=postgres cargo test -p auth-server --test it --no-fail-fast -- \
+  --skip storage:: --skip crash:: --skip postgres::
 
 echo "== building binaries for end-to-end tests"
 cargo build --workspace --bins

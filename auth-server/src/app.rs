@@ -38,10 +38,16 @@ impl Application {
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let key_encryption = keys_at_rest::key_encryption(&settings.secrets)?;
-        let store =
-            crate::storage::open(&settings.database_url(), settings.database.max_connections)
-                .await
-                .with_context(|| format!("opening the database {}", settings.database_url()))?;
+        let database = settings.database_url();
+        let store = crate::storage::open(&database, settings.database.max_connections)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the database {}",
+                    crate::storage::redact_url(&database)
+                )
+            })?;
+        log::info!("database: {}", crate::storage::redact_url(&database));
         // Before anything is generated: a wrong key-encryption key stops here.
         keys_at_rest::seal_plaintext_secrets(store.as_ref(), &key_encryption).await?;
         bootstrap(&settings, store.as_ref(), &key_encryption).await?;
@@ -56,10 +62,7 @@ impl Application {
         let ring = keys::KeyRing::from_stored(
             &keys_at_rest::open_keys(&key_encryption, &store.list_keys().await?)?,
             now(),
-            settings
-                .oauth
-                .access_token_ttl_secs
-                .max(settings.oauth.id_token_ttl_secs),
+            settings.key_publication_secs(),
         )?;
         let cookie_secret = keys_at_rest::cookie_secret(store.as_ref(), &key_encryption).await?;
         let listener = TcpListener::bind(&settings.server.listen)
@@ -99,7 +102,10 @@ impl Application {
                     "binding server.metrics_listen {metrics_listen} (another address, or \"off\")"
                 )
             })?;
-        spawn_maintenance(Arc::downgrade(&state.clone().into_inner()));
+        spawn_maintenance(
+            Arc::downgrade(&state.clone().into_inner()),
+            Duration::from_secs(state.settings.keys.refresh_secs),
+        );
         if state.limits.is_shared() {
             spawn_limits_probe(Arc::downgrade(&state.clone().into_inner()));
         }
@@ -144,27 +150,33 @@ impl Application {
     }
 }
 
-/// Periodic maintenance: purge expired rows, pick up keys rotated by the CLI.
-/// Stops when the application state is dropped.
-fn spawn_maintenance(state: std::sync::Weak<AppState>) {
+/// How often expired rows are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Periodic maintenance: pick up keys rotated by another replica or the CLI (every
+/// `keys.refresh_secs`), purge expired rows (at the first tick, then every
+/// [`PURGE_EVERY`]; with several replicas each purges, which is harmless). Stops
+/// when the application state is dropped.
+fn spawn_maintenance(state: std::sync::Weak<AppState>, refresh: Duration) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(refresh);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        let mut rounds: u64 = 0;
+        let mut last_purge: Option<Instant> = None;
         loop {
             tick.tick().await;
             let Some(state) = state.upgrade() else { break };
             if let Err(e) = state.reload_keys().await {
                 log::warn!("key reload failed: {e}");
             }
-            if rounds.is_multiple_of(10) {
+            if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                last_purge = Some(Instant::now());
                 match state.store.purge_expired(now()).await {
                     Ok(n) if n > 0 => log::info!("purged {n} expired rows"),
                     Ok(_) => {}
                     Err(e) => log::warn!("purge failed: {e}"),
                 }
             }
-            rounds += 1;
         }
     });
 }

@@ -26,8 +26,10 @@ pub struct Cli {
     /// TOML configuration file (env `AUTH__...` variables override it).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// SQLite database file (overrides `database.path`).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// The database: a PostgreSQL URL (`postgres://USER:PASSWORD@HOST:PORT/DB`,
+    /// overrides `database.url`), a `sqlite:` URL, or a SQLite file path (overrides
+    /// `database.path`).
+    #[arg(long, global = true, value_name = "URL|PATH")]
     pub db: Option<String>,
     #[command(subcommand)]
     pub command: Command,
@@ -137,8 +139,12 @@ pub enum KeysCommand {
 pub fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
     let mut settings = Settings::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(db) = &cli.db {
-        settings.database.path = db.clone();
-        settings.database.url.clear();
+        if crate::storage::supported_url(db) {
+            settings.database.url = db.clone();
+        } else {
+            settings.database.path = db.clone();
+            settings.database.url.clear();
+        }
     }
     if let Command::Serve(args) = &cli.command {
         if let Some(listen) = &args.listen {
@@ -161,9 +167,10 @@ pub fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    crate::storage::open(&settings.database_url(), 2)
+    let url = settings.database_url();
+    crate::storage::open(&url, 2)
         .await
-        .with_context(|| format!("opening the database {}", settings.database_url()))
+        .with_context(|| format!("opening the database {}", crate::storage::redact_url(&url)))
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
@@ -486,6 +493,21 @@ mod tests {
         assert!(!shown.chars().any(char::is_control), "{shown:?}");
         assert!(shown.contains("\\u{1b}"));
         assert!(shown.contains("\\n"));
+    }
+
+    #[test]
+    fn db_takes_a_postgres_url_a_sqlite_url_or_a_path() {
+        let settings = |db: &str| {
+            let cli = Cli::try_parse_from(["auth-server", "--db", db, "user", "list"]).unwrap();
+            load_settings(&cli).unwrap()
+        };
+        let pg = settings("postgres://auth:pw@127.0.0.1:5432/auth");
+        assert_eq!(pg.database_url(), "postgres://auth:pw@127.0.0.1:5432/auth");
+        let url = settings("sqlite://data/x.db?mode=rwc");
+        assert_eq!(url.database_url(), "sqlite://data/x.db?mode=rwc");
+        let path = settings("/tmp/auth.db");
+        assert_eq!(path.database.path, "/tmp/auth.db");
+        assert_eq!(path.database_url(), "sqlite:///tmp/auth.db?mode=rwc");
     }
 
     #[test]

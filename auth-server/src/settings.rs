@@ -29,6 +29,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub cimd: CimdSettings,
     pub secrets: SecretsSettings,
+    pub keys: KeysSettings,
     /// Pre-registered clients (`[[clients]]` tables in TOML).
     pub clients: Vec<ClientConfig>,
 }
@@ -68,14 +69,28 @@ impl Default for ServerSettings {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DatabaseSettings {
     /// The SQLite file (parent directories are created).
     pub path: String,
-    /// Optional full database URL (e.g. `postgres://...`); wins over `path` when set.
+    /// Optional full database URL, wins over `path` when set:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` for PostgreSQL (several replicas can
+    /// share it), or a `sqlite:` URL.
     pub url: String,
+    /// Connections per process (the PostgreSQL pool size; SQLite readers).
     pub max_connections: u32,
+}
+
+/// The URL may hold a password: shown only redacted.
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("path", &self.path)
+            .field("url", &crate::storage::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 impl Default for DatabaseSettings {
@@ -154,6 +169,23 @@ impl Default for DemoSettings {
             enabled: false,
             mcp_server_client_secret: Secret::new("demo-mcp-server-secret"),
         }
+    }
+}
+
+/// The signing keys as every replica sees them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeysSettings {
+    /// How often each process re-reads the signing keys from the database, in
+    /// seconds: a rotation made by another replica or the CLI is used for signing
+    /// here within this time (`/jwks.json` reads them on every request, so it
+    /// publishes a new key at once). Retired keys stay published this much longer.
+    pub refresh_secs: u64,
+}
+
+impl Default for KeysSettings {
+    fn default() -> Self {
+        Self { refresh_secs: 30 }
     }
 }
 
@@ -264,6 +296,17 @@ impl Settings {
         format!("sqlite://{}?mode=rwc", self.database.path)
     }
 
+    /// How long after a signing key retired a token it signed may still be valid:
+    /// the longest token lifetime, plus the time another replica may go on signing
+    /// with it before it reloads the keys (`keys.refresh_secs`).
+    pub fn key_publication_secs(&self) -> i64 {
+        let refresh = i64::try_from(self.keys.refresh_secs).unwrap_or(i64::MAX);
+        self.oauth
+            .access_token_ttl_secs
+            .max(self.oauth.id_token_ttl_secs)
+            .saturating_add(refresh)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let issuer = url::Url::parse(&self.server.issuer)
             .map_err(|e| format!("server.issuer {:?} is not a URL: {e}", self.server.issuer))?;
@@ -304,6 +347,15 @@ impl Settings {
         }
         if self.database.url.is_empty() && self.database.path.trim().is_empty() {
             return Err("database.path must not be empty".into());
+        }
+        if !self.database.url.is_empty() && !crate::storage::supported_url(&self.database.url) {
+            return Err(format!(
+                "database.url {} must be a postgres:// (or postgresql://) or sqlite: URL",
+                crate::storage::redact_url(&self.database.url)
+            ));
+        }
+        if !(1..=3600).contains(&self.keys.refresh_secs) {
+            return Err("keys.refresh_secs must be between 1 and 3600".into());
         }
         if self.oauth.resources.is_empty() {
             return Err("oauth.resources must list at least one resource URL".into());
@@ -460,6 +512,37 @@ can_introspect = true
         assert!(s.rate_limit.enabled);
         s.validate().unwrap();
         assert!(Settings::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn the_shipped_configurations_are_valid() {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let sqlite = Settings::load(Some(&config.join("auth-server.toml"))).unwrap();
+        sqlite.validate().unwrap();
+        let postgres = Settings::load(Some(&config.join("auth-server.postgres.toml"))).unwrap();
+        postgres.validate().unwrap();
+        assert!(postgres.database_url().starts_with("postgres://"));
+        assert_eq!(postgres.keys.refresh_secs, 30);
+    }
+
+    #[test]
+    fn database_urls_and_key_refresh_are_checked() {
+        let mut s = Settings::default();
+        assert_eq!(s.keys.refresh_secs, 30);
+        s.database.url = "mysql://root:hunter2@db/auth".into();
+        let message = s.validate().unwrap_err();
+        assert!(message.contains("database.url"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        s.database.url = "postgres://auth:hunter2@db/auth".into();
+        s.validate().unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        s.keys.refresh_secs = 0;
+        assert!(s.validate().unwrap_err().contains("keys.refresh_secs"));
+        assert_eq!(
+            Settings::default().key_publication_secs(),
+            900 + 30,
+            "a retired key stays published while another replica may still sign with it"
+        );
     }
 
     #[test]

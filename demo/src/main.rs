@@ -105,7 +105,11 @@ fn print_banner(auth: &auth_server::settings::Settings, mcp: &mcp_server::settin
   Ctrl-C stops both services.
 "#,
         prm = shared::resource::protected_resource_metadata_url(mcp_url).unwrap_or_default(),
-        db = auth.database.path,
+        db = if auth.database.url.is_empty() {
+            auth.database.path.clone()
+        } else {
+            auth_server::storage::redact_url(&auth.database.url)
+        },
         auth_metrics = metrics_url(&auth.server.metrics_listen),
         mcp_metrics = metrics_url(&mcp.server.metrics_listen),
     );

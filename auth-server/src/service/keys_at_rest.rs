@@ -62,10 +62,53 @@ fn kek_from_file(setting: &str, path: &str) -> anyhow::Result<KeyEncryptionKey> 
 /// the start with a message naming `secrets.key_file`) and, with a KEK configured,
 /// seals the ones still stored in plaintext, in one transaction.
 pub async fn seal_plaintext_secrets(store: &dyn Store, enc: &KeyEncryption) -> anyhow::Result<()> {
-    let stored = stored_secrets(store).await?;
+    // Replicas starting together on one database race to seal it: the loser's
+    // writes find values that changed and write nothing; it reads them again.
+    let mut attempts = 3;
+    loop {
+        attempts -= 1;
+        let (updates, previous) = plaintext_to_seal(store, enc).await?;
+        let Some(current) = enc.current_id() else {
+            log::warn!(
+                "no key-encryption key is configured (secrets.key_file / AUTH__SECRETS__KEY_FILE): \
+                 signing keys and the cookie key are stored unencrypted in the database"
+            );
+            return Ok(());
+        };
+        if !updates.is_empty() {
+            match store.replace_secrets(&updates).await {
+                Ok(()) => log::warn!(
+                    "encrypted {} stored secret(s) that were in plaintext under key-encryption key {current}; \
+                     backups made before now still hold them in plaintext",
+                    updates.len()
+                ),
+                Err(e) if attempts > 0 => {
+                    log::info!("stored secrets changed while being sealed ({e}); reading them again");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if previous > 0 {
+            log::info!(
+                "{previous} stored secret(s) are sealed under a previous key-encryption key; \
+                 run `auth-server keys rewrap` to re-seal them under {current}"
+            );
+        }
+        return Ok(());
+    }
+}
+
+/// The stored secrets that are still in plaintext, re-sealed under the current
+/// KEK (none without one), and how many are under a previous KEK. Fails when one
+/// does not open with the configured keys.
+async fn plaintext_to_seal(
+    store: &dyn Store,
+    enc: &KeyEncryption,
+) -> anyhow::Result<(Vec<SecretUpdate>, usize)> {
     let mut updates = Vec::new();
     let mut previous = 0;
-    for (slot, value) in stored {
+    for (slot, value) in stored_secrets(store).await? {
         let opened = enc.open(&slot, &value).map_err(refuse_start)?;
         match opened.at_rest {
             AtRest::Plaintext if enc.current_id().is_some() => {
@@ -75,28 +118,7 @@ pub async fn seal_plaintext_secrets(store: &dyn Store, enc: &KeyEncryption) -> a
             _ => {}
         }
     }
-    let Some(current) = enc.current_id() else {
-        log::warn!(
-            "no key-encryption key is configured (secrets.key_file / AUTH__SECRETS__KEY_FILE): \
-             signing keys and the cookie key are stored unencrypted in the database"
-        );
-        return Ok(());
-    };
-    if !updates.is_empty() {
-        store.replace_secrets(&updates).await?;
-        log::warn!(
-            "encrypted {} stored secret(s) that were in plaintext under key-encryption key {current}; \
-             backups made before now still hold them in plaintext",
-            updates.len()
-        );
-    }
-    if previous > 0 {
-        log::info!(
-            "{previous} stored secret(s) are sealed under a previous key-encryption key; \
-             run `auth-server keys rewrap` to re-seal them under {current}"
-        );
-    }
-    Ok(())
+    Ok((updates, previous))
 }
 
 fn refuse_start(e: SealError) -> anyhow::Error {

@@ -148,7 +148,12 @@ async fn rotate(
             access: issued.access,
             refresh: None,
         };
-        state.store.add_tokens(&access_only).await?;
+        if !state.store.add_tokens(&access_only).await? {
+            // The family was revoked meanwhile (reuse seen by another request).
+            return Err(ServiceError::InvalidGrant(
+                "the refresh token is no longer valid".into(),
+            ));
+        }
     }
     let id_token =
         issuance::id_token_for(state, client_id, &p.user, scope, p.grant.auth_time, None)?;

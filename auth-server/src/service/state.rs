@@ -99,17 +99,16 @@ impl AppState {
         }
     }
 
-    /// The longest lifetime of anything we sign (retired keys stay published this long).
+    /// How long retired keys stay published: the longest lifetime of anything we
+    /// sign, plus the time another replica may still sign with a retired key.
     pub fn max_token_ttl(&self) -> i64 {
-        self.settings
-            .oauth
-            .access_token_ttl_secs
-            .max(self.settings.oauth.id_token_ttl_secs)
+        self.settings.key_publication_secs()
     }
 
-    /// Re-reads the keys from storage (after `keys rotate` in another process). The
-    /// ring is only rebuilt when the stored keys changed: `/jwks.json` calls this on
-    /// every request, and a rebuild re-parses every private key.
+    /// Re-reads the keys from storage (after `keys rotate` in another process or
+    /// replica). The ring is only rebuilt when the stored keys changed: `/jwks.json`
+    /// calls this on every request, the maintenance loop every `keys.refresh_secs`,
+    /// and a rebuild re-parses every private key.
     pub async fn reload_keys(&self) -> ServiceResult<Arc<KeyRing>> {
         let stored = self.store.list_keys().await?;
         let current = self.ring();

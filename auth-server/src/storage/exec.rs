@@ -7,6 +7,7 @@
 //! so the rusqlite store runs an operation to completion in a single poll on the
 //! calling thread (`sqlite::run`), as fast as a direct call.
 
+use super::queries::Locking;
 use super::{StoreError, StoreResult};
 
 /// A bound statement argument. Only the types the schema uses: TEXT and BIGINT
@@ -107,7 +108,26 @@ pub(crate) trait Exec {
 /// rolls back together. Implemented only by the stores' transaction wrappers, so
 /// that an operation of several statements (a cascade) cannot be handed a bare
 /// connection.
-pub(crate) trait InTransaction: Exec {}
+pub(crate) trait InTransaction: Exec {
+    /// Whether rows must be locked explicitly (`SELECT ... FOR UPDATE`): on
+    /// PostgreSQL. A SQLite write transaction already excludes every other writer.
+    fn row_locks(&self) -> bool;
+}
+
+/// The first row of a locking `SELECT`, locked until the transaction ends (see
+/// [`Locking`]).
+pub(crate) async fn fetch_locked<T: FromRow>(
+    e: &mut impl InTransaction,
+    statement: &Locking,
+    args: &[Arg<'_>],
+) -> StoreResult<Option<T>> {
+    let sql = if e.row_locks() {
+        statement.for_update
+    } else {
+        statement.plain
+    };
+    e.fetch_optional(sql, args).await
+}
 
 /// A row that must exist (an aggregate, or a value just written).
 pub(crate) async fn fetch_one<T: FromRow>(

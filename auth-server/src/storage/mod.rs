@@ -42,8 +42,49 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Whether `url` names a database a store opens: PostgreSQL or SQLite.
+pub fn supported_url(url: &str) -> bool {
+    ["postgres://", "postgresql://", "sqlite:"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+}
+
+/// `url` as it may be shown in logs and errors: a password in it (the user
+/// information's, or a `password=` parameter) replaced by `***`. The user
+/// information ends at the last `@`, so that a password with an unencoded `@`,
+/// `/` or `?` is still hidden whole.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _password)) => (format!("{user}:***@"), &rest[at + 1..]),
+            None => (rest[..=at].to_string(), &rest[at + 1..]),
+        },
+        None => (String::new(), rest),
+    };
+    let rest = match rest.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => rest.to_string(),
+    };
+    format!("{scheme}://{userinfo}{rest}")
+}
+
 /// Opens the store for `url`: a SQLite file on the rusqlite store, anything else
-/// (PostgreSQL, in-memory SQLite) on the sqlx store. Creates the schema if needed.
+/// (PostgreSQL, in-memory SQLite) on the sqlx store. Creates the schema if needed;
+/// on PostgreSQL one process at a time (see `sql::SqlStore::connect`).
 pub async fn open(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
     if let Some((path, create)) = sqlite::file_url(url) {
         return Ok(Arc::new(sqlite::SqliteStore::open(
@@ -374,10 +415,13 @@ pub trait Store: Send + Sync + 'static {
     async fn find_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>>;
     async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>>;
     /// Marks `old_hash` rotated (only if it was not yet) and stores the new tokens, in
-    /// one transaction. Returns false if another request rotated it first.
+    /// one transaction. Returns false (and stores nothing) if another request rotated
+    /// it first or the grant is revoked, on any connection or replica.
     async fn rotate_refresh(&self, old_hash: &str, now: i64, issued: &Issued) -> StoreResult<bool>;
     /// Stores tokens for an existing grant without rotating (grace-window retries).
-    async fn add_tokens(&self, issued: &Issued) -> StoreResult<()>;
+    /// Returns false (and stores nothing) if the grant is revoked, also by a
+    /// revocation running at the same time on another connection or replica.
+    async fn add_tokens(&self, issued: &Issued) -> StoreResult<bool>;
     async fn insert_access_token(&self, token: &AccessTokenRecord) -> StoreResult<()>;
     async fn find_access_token(&self, jti: &str) -> StoreResult<Option<AccessTokenRecord>>;
     /// Revokes one access token and records it in the revocation feed.
@@ -415,4 +459,49 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes expired codes, sessions, tokens and revocation feed entries; returns
     /// rows removed.
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        for (url, shown) in [
+            (
+                "postgres://auth:s3cret@db.internal:5432/auth",
+                "postgres://auth:***@db.internal:5432/auth",
+            ),
+            (
+                "postgresql://auth:p@ss/w?rd@10.0.0.5/auth?sslmode=require",
+                "postgresql://auth:***@10.0.0.5/auth?sslmode=require",
+            ),
+            (
+                "postgres://db.internal/auth?user=auth&password=s3cret&sslmode=require",
+                "postgres://db.internal/auth?user=auth&password=***&sslmode=require",
+            ),
+            (
+                "postgres://auth@db.internal/auth",
+                "postgres://auth@db.internal/auth",
+            ),
+            (
+                "sqlite://data/auth-server.db?mode=rwc",
+                "sqlite://data/auth-server.db?mode=rwc",
+            ),
+            ("data/auth-server.db", "data/auth-server.db"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+        assert!(!redact_url("postgres://a:b%40c@h/d").contains("b%40c"));
+    }
+
+    #[test]
+    fn postgres_and_sqlite_urls_are_supported() {
+        assert!(supported_url("postgres://u:p@127.0.0.1:5432/db"));
+        assert!(supported_url("postgresql://127.0.0.1/db"));
+        assert!(supported_url("sqlite://data/a.db?mode=rwc"));
+        assert!(supported_url("sqlite::memory:"));
+        assert!(!supported_url("mysql://127.0.0.1/db"));
+        assert!(!supported_url("data/a.db"));
+    }
 }

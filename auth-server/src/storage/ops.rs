@@ -2,10 +2,18 @@
 //! stores. A store decides only where an operation runs: on which connection, and
 //! in which transaction.
 //!
-//! Two rules for every operation here:
+//! Three rules for every operation here:
 //! - One of more than one statement (a cascade, or a check then a write) takes
 //!   `&mut impl InTransaction`, so that it cannot be run outside a transaction;
 //!   a single statement takes `&mut impl Exec`.
+//! - A check that a later write relies on either is that write (a conditional
+//!   `UPDATE ... WHERE used_at IS NULL`, which PostgreSQL re-checks after waiting for
+//!   a concurrent writer of the row), or reads with [`fetch_locked`]
+//!   (`SELECT ... FOR UPDATE` on PostgreSQL). Replicas share one PostgreSQL
+//!   database at its default isolation (READ COMMITTED), so these locks are what
+//!   keeps a code single-use, a refresh token rotating once and a revoked family
+//!   revoked when requests for them land on different replicas at the same time.
+//!   Rows are locked in one order, grant before its tokens, grants in id order.
 //! - It awaits nothing but `Exec` methods and other operations of this file: no
 //!   lock, channel, timer or I/O of its own. The rusqlite store's `Exec` never
 //!   suspends, so that store runs an operation to completion in one poll
@@ -14,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use super::exec::{args, fetch_one, Arg, Exec, InTransaction};
+use super::exec::{args, fetch_locked, fetch_one, Arg, Exec, InTransaction};
 use super::queries as q;
 use super::*;
 
@@ -196,9 +204,10 @@ pub(crate) async fn list_keys(e: &mut impl Exec) -> StoreResult<Vec<StoredKey>> 
     e.fetch_all(q::LIST_KEYS, args![]).await
 }
 
-async fn insert_key(e: &mut impl Exec, k: &StoredKey) -> StoreResult<()> {
+/// Runs `sql` (one of the key inserts) for `k`; returns the rows inserted.
+async fn insert_key(e: &mut impl Exec, sql: &'static str, k: &StoredKey) -> StoreResult<u64> {
     e.execute(
-        q::INSERT_KEY,
+        sql,
         args![
             &k.kid,
             &k.alg,
@@ -207,8 +216,7 @@ async fn insert_key(e: &mut impl Exec, k: &StoredKey) -> StoreResult<()> {
             k.created_at
         ],
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Retires the active keys and stores `k` as the new one.
@@ -218,20 +226,14 @@ pub(crate) async fn rotate_keys(
     now: i64,
 ) -> StoreResult<()> {
     e.execute(q::RETIRE_KEYS, args![now]).await?;
-    insert_key(e, k).await
+    insert_key(e, q::INSERT_KEY, k).await?;
+    Ok(())
 }
 
-/// Stores `k` only if no key is active; returns whether it did.
-pub(crate) async fn insert_first_key(
-    e: &mut impl InTransaction,
-    k: &StoredKey,
-) -> StoreResult<bool> {
-    let active: i64 = fetch_one(e, q::COUNT_ACTIVE_KEYS, args![]).await?;
-    if active > 0 {
-        return Ok(false);
-    }
-    insert_key(e, k).await?;
-    Ok(true)
+/// Stores `k` only if no key is active; returns whether it did. One statement:
+/// of replicas starting together on an empty database, one stores its key.
+pub(crate) async fn insert_first_key(e: &mut impl Exec, k: &StoredKey) -> StoreResult<bool> {
+    Ok(insert_key(e, q::INSERT_FIRST_KEY, k).await? == 1)
 }
 
 // ----- sessions and consent -----
@@ -316,9 +318,10 @@ pub(crate) async fn redeem_code(
     {
         return Ok(CodeRedemption::Fresh(record));
     }
-    let Some(record) = e
-        .fetch_optional::<AuthCodeRecord>(q::CODE_BY_HASH, args![code_hash])
-        .await?
+    // A replay (or no such code). Locked: a redemption's `create_grant` on another
+    // connection has either linked its grant already, which is then reported to be
+    // revoked, or waits and then finds the replay mark.
+    let Some(record) = fetch_locked::<AuthCodeRecord>(e, &q::LOCK_CODE, args![code_hash]).await?
     else {
         return Ok(CodeRedemption::NotFound);
     };
@@ -365,7 +368,7 @@ pub(crate) async fn create_grant(
         ],
     )
     .await?;
-    add_tokens(e, issued).await?;
+    insert_tokens(e, issued).await?;
     if let Some(a) = audit {
         insert_audit(e, a).await?;
     }
@@ -388,9 +391,11 @@ pub(crate) async fn revoke_grant(
     now: i64,
     forget_consent: bool,
 ) -> StoreResult<bool> {
-    let Some((user_id, client_id)) = e
-        .fetch_optional::<(Option<String>, String)>(q::GRANT_OWNER, args![grant_id])
-        .await?
+    // The grant first, locked: a token write to it (`rotate_refresh`, `add_tokens`)
+    // waits for this revocation and then stores nothing, or finished before and its
+    // tokens are revoked below.
+    let Some((user_id, client_id)) =
+        fetch_locked::<(Option<String>, String)>(e, &q::LOCK_GRANT_OWNER, args![grant_id]).await?
     else {
         return Ok(false);
     };
@@ -475,9 +480,34 @@ pub(crate) async fn insert_access_token(
     Ok(())
 }
 
+/// Locks the grant `issued` belongs to, if it is live; false if it is revoked
+/// (or gone). A revocation running meanwhile finishes first.
+async fn lock_live_grant(e: &mut impl InTransaction, issued: &Issued) -> StoreResult<bool> {
+    let grant_id = issued
+        .access
+        .grant_id
+        .as_deref()
+        .ok_or_else(|| StoreError::Failed("tokens for a grant without its id".into()))?;
+    Ok(
+        fetch_locked::<String>(e, &q::LOCK_LIVE_GRANT, args![grant_id])
+            .await?
+            .is_some(),
+    )
+}
+
+/// Stores tokens for an existing grant while it is live; false (nothing stored)
+/// if it is revoked.
+pub(crate) async fn add_tokens(e: &mut impl InTransaction, issued: &Issued) -> StoreResult<bool> {
+    if !lock_live_grant(e, issued).await? {
+        return Ok(false);
+    }
+    insert_tokens(e, issued).await?;
+    Ok(true)
+}
+
 /// Stores the tokens of one token-endpoint call; a refresh
 /// token keeps its grant alive at least as long as itself.
-pub(crate) async fn add_tokens(e: &mut impl InTransaction, issued: &Issued) -> StoreResult<()> {
+async fn insert_tokens(e: &mut impl InTransaction, issued: &Issued) -> StoreResult<()> {
     insert_access_token(e, &issued.access).await?;
     if let Some(r) = &issued.refresh {
         e.execute(
@@ -506,20 +536,26 @@ pub(crate) async fn find_refresh(
 }
 
 /// Marks `old_hash` rotated, only if it was not yet, and stores
-/// the new tokens. `Ok(false)`: another request rotated it first; nothing written.
+/// the new tokens. `Ok(false)`: another request rotated it first, or the grant is
+/// revoked; nothing written. The conditional update is the single-use check: of
+/// concurrent rotations (on any replica) one changes the row, the others wait for
+/// it and then change nothing.
 pub(crate) async fn rotate_refresh(
     e: &mut impl InTransaction,
     old_hash: &str,
     now: i64,
     issued: &Issued,
 ) -> StoreResult<bool> {
+    if !lock_live_grant(e, issued).await? {
+        return Ok(false);
+    }
     if e.execute(q::ROTATE_REFRESH_TOKEN, args![now, old_hash])
         .await?
         != 1
     {
         return Ok(false);
     }
-    add_tokens(e, issued).await?;
+    insert_tokens(e, issued).await?;
     Ok(true)
 }
 

@@ -1,7 +1,8 @@
 //! Every SQL statement of the store, written once and run by both drivers: the
 //! rusqlite store (SQLite files) and the sqlx `Any` store (PostgreSQL, in-memory
 //! SQLite). The text is portable: `$n` placeholders, `ON CONFLICT`, `RETURNING`,
-//! BIGINT unix seconds and 0/1 flags.
+//! BIGINT unix seconds and 0/1 flags; a locking read ([`Locking`]) gets its
+//! `FOR UPDATE` on PostgreSQL only.
 //!
 //! SQLite reads `$n` as a *named* parameter and numbers it by first appearance,
 //! while rusqlite binds by position; so in every statement `$1, $2, ...` must
@@ -20,7 +21,34 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "revocation feed",
         include_str!("../../migrations/0002_revocation_feed.sql"),
     ),
+    (
+        3,
+        "one active signing key",
+        include_str!("../../migrations/0003_one_active_signing_key.sql"),
+    ),
 ];
+
+/// A `SELECT` whose rows stay locked until the transaction ends, for a check that
+/// a later write of the same transaction relies on. On PostgreSQL that is
+/// `SELECT ... FOR UPDATE` (`for_update`): another transaction that writes or locks
+/// those rows waits for this one, and then sees its writes. SQLite has no row locks
+/// (nor the syntax): its write transactions (`BEGIN IMMEDIATE`) hold the whole
+/// database's write lock from their first statement, so the `plain` text is as
+/// exclusive there. The statement is written once; [`for_update!`] adds the clause.
+#[derive(Debug, Clone, Copy)]
+pub struct Locking {
+    pub plain: &'static str,
+    pub for_update: &'static str,
+}
+
+macro_rules! for_update {
+    ($sql:expr) => {
+        Locking {
+            plain: $sql,
+            for_update: concat!($sql, " FOR UPDATE"),
+        }
+    };
+}
 
 macro_rules! user_columns {
     () => {
@@ -83,6 +111,24 @@ macro_rules! statements {
     };
 }
 
+/// Declares the locking statements and, for the tests, the list of all of them.
+macro_rules! locking_statements {
+    ($($(#[$doc:meta])* $name:ident = $sql:expr;)*) => {
+        $($(#[$doc])* pub const $name: Locking = for_update!($sql);)*
+        #[cfg(test)]
+        const ALL_LOCKING: &[Locking] = &[$($name),*];
+    };
+}
+
+locking_statements! {
+    /// A code, locked: a replay marks it while no redemption can link a grant.
+    LOCK_CODE = concat!("SELECT ", code_columns!(), " FROM auth_codes WHERE code_hash = $1");
+    /// A live grant, locked: tokens are added to it only while no revocation runs.
+    LOCK_LIVE_GRANT = "SELECT id FROM grants WHERE id = $1 AND revoked_at IS NULL";
+    /// The owner of a grant, locked for its revocation: token writes to it wait.
+    LOCK_GRANT_OWNER = "SELECT user_id, client_id FROM grants WHERE id = $1";
+}
+
 statements! {
     // ----- users -----
 
@@ -94,8 +140,10 @@ statements! {
     LIST_USERS = concat!("SELECT ", user_columns!(), " FROM users ORDER BY username");
     SET_PASSWORD = "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3";
     SET_DISABLED = "UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3";
+    /// In id order, the order every cascade locks grants in: two cascades over the
+    /// same grants queue instead of deadlocking.
     LIVE_GRANTS_OF_USER = "SELECT g.id FROM grants g JOIN users u ON u.id = g.user_id \
-        WHERE u.username = $1 AND g.revoked_at IS NULL";
+        WHERE u.username = $1 AND g.revoked_at IS NULL ORDER BY g.id";
     DELETE_SESSIONS_OF_USER = "DELETE FROM sessions \
         WHERE user_id = (SELECT id FROM users WHERE username = $1)";
 
@@ -115,7 +163,8 @@ statements! {
     );
     UPDATE_CLIENT_METADATA = "UPDATE clients SET metadata = $1, client_name = $2, \
         updated_at = $3 WHERE client_id = $4";
-    LIVE_GRANTS_OF_CLIENT = "SELECT id FROM grants WHERE client_id = $1 AND revoked_at IS NULL";
+    LIVE_GRANTS_OF_CLIENT = "SELECT id FROM grants WHERE client_id = $1 AND revoked_at IS NULL \
+        ORDER BY id";
     REVOKE_ACCESS_TOKENS_OF_CLIENT = "UPDATE access_tokens SET revoked_at = $1 \
         WHERE client_id = $2 AND revoked_at IS NULL";
     DELETE_CODES_OF_CLIENT = "DELETE FROM auth_codes WHERE client_id = $1";
@@ -129,7 +178,11 @@ statements! {
     INSERT_KEY = "INSERT INTO signing_keys \
         (kid, alg, private_pkcs8, public_key, created_at, retired_at) \
         VALUES ($1, $2, $3, $4, $5, NULL)";
-    COUNT_ACTIVE_KEYS = "SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL";
+    /// Inserts nothing when a key is active (the `signing_keys_one_active` index),
+    /// also when another process inserted one a moment ago.
+    INSERT_FIRST_KEY = "INSERT INTO signing_keys \
+        (kid, alg, private_pkcs8, public_key, created_at, retired_at) \
+        VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT DO NOTHING";
     /// Re-seals a private key, only if it still holds the value that was read.
     RESEAL_KEY = "UPDATE signing_keys SET private_pkcs8 = $1 \
         WHERE kid = $2 AND private_pkcs8 = $3";
@@ -157,7 +210,6 @@ statements! {
         "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL RETURNING ",
         code_columns!()
     );
-    CODE_BY_HASH = concat!("SELECT ", code_columns!(), " FROM auth_codes WHERE code_hash = $1");
     /// Links a code to its grant, or to the replay mark; only the first link counts.
     LINK_CODE = "UPDATE auth_codes SET grant_id = $1 WHERE code_hash = $2 AND grant_id IS NULL";
 
@@ -166,7 +218,6 @@ statements! {
     INSERT_GRANT = "INSERT INTO grants (id, user_id, client_id, scope, resource, auth_time, \
         created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)";
     GRANT_BY_ID = concat!("SELECT ", grant_columns!(""), " FROM grants WHERE id = $1");
-    GRANT_OWNER = "SELECT user_id, client_id FROM grants WHERE id = $1";
     REVOKE_GRANT = "UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
     /// A new refresh token keeps its grant alive at least as long as itself.
     EXTEND_GRANT = "UPDATE grants SET expires_at = $1 WHERE id = $2 AND expires_at < $1";
@@ -270,9 +321,17 @@ mod tests {
         out
     }
 
+    /// Every statement text, the locking ones in both forms.
+    fn every_text() -> Vec<&'static str> {
+        ALL.iter()
+            .copied()
+            .chain(ALL_LOCKING.iter().flat_map(|l| [l.plain, l.for_update]))
+            .collect()
+    }
+
     #[test]
     fn placeholders_first_appear_in_increasing_order() {
-        for sql in ALL {
+        for sql in every_text() {
             let mut next = 1;
             for n in placeholders(sql) {
                 assert!(
@@ -303,7 +362,16 @@ mod tests {
 
     #[test]
     fn no_two_statements_have_the_same_text() {
-        let unique: std::collections::HashSet<_> = ALL.iter().collect();
-        assert_eq!(unique.len(), ALL.len(), "two constants hold the same text");
+        let all = every_text();
+        let unique: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "two constants hold the same text");
+    }
+
+    #[test]
+    fn locking_statements_lock_on_postgres_only() {
+        for l in ALL_LOCKING {
+            assert!(l.plain.starts_with("SELECT ") && !l.plain.contains("FOR UPDATE"));
+            assert_eq!(l.for_update, format!("{} FOR UPDATE", l.plain));
+        }
     }
 }

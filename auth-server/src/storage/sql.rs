@@ -4,13 +4,18 @@
 //! writers queue on the busy timeout instead of failing. The statements and
 //! operations are the shared ones (`queries`, `ops`); this file only chooses the
 //! pool and the transaction for each.
+//!
+//! On PostgreSQL several replicas share the database. Transactions run at its
+//! default isolation, READ COMMITTED; the operations that need more lock the rows
+//! they check (`SELECT ... FOR UPDATE`, see `ops.rs`), so nothing is retried.
+//! Migrations run under the migrator's advisory lock, one process at a time.
 
 use std::borrow::Cow;
 
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::query::Query;
-use sqlx::{AnyConnection, AnyPool, Row, SqlSafeStr, Transaction};
+use sqlx::{AnyConnection, AnyPool, Connection, Row, SqlSafeStr, Transaction};
 
 use super::exec::{Arg, Column, Exec, Fields, FromRow, InTransaction};
 use super::*;
@@ -46,7 +51,10 @@ fn pool_options(sqlite: bool, max_connections: u32) -> AnyPoolOptions {
         .max_connections(max_connections.max(1))
         .acquire_timeout(std::time::Duration::from_secs(10));
     if !sqlite {
-        return options;
+        // No ping before each use: it would be one more round trip in every store
+        // call. sqlx pings on release, off the request path, and drops a broken
+        // connection then; one that breaks while idle fails its next statement.
+        return options.test_before_acquire(false);
     }
     options.after_connect(|conn, _meta| {
         Box::pin(async move {
@@ -84,8 +92,10 @@ impl SqlStore {
             .await?;
         if sqlite {
             sqlx::query(queries::ENABLE_WAL).execute(&write).await?;
+            migrator().run(&write).await?;
+        } else {
+            migrate_postgres(url).await?;
         }
-        migrator().run(&write).await?;
         let read = if sqlite {
             pool_options(sqlite, max_connections).connect(url).await?
         } else {
@@ -99,11 +109,32 @@ impl SqlStore {
     }
 
     async fn begin(&self) -> StoreResult<SqlxTx> {
-        Ok(SqlxTx(if self.sqlite {
+        let tx = if self.sqlite {
             self.write.begin_with("BEGIN IMMEDIATE").await?
         } else {
             self.write.begin().await?
-        }))
+        };
+        Ok(SqlxTx {
+            tx,
+            row_locks: !self.sqlite,
+        })
+    }
+
+    /// A transaction for reads that must agree with each other: one snapshot. A
+    /// SQLite read transaction is one; on PostgreSQL READ COMMITTED would give each
+    /// statement its own, so it is REPEATABLE READ (read only: it never conflicts).
+    async fn begin_read(&self) -> StoreResult<SqlxTx> {
+        let tx = if self.sqlite {
+            self.read.begin().await?
+        } else {
+            self.read
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?
+        };
+        Ok(SqlxTx {
+            tx,
+            row_locks: !self.sqlite,
+        })
     }
 
     pub async fn close(&self) {
@@ -145,19 +176,38 @@ impl Exec for AnyConnection {
     }
 }
 
+/// Applies the migrations on PostgreSQL, one process at a time: sqlx's migrator
+/// takes a session-level advisory lock (`pg_advisory_lock`, keyed by the database
+/// name) before it even creates its ledger, so replicas starting together queue
+/// there; the first applies what is missing, the others then find it applied.
+/// On a connection of its own, closed after: a run that fails half-way returns
+/// without unlocking, and a pooled connection would go on holding the lock.
+async fn migrate_postgres(url: &str) -> StoreResult<()> {
+    let mut conn = AnyConnection::connect(url).await?;
+    let applied = migrator().run(&mut conn).await;
+    if let Err(e) = conn.close().await {
+        log::warn!("closing the migration connection: {e}");
+    }
+    Ok(applied?)
+}
+
 /// A sqlx transaction running the shared statements: the only [`Exec`] here that
 /// operations of several statements accept ([`InTransaction`]).
-pub(crate) struct SqlxTx(Transaction<'static, sqlx::Any>);
+pub(crate) struct SqlxTx {
+    tx: Transaction<'static, sqlx::Any>,
+    /// PostgreSQL: locking reads add `FOR UPDATE`.
+    row_locks: bool,
+}
 
 impl SqlxTx {
     async fn commit(self) -> StoreResult<()> {
-        Ok(self.0.commit().await?)
+        Ok(self.tx.commit().await?)
     }
 }
 
 impl Exec for SqlxTx {
     async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
-        Exec::execute(&mut *self.0, sql, args).await
+        Exec::execute(&mut *self.tx, sql, args).await
     }
 
     async fn fetch_optional<T: FromRow>(
@@ -165,7 +215,7 @@ impl Exec for SqlxTx {
         sql: &'static str,
         args: &[Arg<'_>],
     ) -> StoreResult<Option<T>> {
-        Exec::fetch_optional(&mut *self.0, sql, args).await
+        Exec::fetch_optional(&mut *self.tx, sql, args).await
     }
 
     async fn fetch_all<T: FromRow>(
@@ -173,11 +223,15 @@ impl Exec for SqlxTx {
         sql: &'static str,
         args: &[Arg<'_>],
     ) -> StoreResult<Vec<T>> {
-        Exec::fetch_all(&mut *self.0, sql, args).await
+        Exec::fetch_all(&mut *self.tx, sql, args).await
     }
 }
 
-impl InTransaction for SqlxTx {}
+impl InTransaction for SqlxTx {
+    fn row_locks(&self) -> bool {
+        self.row_locks
+    }
+}
 
 fn bind(sql: &'static str, args: &[Arg<'_>]) -> Query<'static, sqlx::Any, AnyArguments> {
     args.iter().fold(sqlx::query(sql), |query, arg| match *arg {
@@ -343,7 +397,7 @@ impl Store for SqlStore {
         in_transaction!(self, rotate_refresh(old_hash, now, issued))
     }
 
-    async fn add_tokens(&self, issued: &Issued) -> StoreResult<()> {
+    async fn add_tokens(&self, issued: &Issued) -> StoreResult<bool> {
         in_transaction!(self, add_tokens(issued))
     }
 
@@ -369,14 +423,14 @@ impl Store for SqlStore {
     }
 
     async fn revocations_after(&self, after: i64, limit: i64) -> StoreResult<RevocationPage> {
-        let mut tx = SqlxTx(self.read.begin().await?);
+        let mut tx = self.begin_read().await?;
         let page = ops::revocations_after(&mut tx, after, limit).await?;
         tx.commit().await?;
         Ok(page)
     }
 
     async fn active_grants(&self, now: i64) -> StoreResult<Vec<GrantSummary>> {
-        let mut tx = SqlxTx(self.read.begin().await?);
+        let mut tx = self.begin_read().await?;
         let grants = ops::active_grants(&mut tx, now).await?;
         tx.commit().await?;
         Ok(grants)

@@ -399,7 +399,13 @@ impl Exec for RusqliteTx<'_> {
     }
 }
 
-impl InTransaction for RusqliteTx<'_> {}
+/// Every write transaction here is `BEGIN IMMEDIATE`: it holds the database's
+/// write lock, no row lock is needed.
+impl InTransaction for RusqliteTx<'_> {
+    fn row_locks(&self) -> bool {
+        false
+    }
+}
 
 impl ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -714,7 +720,7 @@ impl Store for SqliteStore {
         self.write(|c| run(ops::rotate_refresh(c, old_hash, now, issued)))
     }
 
-    async fn add_tokens(&self, issued: &Issued) -> StoreResult<()> {
+    async fn add_tokens(&self, issued: &Issued) -> StoreResult<bool> {
         self.write(|c| run(ops::add_tokens(c, issued)))
     }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::helpers::*;
 
 async fn open_store(app: &TestApp) -> SqlStore {
-    SqlStore::connect(&format!("sqlite://{}?mode=rwc", app.db_path.display()), 1)
+    SqlStore::connect(&app.settings.database_url(), 1)
         .await
         .unwrap()
 }

@@ -499,11 +499,9 @@ async fn a_storage_failure_in_the_browser_flow_is_an_html_page() {
         .get(&app, &authorize_url(&app, &client_id, &[]))
         .await;
     // Break the storage behind the server's back.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path.display()))
-        .await
-        .unwrap();
+    let mut conn = raw_connection(&app.settings).await;
     sqlx::query("DROP TABLE consents")
-        .execute(&pool)
+        .execute(&mut conn)
         .await
         .unwrap();
     let (status, headers, page) = submit_login(&app, &mut browser, &html, "demo", "demo123").await;
@@ -600,7 +598,7 @@ async fn audit_trail_covers_every_security_event_and_the_cli_shows_it() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_auth-server"))
         .args([
             "--db",
-            app.db_path.to_str().unwrap(),
+            &app.settings.database_url(),
             "audit",
             "--limit",
             "100",
@@ -644,7 +642,7 @@ async fn audit_trail_covers_every_security_event_and_the_cli_shows_it() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_auth-server"))
         .args([
             "--db",
-            app.db_path.to_str().unwrap(),
+            &app.settings.database_url(),
             "audit",
             "--limit",
             "3",

@@ -16,18 +16,31 @@ pub struct TestApp {
     /// `http://<metrics listener>` (`server.metrics_listen`), when metrics are on.
     pub metrics_base: Option<String>,
     pub http: reqwest::Client,
-    pub db_path: PathBuf,
     pub settings: Settings,
     pub handle: actix_web::dev::ServerHandle,
     _dir: Option<tempfile::TempDir>,
 }
 
+/// Settings for a test app on the database `db_path` names: that SQLite file, or
+/// with `AUTH_TEST_BACKEND=postgres` a fresh PostgreSQL schema of its own (the
+/// same one for every call with the same path, so a restart finds its data),
+/// dropped when the test ends.
 pub fn test_settings(db_path: &std::path::Path) -> Settings {
+    let mut s = settings_on("");
+    s.database.path = db_path.display().to_string();
+    if postgres_backend() {
+        s.database.url = postgres_database_for(db_path);
+    }
+    s
+}
+
+/// Settings for a test app on the database `url` (`""`: `database.path`).
+pub fn settings_on(url: &str) -> Settings {
     let mut s = Settings::default();
     s.server.listen = "127.0.0.1:0".into();
     s.server.metrics_listen = "127.0.0.1:0".into();
     s.server.workers = 2;
-    s.database.path = db_path.display().to_string();
+    s.database.url = url.into();
     s.oauth.resources = vec![RESOURCE.into(), "http://127.0.0.1:39998/other".into()];
     s.demo.enabled = true;
     s
@@ -50,6 +63,10 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 /// Starts an app on `settings` (the issuer is set to the bound address when the
 /// listen port is 0 and the issuer is the default).
 pub async fn start(mut settings: Settings) -> TestApp {
+    assert!(
+        !postgres_backend() || settings.database_url().starts_with("postgres"),
+        "with AUTH_TEST_BACKEND=postgres every test app runs on PostgreSQL"
+    );
     // Bind first to learn the port, then set the issuer to match.
     if settings.server.issuer == Settings::default().server.issuer {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -64,7 +81,6 @@ pub async fn start(mut settings: Settings) -> TestApp {
     let base = format!("http://{}", app.local_addr());
     let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
     let handle = app.handle();
-    let db_path = PathBuf::from(&settings.database.path);
     tokio::spawn(app.server());
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -74,7 +90,6 @@ pub async fn start(mut settings: Settings) -> TestApp {
         base,
         metrics_base,
         http,
-        db_path,
         settings,
         handle,
         _dir: None,
@@ -416,37 +431,172 @@ pub fn decode_header(jwt: &str) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-/// A fresh PostgreSQL database named `<prefix>_<random>` on the server of
-/// `AUTH_TEST_POSTGRES_URL`: when that is set, the server must answer (else the
-/// test fails). When it is not set, the local trust-auth server is tried, and
-/// `None` (with a note) when it does not answer: the PostgreSQL runs are then a
-/// bonus on machines that have one. Returns the admin URL, the database name and
-/// the database's own URL; drop it with [`drop_postgres_database`].
-pub async fn create_postgres_database(prefix: &str) -> Option<(String, String, String)> {
+/// Whether the apps of these tests run on PostgreSQL (`AUTH_TEST_BACKEND=postgres`)
+/// rather than on SQLite files (`sqlite`, the default).
+pub fn postgres_backend() -> bool {
+    match std::env::var("AUTH_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("AUTH_TEST_BACKEND={other:?}: use sqlite or postgres"),
+    }
+}
+
+/// The test schemas made for `test_settings`, by the path that names them.
+static POSTGRES_SCHEMAS: std::sync::Mutex<BTreeMap<PathBuf, String>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The URL of the PostgreSQL schema standing in for the SQLite file `path`: made on
+/// first use, dropped when the test's runtime shuts down (the test ended). A schema
+/// of its own rather than a database: as fresh, and dropping a database forces a
+/// checkpoint (about a second each, on the whole server).
+fn postgres_database_for(path: &std::path::Path) -> String {
+    let mut made = POSTGRES_SCHEMAS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(url) = made.get(path) {
+        return url.clone();
+    }
+    let runtime = tokio::runtime::Handle::try_current()
+        .expect("test_settings with AUTH_TEST_BACKEND=postgres runs inside a tokio test");
+    // Synchronous, on a thread of its own (this one may be the test's only
+    // runtime thread).
+    let (admin_url, name, url) = std::thread::spawn(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(postgres_schema("auth_it"))
+    })
+    .join()
+    .unwrap();
+    made.insert(path.to_path_buf(), url.clone());
+    drop_at_the_end(
+        &runtime,
+        DropScratch {
+            admin_url,
+            scratch: Scratch::Schema(name),
+            path: Some(path.to_path_buf()),
+        },
+    );
+    url
+}
+
+/// A fresh PostgreSQL database for this test, dropped when the test ends; `None`
+/// when skipped (see [`create_postgres_database`]). Returns its URL.
+pub async fn postgres_test_database(prefix: &str) -> Option<String> {
+    let (admin_url, name, url) = create_postgres_database(prefix).await?;
+    drop_at_the_end(
+        &tokio::runtime::Handle::current(),
+        DropScratch {
+            admin_url,
+            scratch: Scratch::Database(name),
+            path: None,
+        },
+    );
+    Some(url)
+}
+
+/// Keeps `dropper` in a task of the test's runtime: the runtime drops it with its
+/// other tasks when the test ends, passed or failed.
+fn drop_at_the_end(runtime: &tokio::runtime::Handle, dropper: DropScratch) {
+    runtime.spawn(async move {
+        let _dropper = dropper;
+        std::future::pending::<()>().await
+    });
+}
+
+/// What a test made on the PostgreSQL server.
+enum Scratch {
+    Database(String),
+    Schema(String),
+}
+
+/// Drops its database or schema when dropped (at the end of the test that made it).
+struct DropScratch {
+    admin_url: String,
+    scratch: Scratch,
+    /// The path it stands in for (`test_settings`).
+    path: Option<PathBuf>,
+}
+
+impl Drop for DropScratch {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            POSTGRES_SCHEMAS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(path);
+        }
+        let admin_url = self.admin_url.clone();
+        let (schema, name) = match &self.scratch {
+            Scratch::Database(name) => (false, name.clone()),
+            Scratch::Schema(name) => (true, name.clone()),
+        };
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    if schema {
+                        drop_postgres_schema(&admin_url, &name).await
+                    } else {
+                        drop_postgres_database(&admin_url, &name).await
+                    }
+                })
+        })
+        .join();
+        if dropped.is_err() {
+            eprintln!("dropping the test database or schema failed");
+        }
+    }
+}
+
+/// The server the PostgreSQL test databases are made on (`AUTH_TEST_POSTGRES_URL`,
+/// else the local trust-auth server), and whether it was configured.
+fn postgres_admin_url() -> (String, bool) {
+    match std::env::var("AUTH_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => (url, true),
+        _ => ("postgres://postgres@127.0.0.1:5432/test".into(), false),
+    }
+}
+
+/// A connection to the server of [`postgres_admin_url`], and its URL; `None` (with
+/// a note) when it does not answer and `required` is false.
+async fn admin_connection(required: bool) -> Option<(sqlx::PgConnection, String)> {
     use sqlx::Connection;
-    let configured = std::env::var("AUTH_TEST_POSTGRES_URL").ok();
-    let admin_url = configured
-        .clone()
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (admin_url, configured) = postgres_admin_url();
+    let required = required || configured;
     let connect = sqlx::PgConnection::connect(&admin_url);
-    let mut admin = match tokio::time::timeout(std::time::Duration::from_secs(3), connect).await {
-        Ok(Ok(conn)) => conn,
+    match tokio::time::timeout(std::time::Duration::from_secs(3), connect).await {
+        Ok(Ok(conn)) => Some((conn, admin_url)),
         failed => {
             let why = match failed {
                 Ok(Err(e)) => e.to_string(),
                 _ => "no answer within 3 s".into(),
             };
             assert!(
-                configured.is_none(),
-                "AUTH_TEST_POSTGRES_URL is set but PostgreSQL at {admin_url} is not reachable: {why}"
+                !required,
+                "PostgreSQL at {admin_url} is required (AUTH_TEST_POSTGRES_URL or \
+                 AUTH_TEST_BACKEND=postgres) but not reachable: {why}"
             );
             eprintln!(
                 "PostgreSQL at {admin_url} not reachable ({why}): skipping its run \
                  (set AUTH_TEST_POSTGRES_URL to require it)"
             );
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// A fresh PostgreSQL database named `<prefix>_<random>` on the server of
+/// `AUTH_TEST_POSTGRES_URL`: when that is set (or `AUTH_TEST_BACKEND=postgres`),
+/// the server must answer (else the test fails). When it is not set, the local
+/// trust-auth server is tried, and `None` (with a note) when it does not answer:
+/// the PostgreSQL runs are then a bonus on machines that have one. Returns the
+/// admin URL, the database name and the database's own URL; drop it with
+/// [`drop_postgres_database`].
+pub async fn create_postgres_database(prefix: &str) -> Option<(String, String, String)> {
+    use sqlx::Connection;
+    let (mut admin, admin_url) = admin_connection(postgres_backend()).await?;
     let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
@@ -456,6 +606,26 @@ pub async fn create_postgres_database(prefix: &str) -> Option<(String, String, S
     let (base, _) = admin_url.rsplit_once('/').unwrap();
     let url = format!("{base}/{name}");
     Some((admin_url, name, url))
+}
+
+/// A fresh schema named `<prefix>_<random>` in the database of the admin URL (the
+/// server must answer). Returns the admin URL, the schema name and a URL whose
+/// connections use only that schema (`search_path`) and carry its name
+/// (`application_name`, so that [`drop_postgres_schema`] can end them).
+async fn postgres_schema(prefix: &str) -> (String, String, String) {
+    use sqlx::Connection;
+    let (mut admin, admin_url) = admin_connection(true)
+        .await
+        .expect("PostgreSQL for AUTH_TEST_BACKEND=postgres");
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let separator = if admin_url.contains('?') { '&' } else { '?' };
+    let url = format!("{admin_url}{separator}options[search_path]={name}&application_name={name}");
+    (admin_url, name, url)
 }
 
 /// Drops a database made by [`create_postgres_database`], closing its connections.
@@ -545,4 +715,36 @@ impl Drop for TestRedis {
             let _: Result<(), _> = redis::Commands::del(&mut conn, keys);
         }
     }
+}
+
+/// Drops a schema made by [`postgres_schema`] with everything in it, after ending
+/// the connections made for it (one in a transaction would hold its locks).
+async fn drop_postgres_schema(admin_url: &str, name: &str) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(name)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {name} CASCADE"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+}
+
+/// A connection of its own to the database `settings` use (the SQLite file or the
+/// PostgreSQL database), to look at or change stored rows behind the server's back.
+pub async fn raw_connection(settings: &Settings) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(&settings.database_url())
+        .await
+        .unwrap()
 }

@@ -35,37 +35,53 @@ fn with_kek(settings: &Settings, kek: Option<&Path>) -> Settings {
     s
 }
 
-/// The stored secrets, read from the SQLite file directly: (kid, private_pkcs8,
+/// The stored secrets, read from the database directly: (kid, private_pkcs8,
 /// public_key) of every signing key, and the cookie key.
-fn stored(db: &Path) -> (Vec<(String, String, String)>, String) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT kid, private_pkcs8, public_key FROM signing_keys ORDER BY created_at")
+async fn stored(settings: &Settings) -> (Vec<(String, String, String)>, String) {
+    use sqlx::Connection as _;
+    let mut conn = raw_connection(settings).await;
+    let keys = sqlx::query_as(
+        "SELECT kid, private_pkcs8, public_key FROM signing_keys ORDER BY created_at, kid",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let (cookie,): (String,) = sqlx::query_as("SELECT value FROM kv WHERE key = 'cookie_key'")
+        .fetch_one(&mut conn)
+        .await
         .unwrap();
-    let keys = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let cookie = conn
-        .query_row("SELECT value FROM kv WHERE key = 'cookie_key'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    conn.close().await.unwrap();
     (keys, cookie)
 }
 
-fn assert_sealed_under(db: &Path, kek: &KeyEncryptionKey) {
+async fn assert_sealed_under(settings: &Settings, kek: &KeyEncryptionKey) {
     let prefix = format!("v1:{}:", kek.id());
-    let (keys, cookie) = stored(db);
+    let (keys, cookie) = stored(settings).await;
     for (kid, private, _) in &keys {
         assert!(private.starts_with(&prefix), "key {kid} is {private:.12}…");
     }
     assert!(cookie.starts_with(&prefix), "cookie key is {cookie:.12}…");
 }
 
-/// The database file and its WAL, as bytes.
-fn database_bytes(db: &Path) -> Vec<u8> {
+/// The database as bytes: the SQLite file and its WAL; on PostgreSQL (no file of
+/// ours) every stored value of the tables that hold secrets.
+async fn database_bytes(settings: &Settings) -> Vec<u8> {
+    if postgres_backend() {
+        let mut conn = raw_connection(settings).await;
+        let mut bytes = Vec::new();
+        for sql in [
+            "SELECT kid || alg || private_pkcs8 || public_key FROM signing_keys",
+            "SELECT key || value FROM kv",
+        ] {
+            let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
+            assert!(!rows.is_empty(), "{sql}");
+            for (text,) in rows {
+                bytes.extend(text.into_bytes());
+            }
+        }
+        return bytes;
+    }
+    let db = Path::new(&settings.database.path);
     let mut bytes = std::fs::read(db).unwrap();
     for suffix in ["-wal", "-shm"] {
         let mut side = db.as_os_str().to_owned();
@@ -131,12 +147,13 @@ async fn the_database_holds_no_private_key_in_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("auth.db");
     let (kek_path, kek) = kek_file(dir.path(), "kek", 1);
-    first_run(&test_settings(&db), Some(&kek_path)).await;
+    let settings = test_settings(&db);
+    first_run(&settings, Some(&kek_path)).await;
 
-    assert_sealed_under(&db, &kek);
+    assert_sealed_under(&settings, &kek).await;
     let enc = KeyEncryption::new(kek, Vec::new());
-    let (keys, cookie) = stored(&db);
-    let bytes = database_bytes(&db);
+    let (keys, cookie) = stored(&settings).await;
+    let bytes = database_bytes(&settings).await;
     for (kid, private, public) in &keys {
         let pkcs8_b64 = enc
             .open(&SecretSlot::SigningKey(kid.clone()), private)
@@ -170,9 +187,9 @@ async fn a_restart_with_the_same_key_keeps_tokens_and_sessions() {
     let mut browser = Browser::default();
     obtain_code(&app, &mut browser, &client_id, &[], "demo", "demo123").await;
     app.stop().await;
-    let before = stored(&db);
+    let before = stored(&settings).await;
 
-    let app = start(settings).await;
+    let app = start(settings.clone()).await;
     assert!(verifies(&jwks(&app).await, &token));
     // The sealed session cookie still opens: same cookie key, straight redirect.
     let (status, headers, _) = browser
@@ -181,8 +198,12 @@ async fn a_restart_with_the_same_key_keeps_tokens_and_sessions() {
     assert_eq!(status, StatusCode::FOUND);
     assert!(location_params(&headers).contains_key("code"));
     app.stop().await;
-    assert_eq!(stored(&db), before, "no new key, nothing re-sealed");
-    assert_sealed_under(&db, &kek);
+    assert_eq!(
+        stored(&settings).await,
+        before,
+        "no new key, nothing re-sealed"
+    );
+    assert_sealed_under(&settings, &kek).await;
 }
 
 #[tokio::test]
@@ -193,14 +214,18 @@ async fn a_wrong_or_missing_key_stops_start_up_and_replaces_nothing() {
     let (wrong, _) = kek_file(dir.path(), "wrong", 4);
     let settings = test_settings(&db);
     first_run(&settings, Some(&right)).await;
-    let before = stored(&db);
+    let before = stored(&settings).await;
 
     for kek in [Some(wrong.as_path()), None] {
         let message = build_error(with_kek(&settings, kek)).await;
         assert!(message.contains("secrets.key_file"), "{message}");
         assert!(message.contains(right_kek.id()), "{message}");
         assert!(message.contains("refusing to start"), "{message}");
-        assert_eq!(stored(&db), before, "no new signing key or cookie key");
+        assert_eq!(
+            stored(&settings).await,
+            before,
+            "no new signing key or cookie key"
+        );
     }
     let mut required = settings.clone();
     required.secrets.required = true;
@@ -208,7 +233,7 @@ async fn a_wrong_or_missing_key_stops_start_up_and_replaces_nothing() {
     assert!(message.contains("secrets.key_file"), "{message}");
 
     // A sealed value copied to another row does not open there.
-    let store = auth_server::storage::open(&format!("sqlite://{}", db.display()), 1)
+    let store = auth_server::storage::open(&settings.database_url(), 1)
         .await
         .unwrap();
     let enc = auth_server::service::keys_at_rest::key_encryption(
@@ -219,13 +244,14 @@ async fn a_wrong_or_missing_key_stops_start_up_and_replaces_nothing() {
         .await
         .unwrap();
     drop(store);
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute(
+    let mut conn = raw_connection(&settings).await;
+    sqlx::query(
         "UPDATE signing_keys SET private_pkcs8 = \
          (SELECT private_pkcs8 FROM signing_keys WHERE retired_at IS NOT NULL) \
          WHERE retired_at IS NULL",
-        [],
     )
+    .execute(&mut conn)
+    .await
     .unwrap();
     drop(conn);
     let message = build_error(with_kek(&settings, Some(&right))).await;
@@ -233,9 +259,9 @@ async fn a_wrong_or_missing_key_stops_start_up_and_replaces_nothing() {
     assert!(message.contains("secrets.key_file"), "{message}");
 }
 
-fn cli(db: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+fn cli(settings: &Settings, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_auth-server"));
-    command.arg("--db").arg(db).args(args);
+    command.arg("--db").arg(settings.database_url()).args(args);
     for (name, value) in env {
         command.env(name, value);
     }
@@ -250,7 +276,7 @@ async fn rewrap_moves_every_secret_to_the_new_key() {
     let (new, new_kek) = kek_file(dir.path(), "new", 6);
     let settings = test_settings(&db);
     let token = first_run(&settings, Some(&old)).await;
-    assert_sealed_under(&db, &old_kek);
+    assert_sealed_under(&settings, &old_kek).await;
 
     // The new key from the environment (containers without files), the old one
     // from its file.
@@ -259,7 +285,7 @@ async fn rewrap_moves_every_secret_to_the_new_key() {
         ("AUTH__SECRETS__KEY", new_text.trim()),
         ("AUTH__SECRETS__PREVIOUS_KEY_FILES", old.to_str().unwrap()),
     ];
-    let out = cli(&db, &env, &["keys", "rewrap"]);
+    let out = cli(&settings, &env, &["keys", "rewrap"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -270,12 +296,12 @@ async fn rewrap_moves_every_secret_to_the_new_key() {
         stdout.contains("re-encrypted 2 stored secret(s)"),
         "{stdout}"
     );
-    assert_sealed_under(&db, &new_kek);
-    let out = cli(&db, &env, &["keys", "list"]);
+    assert_sealed_under(&settings, &new_kek).await;
+    let out = cli(&settings, &env, &["keys", "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("v1:{}", new_kek.id())));
     // Again with only the new key: nothing is left under the old one.
     let out = cli(
-        &db,
+        &settings,
         &[("AUTH__SECRETS__KEY_FILE", new.to_str().unwrap())],
         &["keys", "rewrap"],
     );
@@ -302,12 +328,12 @@ async fn a_plaintext_database_is_sealed_on_the_first_start_with_a_key() {
     let mut browser = Browser::default();
     obtain_code(&app, &mut browser, &client_id, &[], "demo", "demo123").await;
     app.stop().await;
-    let (plain_keys, plain_cookie) = stored(&db);
+    let (plain_keys, plain_cookie) = stored(&settings).await;
     assert!(!plain_keys[0].1.contains(':') && !plain_cookie.contains(':'));
 
     let app = start(with_kek(&settings, Some(&kek_path))).await;
-    assert_sealed_under(&db, &kek);
-    let (keys, _) = stored(&db);
+    assert_sealed_under(&settings, &kek).await;
+    let (keys, _) = stored(&settings).await;
     assert_eq!(keys.len(), 1, "the same key, sealed, not a new one");
     assert_eq!(keys[0].0, plain_keys[0].0);
     assert!(verifies(&jwks(&app).await, &token));

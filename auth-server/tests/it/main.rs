@@ -1,5 +1,6 @@
 //! Integration tests: the real `Application` on 127.0.0.1:0 with a temporary SQLite
-//! file, driven over HTTP like a browser plus an OAuth client would.
+//! file (with `AUTH_TEST_BACKEND=postgres`: a PostgreSQL schema of its own),
+//! driven over HTTP like a browser plus an OAuth client would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
@@ -15,6 +16,7 @@ mod logging;
 mod login_throttling;
 mod negative;
 mod persistence;
+mod postgres;
 mod refresh;
 mod registration;
 mod revocation_feed;

@@ -98,12 +98,9 @@ async fn key_rotation_keeps_old_tokens_verifiable_via_jwks() {
     let old_kid = decode_header(&old)["kid"].as_str().unwrap().to_string();
 
     // Rotate from "another process", as the CLI does.
-    let store = auth_server::storage::sql::SqlStore::connect(
-        &format!("sqlite://{}?mode=rwc", app.db_path.display()),
-        1,
-    )
-    .await
-    .unwrap();
+    let store = auth_server::storage::sql::SqlStore::connect(&app.settings.database_url(), 1)
+        .await
+        .unwrap();
     let new_kid = auth_server::cli::rotate_keys(
         &store,
         &auth_server::domain::key_encryption::KeyEncryption::plaintext(),

@@ -183,7 +183,9 @@ async fn parallel_refreshes_of_one_token_share_one_successor() {
 
 #[tokio::test]
 async fn a_stolen_token_replayed_in_the_grace_window_gets_no_chain_of_its_own() {
-    let app = spawn_with(|s| s.oauth.refresh_grace_secs = 1).await;
+    // Two seconds: the window counts whole seconds, so with one a replay right
+    // after a rotation that crosses a second boundary would already be outside it.
+    let app = spawn_with(|s| s.oauth.refresh_grace_secs = 2).await;
     let (client_id, r1) = refreshable_tokens(&app).await;
     let legit = refreshed(&app, &client_id, &r1).await;
     let r2 = legit["refresh_token"].as_str().unwrap();
@@ -192,7 +194,8 @@ async fn a_stolen_token_replayed_in_the_grace_window_gets_no_chain_of_its_own() 
     assert_eq!(thief["refresh_token"], r2);
     let r3 = refreshed(&app, &client_id, r2).await;
     let r3 = r3["refresh_token"].as_str().unwrap().to_string();
-    // After the window, the superseded r2 is reuse: the whole family dies.
+    // After the window (2.1 s later is at least two whole seconds on), the
+    // superseded r2 is reuse: the whole family dies.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let res = app.refresh(&client_id, r2).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);

@@ -344,13 +344,19 @@ async fn purge_removes_only_what_expired(store: &dyn Store) {
     if let Some(r) = expired.refresh.as_mut() {
         r.expires_at = now - 1;
     }
-    store.add_tokens(&expired).await.unwrap();
+    store
+        .create_grant(&grant("g7"), &expired, None, None)
+        .await
+        .unwrap();
     let mut live = issued("g8", "j8", Some("r8"));
     live.access.expires_at = now + 900;
     if let Some(r) = live.refresh.as_mut() {
         r.expires_at = now + 86_400;
     }
-    store.add_tokens(&live).await.unwrap();
+    store
+        .create_grant(&grant("g8"), &live, None, None)
+        .await
+        .unwrap();
     store
         .create_session(&SessionRecord {
             id_hash: "s-old".into(),
@@ -864,6 +870,156 @@ async fn disabling_a_user_or_deleting_a_client_revokes_what_it_holds(store: &dyn
 }
 every_store!(disabling_a_user_or_deleting_a_client_revokes_what_it_holds);
 
+// ----- several connections (replicas) at once -----
+
+/// Replicas starting together on an empty database each try to store the first
+/// signing key and the cookie key: one key is stored, and every caller reads the
+/// one cookie key that was.
+async fn first_keys_stored_at_once_leave_one_of_each(store: &dyn Store) {
+    let keys: Vec<_> = (0..6).map(|i| key(&format!("k{i}"), NOW)).collect();
+    let inserted = futures_util::future::join_all(keys.iter().map(|k| store.insert_first_key(k)))
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(inserted, 1);
+    let active: Vec<_> = store
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.retired_at.is_none())
+        .collect();
+    assert_eq!(active.len(), 1);
+    let inits: Vec<String> = (0..6).map(|i| format!("cookie-{i}")).collect();
+    let seen = futures_util::future::join_all(
+        inits
+            .iter()
+            .map(|init| store.get_or_init_kv("cookie_key", init)),
+    )
+    .await;
+    let seen: std::collections::HashSet<String> = seen.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        seen.len(),
+        1,
+        "every caller reads the one stored value: {seen:?}"
+    );
+    assert!(inits.contains(seen.iter().next().unwrap()));
+}
+every_store!(first_keys_stored_at_once_leave_one_of_each);
+
+/// A family revoked (refresh reuse) while another request rotates it or adds a
+/// grace-window token, at the same time on other connections: whichever goes first,
+/// the family ends with no live token, and a write after the revocation stores
+/// nothing.
+async fn tokens_added_while_the_family_is_revoked_are_revoked_or_refused(store: &dyn Store) {
+    for round in 0..10 {
+        let g = format!("g-race-{round}");
+        granted(store, &g).await;
+        let next = issued(&g, &format!("{g}-at2"), Some(&format!("{g}-rt2")));
+        let extra = issued(&g, &format!("{g}-at3"), None);
+        let first_refresh = format!("{g}-rt");
+        let (rotated, added, revoked) = tokio::join!(
+            store.rotate_refresh(&first_refresh, NOW + 1, &next),
+            store.add_tokens(&extra),
+            store.revoke_grant(&g, NOW + 1, false),
+        );
+        assert!(revoked.unwrap(), "round {round}");
+        let (rotated, added) = (rotated.unwrap(), added.unwrap());
+        for jti in [format!("{g}-at"), format!("{g}-at2"), format!("{g}-at3")] {
+            if let Some(token) = store.find_access_token(&jti).await.unwrap() {
+                assert!(
+                    token.revoked_at.is_some(),
+                    "round {round}: {jti} is live (rotated {rotated}, added {added})"
+                );
+            }
+        }
+        assert!(store
+            .find_refresh(&format!("{g}-rt2"))
+            .await
+            .unwrap()
+            .is_none());
+        // After the revocation nothing more is stored.
+        let late = issued(&g, &format!("{g}-at4"), Some(&format!("{g}-rt4")));
+        assert!(!store.add_tokens(&late).await.unwrap());
+        assert!(!store
+            .rotate_refresh(&format!("{g}-rt"), NOW + 2, &late)
+            .await
+            .unwrap());
+        assert!(store
+            .find_access_token(&format!("{g}-at4"))
+            .await
+            .unwrap()
+            .is_none());
+    }
+}
+every_store!(tokens_added_while_the_family_is_revoked_are_revoked_or_refused);
+
+/// A code replayed while its first redemption stores the grant, over and over:
+/// either the grant was stored first and the replay reports it (to be revoked),
+/// or the replay came first and the grant is refused. Never a grant the replay
+/// did not see.
+async fn a_replay_racing_the_grant_either_sees_it_or_blocks_it(store: &dyn Store) {
+    for round in 0..20 {
+        let c = format!("c-race-{round}");
+        let g = format!("g-race-{round}");
+        store.insert_code(&code(&c, NOW + 60)).await.unwrap();
+        assert!(matches!(
+            store.redeem_code(&c, NOW).await.unwrap(),
+            CodeRedemption::Fresh(_)
+        ));
+        let tokens = issued(&g, &format!("{g}-at"), None);
+        let record = grant(&g);
+        let (granted, replay) = tokio::join!(
+            store.create_grant(&record, &tokens, Some(&c), None),
+            store.redeem_code(&c, NOW + 1),
+        );
+        let CodeRedemption::Replayed(seen) = replay.unwrap() else {
+            panic!("round {round}: a second redemption must be a replay");
+        };
+        match granted {
+            Ok(()) => assert_eq!(seen.grant_id.as_deref(), Some(g.as_str()), "round {round}"),
+            Err(StoreError::Conflict(_)) => {
+                assert_eq!(seen.grant_id, None, "round {round}");
+                assert!(store.find_grant(&g).await.unwrap().is_none());
+            }
+            Err(e) => panic!("round {round}: {e}"),
+        }
+    }
+}
+every_store!(a_replay_racing_the_grant_either_sees_it_or_blocks_it);
+
+/// Replicas starting together on an empty PostgreSQL database: sqlx's migrator
+/// takes an advisory lock before it touches the ledger, so one applies the schema
+/// while the others wait and then find it applied; a restart applies nothing.
+#[tokio::test]
+async fn stores_opened_together_on_postgres_apply_the_schema_once() {
+    use sqlx::Connection as _;
+    let Some(url) = crate::helpers::postgres_test_database("migrate").await else {
+        return;
+    };
+    let ledger = || async {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let rows: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        conn.close().await.unwrap();
+        rows
+    };
+    for _ in 0..2 {
+        let stores =
+            futures_util::future::join_all((0..8).map(|_| SqlStore::connect(&url, 2))).await;
+        for store in stores {
+            let store = store.unwrap();
+            store.ping().await.unwrap();
+            store.close().await;
+        }
+        assert_eq!(ledger().await, vec![(1, true), (2, true), (3, true)]);
+    }
+}
+
 // ----- the shared migration ledger -----
 
 fn sqlite_url(path: &std::path::Path) -> String {
@@ -901,7 +1057,7 @@ async fn a_database_created_by_the_sqlx_store_opens_without_rerunning_migrations
     let old = SqlStore::connect(&sqlite_url(&path), 2).await.unwrap();
     old.create_user(&user("alice")).await.unwrap();
     old.close().await;
-    assert_eq!(ledger(&path), vec![(1, true), (2, true)]);
+    assert_eq!(ledger(&path), vec![(1, true), (2, true), (3, true)]);
 
     let store = auth_server::storage::open(&sqlite_url(&path), 2)
         .await
@@ -911,7 +1067,7 @@ async fn a_database_created_by_the_sqlx_store_opens_without_rerunning_migrations
     drop(store);
     assert_eq!(
         ledger(&path),
-        vec![(1, true), (2, true)],
+        vec![(1, true), (2, true), (3, true)],
         "nothing re-applied"
     );
 
@@ -928,7 +1084,7 @@ async fn a_database_created_by_the_rusqlite_store_opens_with_the_sqlx_store() {
     let store = SqliteStore::open(&path, true, 2).unwrap();
     store.create_user(&user("carol")).await.unwrap();
     drop(store);
-    assert_eq!(ledger(&path), vec![(1, true), (2, true)]);
+    assert_eq!(ledger(&path), vec![(1, true), (2, true), (3, true)]);
     // sqlx validates the recorded checksum: a mismatch would fail here.
     let sqlx = SqlStore::connect(&sqlite_url(&path), 2).await.unwrap();
     assert!(sqlx.find_user_by_name("carol").await.unwrap().is_some());
