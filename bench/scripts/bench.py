@@ -965,10 +965,13 @@ def case_token_pg_ha(ctx: Ctx) -> None:
 class PgWireCounter:
     """A loopback TCP proxy in front of PostgreSQL that reads the frontend side of the
     wire protocol and counts, per step of the flow: round trips (a Sync of the extended
-    protocol or a simple Query: each waits for ReadyForQuery), statements (Execute or
-    Query, BEGIN/COMMIT/ROLLBACK apart), and of those the writes (INSERT/UPDATE/DELETE,
-    also inside WITH) and locking reads (SELECT … FOR UPDATE). Prepared statements are
-    followed by name, so a statement cached by the driver is still classified."""
+    protocol or a simple Query: each waits for ReadyForQuery), split into those that run
+    statements, those that prepare one (Parse/Describe, once per pooled connection and
+    statement) and bare Syncs (the pool checking a connection, nothing executed);
+    statements (Execute or Query, BEGIN/COMMIT/ROLLBACK apart), and of those the writes
+    (INSERT/UPDATE/DELETE, also inside WITH) and locking reads (SELECT … FOR UPDATE).
+    Prepared statements are followed by name, so a statement cached by the driver is
+    still classified."""
 
     STARTUP_ONLY = {80877103, 80877104}  # SSLRequest, GSSENCRequest
 
@@ -986,7 +989,8 @@ class PgWireCounter:
 
     @staticmethod
     def _zero() -> dict:
-        return {"round_trips": 0, "statements": 0, "writes": 0, "locking_reads": 0, "transactions": 0, "parses": 0}
+        return {"round_trips": 0, "prepare_round_trips": 0, "bare_syncs": 0, "statements": 0, "writes": 0, "locking_reads": 0,
+                "transactions": 0}
 
     def take(self) -> dict:
         """The counts since the last take."""
@@ -1059,6 +1063,8 @@ class PgWireCounter:
         startup = True
         prepared: dict[bytes, str] = {}
         bound = ""
+        # What the messages since the last Sync did: "" (nothing), "prepare", "execute".
+        since_sync = ""
 
         def cstr(b: bytes, at: int) -> tuple[bytes, int]:
             end = b.index(b"\0", at)
@@ -1093,17 +1099,22 @@ class PgWireCounter:
                         name, at = cstr(body, 0)
                         query, _ = cstr(body, at)
                         prepared[name] = query.decode(errors="replace")
-                        with self.lock:
-                            self.counts["parses"] += 1
+                        since_sync = since_sync or "prepare"
                     elif t == b"B":
                         _, at = cstr(body, 0)
                         name, _ = cstr(body, at)
                         bound = prepared.get(name, "")
                     elif t == b"E":
                         self._count(bound)
+                        since_sync = "execute"
                     elif t == b"S":
                         with self.lock:
                             self.counts["round_trips"] += 1
+                            if since_sync == "prepare":
+                                self.counts["prepare_round_trips"] += 1
+                            elif since_sync == "":
+                                self.counts["bare_syncs"] += 1
+                        since_sync = ""
                     elif t == b"Q":
                         query, _ = cstr(body, 0)
                         with self.lock:
@@ -1197,14 +1208,15 @@ def case_flow_db(ctx: Ctx, flows: int) -> None:
         st = per_step[name]
         # A step a flow makes more than once (the redirect chain) is averaged per flow.
         rows.append({"step": name, "per_flow": round(st["count"] / flows, 2),
-                     **{k: round(st[k] / flows, 2) for k in ("round_trips", "statements", "writes", "locking_reads", "transactions", "parses")}})
-    total = {k: round(sum(r[k] for r in rows), 2) for k in ("round_trips", "statements", "writes", "locking_reads", "transactions", "parses")}
+                     **{k: round(st[k] / flows, 2) for k in ("round_trips", "prepare_round_trips", "bare_syncs", "statements", "writes", "locking_reads", "transactions")}})
+    total = {k: round(sum(r[k] for r in rows), 2) for k in ("round_trips", "prepare_round_trips", "bare_syncs", "statements", "writes", "locking_reads", "transactions")}
     # The harness's own two stats queries run in the postgres database, not this one.
     pg = {k: round((s1[k] - s0[k]) / flows, 2) for k in s0}
     idle_rate = idle["round_trips"] / idle_s if idle_s else 0.0
     ctx.results["flow_db"] = {"flows": flows, "seconds": round(flows_s, 1), "steps": rows, "total": total, "pg_stat_database": pg,
                               "idle_round_trips_per_s": round(idle_rate, 2)}
-    log(f"  flow_db: {flows} flows, per flow {total['round_trips']} round trips, {total['statements']} statements, "
+    log(f"  flow_db: {flows} flows, per flow {total['round_trips']} round trips ({total['bare_syncs']} pool checks, "
+        f"{total['prepare_round_trips']} prepares), {total['statements']} statements, "
         f"{total['writes']} writes; pg_stat_database per flow {pg}; idle {idle_rate:.2f} round trips/s")
 
 
@@ -1357,14 +1369,15 @@ def render(res: dict) -> str:
         lines.append("")
         lines.append(f"Database traffic of one full OAuth flow on PostgreSQL (auth_flow_db: {fd['flows']} flows after 3 warm-up flows, "
                      "each a new client and a new browser; averages per flow, counted on the wire between auth-server and PostgreSQL; "
-                     "a round trip is one wait for the database, a write an INSERT/UPDATE/DELETE statement; 'prepares' are statements "
-                     "the driver prepared on a pooled connection for the first time, one round trip each, included in the round trips):")
+                     "a round trip is one wait for the database (a Sync or a simple query); of those, *pool checks* are bare Syncs "
+                     "that execute nothing (the driver's pool checking a connection) and *prepares* are a statement's first use on a "
+                     "pooled connection; a write is an INSERT/UPDATE/DELETE statement; BEGIN/COMMIT count as round trips, not statements):")
         lines.append("")
-        lines.append("| request | per flow | round trips | statements | writes | locking reads | transactions | prepares |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for r in fd["steps"] + [dict(fd["total"], step="**whole flow**", per_flow="")]:
-            lines.append(f"| `{r['step']}` | {r['per_flow']} | {r['round_trips']:g} | {r['statements']:g} | {r['writes']:g} | "
-                         f"{r['locking_reads']:g} | {r['transactions']:g} | {r['parses']:g} |")
+        lines.append("| request | per flow | round trips | of which pool checks | of which prepares | statements | writes | locking reads | transactions |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in fd["steps"] + [dict(fd["total"], step="whole flow", per_flow="")]:
+            lines.append(f"| `{r['step']}` | {r['per_flow']} | {r['round_trips']:g} | {r['bare_syncs']:g} | {r['prepare_round_trips']:g} | "
+                         f"{r['statements']:g} | {r['writes']:g} | {r['locking_reads']:g} | {r['transactions']:g} |")
         pg = fd["pg_stat_database"]
         lines.append("")
         lines.append(f"PostgreSQL's own counters for the same flows (`pg_stat_database`, per flow): {pg['xact_commit']:g} commits, "
