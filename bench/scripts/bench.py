@@ -990,7 +990,7 @@ class PgWireCounter:
     @staticmethod
     def _zero() -> dict:
         return {"round_trips": 0, "prepare_round_trips": 0, "bare_syncs": 0, "statements": 0, "writes": 0, "locking_reads": 0,
-                "transactions": 0}
+                "transactions": 0, "sql": []}
 
     def take(self) -> dict:
         """The counts since the last take."""
@@ -1048,6 +1048,8 @@ class PgWireCounter:
     def _count(self, sql: str) -> None:
         k = self.kind(sql)
         with self.lock:
+            # The statement's verb and table, for the record of what each request runs.
+            self.counts["sql"].append(" ".join(re.sub(r"\s+", " ", sql).strip().split(" ")[:4])[:80])
             if k == "tx":
                 if sql.strip().upper().startswith(("BEGIN", "START")):
                     self.counts["transactions"] += 1
@@ -1191,11 +1193,16 @@ def case_flow_db(ctx: Ctx, flows: int) -> None:
     finally:
         marks.shutdown()
         counter.close()
+    tail.pop("sql", None)
+    idle.pop("sql", None)
     if tail["statements"]:
         log(f"  flow_db: {tail['statements']} statements after the last step of a flow (background work or unmarked requests)")
     per_step: dict[str, dict] = {}
     order: list[str] = []
+    statements_of: dict[str, list[str]] = {}
     for name, c in steps:
+        sql = c.pop("sql")
+        statements_of.setdefault(name, sql)
         if name not in per_step:
             per_step[name] = {k: 0 for k in c}
             per_step[name]["count"] = 0
@@ -1207,7 +1214,7 @@ def case_flow_db(ctx: Ctx, flows: int) -> None:
     for name in order:
         st = per_step[name]
         # A step a flow makes more than once (the redirect chain) is averaged per flow.
-        rows.append({"step": name, "per_flow": round(st["count"] / flows, 2),
+        rows.append({"step": name, "per_flow": round(st["count"] / flows, 2), "sql_of_one": statements_of[name],
                      **{k: round(st[k] / flows, 2) for k in ("round_trips", "prepare_round_trips", "bare_syncs", "statements", "writes", "locking_reads", "transactions")}})
     total = {k: round(sum(r[k] for r in rows), 2) for k in ("round_trips", "prepare_round_trips", "bare_syncs", "statements", "writes", "locking_reads", "transactions")}
     # The harness's own two stats queries run in the postgres database, not this one.
