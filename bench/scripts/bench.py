@@ -12,6 +12,7 @@ Standard library only (Python 3.9+).
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import http.client
 import json
@@ -19,13 +20,16 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -798,7 +802,6 @@ def start_pg_auth(ctx: Ctx, name: str, port: int, issuer: str, env: dict, cpu: s
 
 
 def new_kek() -> str:
-    import base64
     return base64.b64encode(os.urandom(32)).decode()
 
 
@@ -915,7 +918,6 @@ http {{
 
 
 def nginx_bin() -> str:
-    import shutil
     path = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
     if not path:
         raise BenchError("nginx is not installed (Debian: apt-get install nginx)")
@@ -976,7 +978,6 @@ class PgWireCounter:
     STARTUP_ONLY = {80877103, 80877104}  # SSLRequest, GSSENCRequest
 
     def __init__(self):
-        import threading
         self.lock = threading.Lock()
         self.counts = self._zero()
         self.sock = socket.socket()
@@ -1000,10 +1001,14 @@ class PgWireCounter:
 
     def close(self) -> None:
         self.closed = True
+        try:
+            # Wakes the accept() of the listening thread (Linux).
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
     def _accept(self) -> None:
-        import threading
         while not self.closed:
             try:
                 client, _ = self.sock.accept()
@@ -1134,8 +1139,6 @@ def case_flow_db(ctx: Ctx, flows: int) -> None:
     login → consent → token → refresh), each with a new client and a new browser: per
     HTTP request from the wire protocol (PgWireCounter), and for the whole flow also
     from PostgreSQL's own counters (pg_stat_database)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     counter = PgWireCounter()
     steps: list[tuple[str, dict]] = []
 
