@@ -1392,8 +1392,9 @@ def render(res: dict) -> str:
         lines.append("")
         lines.append(f"PostgreSQL's own counters for the same flows (`pg_stat_database`, per flow): {pg['xact_commit']:g} commits, "
                      f"{pg['xact_rollback']:g} rollbacks, {pg['tup_inserted']:g} rows inserted, {pg['tup_updated']:g} updated, "
-                     f"{pg['tup_deleted']:g} deleted, {pg['tup_fetched']:g} fetched. Idle auth-server: {fd['idle_round_trips_per_s']:g} "
-                     "round trips per second of background work.")
+                     f"{pg['tup_deleted']:g} deleted, {pg['tup_fetched']:g} fetched (commits also count each statement preparation and "
+                     "autovacuum's work on the new tables; UPDATEs that match no row update none). Idle auth-server: "
+                     f"{fd['idle_round_trips_per_s']:g} round trips per second of background work.")
     if res.get("micro"):
         lines.append("")
         lines.append("Micro-benchmarks (criterion, `cargo bench -p bench --bench hot_paths`, CPU 0; estimate and 95 % interval):")
