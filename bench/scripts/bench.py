@@ -12,6 +12,7 @@ Standard library only (Python 3.9+).
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import http.client
 import json
@@ -19,13 +20,16 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -617,53 +621,8 @@ def auth_server_loads(ctx: Ctx) -> None:
     out = ctx.results["auth_server"]
     c = 64
     # --- /token: codes minted beforehand through /authorize with the browser's session.
-    tok = oauth(ctx.issuer, ctx.mcp_url, "mcp:read", ctx.workdir)
-    auth_url = urllib.parse.urlsplit(tok["authorize_url"])
-    authorize_target = f"{ctx.issuer}{auth_url.path}?{auth_url.query}"
-    token_url = tok["token_endpoint"].replace("http://localhost", "http://127.0.0.1")
-    prefix = "grant_type=authorization_code&client_id=" + urllib.parse.quote(tok["client_id"], safe="") + "&code="
-    suffix = "&" + urllib.parse.urlencode({"redirect_uri": tok["redirect_uri"], "code_verifier": tok["code_verifier"], "resource": ctx.mcp_url})
-    def exchange_env(codes_file: Path) -> dict:
-        return {"BENCH_CODES_FILE": str(codes_file), "BENCH_BODY_PREFIX": prefix, "BENCH_BODY_SUFFIX": suffix}
-
-    def mint(codes_file: Path) -> tuple[int, dict]:
-        """Up to --token-codes codes through /authorize into `codes_file`."""
-        codes_file.write_text("")
-        def enough() -> bool:
-            try:
-                return codes_file.read_bytes().count(b"\n") >= a.token_codes
-            except OSError:
-                return False
-        result = run_wrk(authorize_target, "mint_codes.lua",
-                         {"BENCH_HEADERS": f"Cookie: {tok['cookie']}", "BENCH_CODES_OUT": str(codes_file), "BENCH_MAX_CODES": str(a.token_codes)},
-                         16, a.mint_secs, stop_when=enough)
-        n_codes = sum(1 for line in codes_file.read_text().splitlines() if line.strip())
-        if n_codes < 100:
-            raise BenchError(f"minting codes through /authorize failed ({n_codes} codes): {result.get('first_error')}")
-        return n_codes, result
-
-    rss_idle = p.rss_kib()
-    runs = []
-    for i in range(a.runs):
-        codes_file = ctx.workdir / f"codes-{i}.txt"
-        n_codes, minted = mint(codes_file)
-        r = measured_load(p, token_url, "token_exchange.lua", exchange_env(codes_file), c, a.duration)
-        elapsed = r.get("elapsed_us") or r["duration_us"]
-        r["rps"] = r.get("ok", 0) / (elapsed / 1e6) if elapsed else 0.0
-        r["codes"] = n_codes
-        r["authorize_rps"] = minted["rps"]
-        log(f"  /token run {i + 1}: {n_codes} codes minted ({minted['rps']:.0f}/s through /authorize), "
-            f"{r.get('ok', 0)} exchanges at {r['rps']:.0f}/s, p99 {r['latency_us']['p99'] / 1000:.2f} ms, "
-            f"cpu {r['cpu_us_per_req']:.1f} us/req, errors {r['errors']}")
-        runs.append(r)
-    if "auth_server" in a.perf:
-        codes_file = ctx.workdir / "codes-perf.txt"
-        mint(codes_file)
-        profile(ctx, "auth_server", p, token_url, "token_exchange.lua", exchange_env(codes_file), c)
-    s = summarize(runs)
-    s["authorize_rps"] = statistics.median(r["authorize_rps"] for r in runs)
-    s["codes_per_run"] = [r["codes"] for r in runs]
-    out["token"] = dict(s, label="`/token` authorization_code exchange (ES256 JWT + refresh token, SQLite)", rss_idle_kib=rss_idle, rss_after_kib=p.rss_kib())
+    s = token_exchange_runs(ctx, p, ctx.issuer, "auth_server", c)
+    out["token"] = dict(s, label="`/token` authorization_code exchange (ES256 JWT + refresh token, SQLite)")
 
     # --- DCR
     dcr_body = json.dumps({
@@ -710,6 +669,565 @@ def micro(ctx: Ctx) -> None:
     ctx.results["micro"] = rows
     for r in rows:
         log(f"  {r['name']}: {r['median']}")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+
+
+def psql(sql: str, db: str = "postgres") -> str:
+    out = subprocess.run(["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", db, "-tAq", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise BenchError(f"psql failed: {out.stderr.strip()[:500]}")
+    return out.stdout.strip()
+
+
+class PgDatabase:
+    """A fresh PostgreSQL database for one case, dropped afterwards (also on failure)."""
+
+    def __init__(self, suffix: str):
+        self.name = f"bench_{suffix}_{os.getpid()}_{int(time.time())}"
+
+    def __enter__(self) -> "PgDatabase":
+        if subprocess.run(["pg_isready", "-q", "-h", PG_HOST, "-p", str(PG_PORT)]).returncode != 0:
+            raise BenchError(f"PostgreSQL is not answering on {PG_HOST}:{PG_PORT}")
+        psql(f'CREATE DATABASE "{self.name}"')
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            psql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        except BenchError as e:
+            log(f"  could not drop database {self.name}: {e}")
+
+    def url(self, port: int = PG_PORT) -> str:
+        # No TLS on loopback: the proxy of the round-trip case reads the protocol, and
+        # the load cases should not time a TLS layer the single-node setup lacks.
+        return f"postgres://{PG_USER}@{PG_HOST}:{port}/{self.name}?sslmode=disable"
+
+    def backend_pids(self) -> list[int]:
+        rows = psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{self.name}' AND pid <> pg_backend_pid()")
+        return [int(x) for x in rows.split()]
+
+    def stats(self) -> dict:
+        cols = ["xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted", "tup_fetched", "tup_returned"]
+        row = psql(f"SELECT {', '.join(cols)} FROM pg_stat_database WHERE datname = '{self.name}'")
+        return dict(zip(cols, (int(x) for x in row.split("|"))))
+
+
+def pid_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except OSError:
+        return 0
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+class ProcGroup:
+    """Several server processes measured as one (replicas, nginx and its workers), plus
+    the PostgreSQL backends serving the case's database, whose CPU is reported apart."""
+
+    def __init__(self, procs: list[Proc], db: PgDatabase | None = None):
+        self.procs = procs
+        self.db = db
+        self._db_t0: dict[int, int] = {}
+
+    @property
+    def pid(self) -> int:
+        return self.procs[0].pid
+
+    def pids(self) -> list[int]:
+        out = []
+        for p in self.procs:
+            out.append(p.pid)
+            # nginx: the master's workers; our servers have no child processes.
+            out.extend(child_pids(p.pid))
+        return out
+
+    def cpu_ticks(self) -> int:
+        return sum(pid_ticks(pid) for pid in self.pids())
+
+    def rss_kib(self) -> int:
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+            except OSError:
+                pass
+        return total
+
+    def db_ticks(self) -> dict[int, int]:
+        return {pid: pid_ticks(pid) for pid in self.db.backend_pids()} if self.db else {}
+
+
+def measured_db_load(group: ProcGroup, url: str, script: str, env: dict, conns: int, duration: float) -> dict:
+    """measured_load, plus the CPU of the database's backends for the same requests."""
+    db0 = group.db_ticks()
+    res = measured_load(group, url, script, env, conns, duration)
+    db1 = group.db_ticks()
+    ticks = sum(t - db0.get(pid, 0) for pid, t in db1.items())
+    done = res.get("ok", res["requests"]) or 1
+    res["db_cpu_us_per_req"] = ticks * 1e6 / CLK_TCK / done
+    return res
+
+
+def pg_auth_env(ctx: Ctx, db: PgDatabase, kek: str, db_port: int = PG_PORT) -> dict:
+    env = dict(ctx.auth_env())
+    env.update({
+        "AUTH__DATABASE__URL": db.url(db_port),
+        # The replicas share the key-encryption key of the signing keys at rest.
+        "AUTH__SECRETS__KEY": kek,
+        "AUTH__SERVER__TRUSTED_PROXIES": "127.0.0.1",
+    })
+    return env
+
+
+def start_pg_auth(ctx: Ctx, name: str, port: int, issuer: str, env: dict, cpu: str = SERVER_CPU) -> Proc:
+    argv = [ctx.bin("auth-server"), "serve", "--demo", "--listen", f"127.0.0.1:{port}", "--issuer", issuer]
+    p = Proc(name, argv, ctx.logdir, env, cpu=cpu).start()
+    p.wait_ready(r"listening on http://", f"http://127.0.0.1:{port}/healthz")
+    return p
+
+
+def new_kek() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def token_exchange_runs(ctx: Ctx, group, issuer: str, key: str, c: int = 64) -> dict:
+    """Runs of /token authorization_code exchanges against `issuer`: each run mints up to
+    --token-codes codes through /authorize (the browser's session, consent remembered),
+    then exchanges them at c connections; `group` is what the CPU is measured on."""
+    a = ctx.args
+    tok = oauth(issuer, ctx.mcp_url, "mcp:read", ctx.workdir)
+    auth_url = urllib.parse.urlsplit(tok["authorize_url"])
+    authorize_target = f"{issuer}{auth_url.path}?{auth_url.query}"
+    token_url = tok["token_endpoint"].replace("http://localhost", "http://127.0.0.1")
+    prefix = "grant_type=authorization_code&client_id=" + urllib.parse.quote(tok["client_id"], safe="") + "&code="
+    suffix = "&" + urllib.parse.urlencode({"redirect_uri": tok["redirect_uri"], "code_verifier": tok["code_verifier"], "resource": ctx.mcp_url})
+
+    def exchange_env(codes_file: Path) -> dict:
+        return {"BENCH_CODES_FILE": str(codes_file), "BENCH_BODY_PREFIX": prefix, "BENCH_BODY_SUFFIX": suffix}
+
+    def mint(codes_file: Path) -> tuple[int, dict]:
+        codes_file.write_text("")
+
+        def enough() -> bool:
+            try:
+                return codes_file.read_bytes().count(b"\n") >= a.token_codes
+            except OSError:
+                return False
+        result = run_wrk(authorize_target, "mint_codes.lua",
+                         {"BENCH_HEADERS": f"Cookie: {tok['cookie']}", "BENCH_CODES_OUT": str(codes_file), "BENCH_MAX_CODES": str(a.token_codes)},
+                         16, a.mint_secs, stop_when=enough)
+        n_codes = sum(1 for line in codes_file.read_text().splitlines() if line.strip())
+        if n_codes < 100:
+            raise BenchError(f"minting codes through /authorize failed ({n_codes} codes): {result.get('first_error')}")
+        return n_codes, result
+
+    rss_idle = group.rss_kib()
+    runs = []
+    for i in range(a.runs):
+        codes_file = ctx.workdir / f"codes-{key}-{i}.txt"
+        n_codes, minted = mint(codes_file)
+        if isinstance(group, ProcGroup):
+            r = measured_db_load(group, token_url, "token_exchange.lua", exchange_env(codes_file), c, a.duration)
+        else:
+            r = measured_load(group, token_url, "token_exchange.lua", exchange_env(codes_file), c, a.duration)
+        elapsed = r.get("elapsed_us") or r["duration_us"]
+        r["rps"] = r.get("ok", 0) / (elapsed / 1e6) if elapsed else 0.0
+        r["codes"] = n_codes
+        r["authorize_rps"] = minted["rps"]
+        db_cpu = f", database {r['db_cpu_us_per_req']:.1f} us/req" if "db_cpu_us_per_req" in r else ""
+        log(f"  {key} run {i + 1}: {n_codes} codes minted ({minted['rps']:.0f}/s through /authorize), "
+            f"{r.get('ok', 0)} exchanges at {r['rps']:.0f}/s, p99 {r['latency_us']['p99'] / 1000:.2f} ms, "
+            f"cpu {r['cpu_us_per_req']:.1f} us/req{db_cpu}, errors {r['errors']}")
+        runs.append(r)
+    if key in a.perf:
+        codes_file = ctx.workdir / f"codes-{key}-perf.txt"
+        mint(codes_file)
+        profile(ctx, key, group, token_url, "token_exchange.lua", exchange_env(codes_file), c)
+    s = summarize(runs)
+    s["authorize_rps"] = statistics.median(r["authorize_rps"] for r in runs)
+    s["codes_per_run"] = [r["codes"] for r in runs]
+    if runs and "db_cpu_us_per_req" in runs[0]:
+        s["db_cpu_us_per_req"] = statistics.median(r["db_cpu_us_per_req"] for r in runs)
+    s["rss_idle_kib"] = rss_idle
+    s["rss_after_kib"] = group.rss_kib()
+    return s
+
+
+def case_token_pg(ctx: Ctx) -> None:
+    """/token exchanges with one auth-server replica on PostgreSQL (server on CPU 0;
+    PostgreSQL is the machine's own service and not pinned)."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    with PgDatabase("token") as db:
+        p = start_pg_auth(ctx, "auth-server-pg", port, issuer, pg_auth_env(ctx, db, new_kek()))
+        try:
+            s = token_exchange_runs(ctx, ProcGroup([p], db), issuer, "auth_token_pg")
+        finally:
+            p.stop()
+    ctx.results["auth_server"]["token_pg"] = dict(
+        s, label="`/token` authorization_code exchange, PostgreSQL, one replica (CPU µs/req: auth-server; PostgreSQL unpinned)")
+
+
+def nginx_conf(workdir: Path, as_ports: list[int], listen: int) -> Path:
+    """deploy/nginx/mcp.conf with its addresses rewritten for loopback, the way
+    scripts/ha-test.sh does, inside a minimal main configuration."""
+    d = workdir / "nginx"
+    (d / "logs").mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "deploy/nginx/mcp.conf").read_text()
+    text = text.replace("auth-server-1:3001", f"127.0.0.1:{as_ports[0]}").replace("auth-server-2:3001", f"127.0.0.1:{as_ports[1]}")
+    # The MCP origin is not under test here; its upstreams point at a closed port.
+    dead = free_port()
+    text = re.sub(r"mcp-server-[12]:3000", f"127.0.0.1:{dead}", text)
+    text = re.sub(r"(?m)^(\s*)listen 3001;", rf"\1listen 127.0.0.1:{listen};", text)
+    text = re.sub(r"(?m)^(\s*)listen 3000;", rf"\1listen 127.0.0.1:{free_port()};", text)
+    if re.search(r"(?m)^[^#]*(auth-server-[0-9]|mcp-server-[0-9]|listen (3000|3001);)", text):
+        raise BenchError("deploy/nginx/mcp.conf changed shape: some addresses were not rewritten for loopback")
+    (d / "mcp.conf").write_text(text)
+    main = d / "nginx.conf"
+    # One worker: the replicas and nginx share CPU 0, wrk has CPU 1.
+    main.write_text(f"""worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    include {d}/mcp.conf;
+}}
+""")
+    return main
+
+
+def nginx_bin() -> str:
+    path = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+    if not path:
+        raise BenchError("nginx is not installed (Debian: apt-get install nginx)")
+    return path
+
+
+def case_token_pg_ha(ctx: Ctx) -> None:
+    """/token exchanges through nginx (deploy/nginx/mcp.conf) to two auth-server replicas
+    on one PostgreSQL database. Both replicas and nginx on CPU 0, wrk on CPU 1."""
+    ports = [free_port(), free_port()]
+    lb_port = free_port()
+    issuer = f"http://127.0.0.1:{lb_port}"
+    procs: list[Proc] = []
+    with PgDatabase("token_ha") as db:
+        try:
+            env = pg_auth_env(ctx, db, new_kek())
+            # One after the other: the first creates the schema, keys and demo account.
+            for i, port in enumerate(ports):
+                procs.append(start_pg_auth(ctx, f"auth-server-pg-{i + 1}", port, issuer, env))
+            nginx = nginx_bin()
+            conf = nginx_conf(ctx.workdir, ports, lb_port)
+            check = subprocess.run([nginx, "-t", "-q", "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"],
+                                   capture_output=True, text=True, timeout=30)
+            if check.returncode != 0:
+                raise BenchError(f"nginx rejects the configuration: {check.stderr[-1000:]}")
+            lb = Proc("nginx", [nginx, "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"], ctx.logdir).start()
+            procs.append(lb)
+            lb.wait_ready(None, f"{issuer}/nginx-health")
+            before = [p.cpu_ticks() for p in procs[:2]]
+            s = token_exchange_runs(ctx, ProcGroup(procs, db), issuer, "auth_token_pg_ha")
+            used = [p.cpu_ticks() - t for p, t in zip(procs[:2], before)]
+            # Round robin must have spread the load: each replica's share of the CPU.
+            s["replica_cpu_share"] = [round(u / max(sum(used), 1), 2) for u in used]
+            log(f"  auth_token_pg_ha: CPU share of the two replicas {s['replica_cpu_share']}")
+            if min(s["replica_cpu_share"]) < 0.2:
+                raise BenchError(f"nginx did not spread the exchanges over both replicas (CPU shares {s['replica_cpu_share']})")
+        finally:
+            for p in reversed(procs):
+                p.stop()
+    ctx.results["auth_server"]["token_pg_ha"] = dict(
+        s, label="`/token` authorization_code exchange, PostgreSQL, two replicas behind nginx (CPU µs/req: both replicas + nginx; PostgreSQL unpinned)")
+
+
+# ------------------------------------------------------------- database round trips
+
+
+class PgWireCounter:
+    """A loopback TCP proxy in front of PostgreSQL that reads the frontend side of the
+    wire protocol and counts, per step of the flow: round trips (a Sync of the extended
+    protocol or a simple Query: each waits for ReadyForQuery), split into those that run
+    statements, those that prepare one (Parse/Describe, once per pooled connection and
+    statement) and bare Syncs (the pool checking a connection, nothing executed);
+    statements (Execute or Query, BEGIN/COMMIT/ROLLBACK apart), and of those the writes
+    (INSERT/UPDATE/DELETE, also inside WITH) and locking reads (SELECT … FOR UPDATE).
+    Prepared statements are followed by name, so a statement cached by the driver is
+    still classified."""
+
+    STARTUP_ONLY = {80877103, 80877104}  # SSLRequest, GSSENCRequest
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts = self._zero()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @staticmethod
+    def _zero() -> dict:
+        return {"round_trips": 0, "prepare_round_trips": 0, "bare_syncs": 0, "statements": 0, "writes": 0, "locking_reads": 0,
+                "transactions": 0, "sql": []}
+
+    def take(self) -> dict:
+        """The counts since the last take."""
+        with self.lock:
+            out, self.counts = self.counts, self._zero()
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+        try:
+            # Wakes the accept() of the listening thread (Linux).
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection((PG_HOST, PG_PORT))
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
+            threading.Thread(target=self._frontend, args=(client, server), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    @staticmethod
+    def kind(sql: str) -> str:
+        text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S).strip().upper()
+        first = text.split(None, 1)[0] if text else ""
+        if first in ("BEGIN", "START", "COMMIT", "ROLLBACK", "END", "SAVEPOINT", "RELEASE"):
+            return "tx"
+        if first in ("INSERT", "UPDATE", "DELETE", "MERGE") or (first == "WITH" and re.search(r"\b(INSERT|UPDATE|DELETE)\b", text)):
+            return "write"
+        if re.search(r"\bFOR\s+(NO\s+KEY\s+)?UPDATE\b|\bFOR\s+SHARE\b", text):
+            return "lock"
+        return "read"
+
+    def _count(self, sql: str) -> None:
+        k = self.kind(sql)
+        with self.lock:
+            # The statement's verb and table, for the record of what each request runs.
+            self.counts["sql"].append(" ".join(re.sub(r"\s+", " ", sql).strip().split(" ")[:4])[:80])
+            if k == "tx":
+                if sql.strip().upper().startswith(("BEGIN", "START")):
+                    self.counts["transactions"] += 1
+                return
+            self.counts["statements"] += 1
+            if k == "write":
+                self.counts["writes"] += 1
+            elif k == "lock":
+                self.counts["locking_reads"] += 1
+
+    def _frontend(self, client: socket.socket, server: socket.socket) -> None:
+        buf = b""
+        startup = True
+        prepared: dict[bytes, str] = {}
+        bound = ""
+        # What the messages since the last Sync did: "" (nothing), "prepare", "execute".
+        since_sync = ""
+
+        def cstr(b: bytes, at: int) -> tuple[bytes, int]:
+            end = b.index(b"\0", at)
+            return b[at:end], end + 1
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                server.sendall(data)
+                buf += data
+                while True:
+                    if startup:
+                        if len(buf) < 8:
+                            break
+                        n = int.from_bytes(buf[:4], "big")
+                        if len(buf) < n:
+                            break
+                        code = int.from_bytes(buf[4:8], "big")
+                        buf = buf[n:]
+                        if code not in self.STARTUP_ONLY:
+                            startup = False
+                        continue
+                    if len(buf) < 5:
+                        break
+                    t = buf[:1]
+                    n = int.from_bytes(buf[1:5], "big")
+                    if len(buf) < 1 + n:
+                        break
+                    body, buf = buf[5:1 + n], buf[1 + n:]
+                    if t == b"P":
+                        name, at = cstr(body, 0)
+                        query, _ = cstr(body, at)
+                        prepared[name] = query.decode(errors="replace")
+                        since_sync = since_sync or "prepare"
+                    elif t == b"B":
+                        _, at = cstr(body, 0)
+                        name, _ = cstr(body, at)
+                        bound = prepared.get(name, "")
+                    elif t == b"E":
+                        self._count(bound)
+                        since_sync = "execute"
+                    elif t == b"S":
+                        with self.lock:
+                            self.counts["round_trips"] += 1
+                            if since_sync == "prepare":
+                                self.counts["prepare_round_trips"] += 1
+                            elif since_sync == "":
+                                self.counts["bare_syncs"] += 1
+                        since_sync = ""
+                    elif t == b"Q":
+                        query, _ = cstr(body, 0)
+                        with self.lock:
+                            self.counts["round_trips"] += 1
+                        for part in query.decode(errors="replace").split(";"):
+                            if part.strip():
+                                self._count(part)
+        except (OSError, ValueError):
+            pass
+        self._pipe(client, server)
+
+
+def case_flow_db(ctx: Ctx, flows: int) -> None:
+    """Database traffic of full OAuth flows on PostgreSQL (metadata → DCR → authorize →
+    login → consent → token → refresh), each with a new client and a new browser: per
+    HTTP request from the wire protocol (PgWireCounter), and for the whole flow also
+    from PostgreSQL's own counters (pg_stat_database)."""
+    counter = PgWireCounter()
+    steps: list[tuple[str, dict]] = []
+
+    class Marks(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            steps.append((q.get("step", ["?"])[0], counter.take()))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+    marks = ThreadingHTTPServer(("127.0.0.1", 0), Marks)
+    threading.Thread(target=marks.serve_forever, daemon=True).start()
+    mark_url = f"http://127.0.0.1:{marks.server_address[1]}/mark"
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+
+    def flow() -> None:
+        cmd = ["node", str(BENCH / "scripts/oauth.mjs"), "--issuer", issuer, "--resource", ctx.mcp_url, "--scope", "mcp:read",
+               "--refresh", "--mark-url", mark_url]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        if out.returncode != 0:
+            raise BenchError(f"OAuth flow against {issuer} failed:\n{out.stderr[-2000:]}")
+
+    try:
+        with PgDatabase("flow") as db:
+            env = pg_auth_env(ctx, db, new_kek(), db_port=counter.port)
+            p = start_pg_auth(ctx, "auth-server-flow", port, issuer, env)
+            try:
+                # Warm-up flows: the driver prepares each statement once per connection.
+                for _ in range(3):
+                    flow()
+                counter.take()
+                steps.clear()
+                # Idle: PostgreSQL backends flush their statistics at the latest 10 s
+                # after they go idle, so the warm-up is in the counters before the first
+                # snapshot; the wire counts of the same window show background work.
+                idle_t0 = time.monotonic()
+                time.sleep(11.0)
+                idle = counter.take()
+                idle_s = time.monotonic() - idle_t0
+                s0 = db.stats()
+                t0 = time.monotonic()
+                for _ in range(flows):
+                    flow()
+                flows_s = time.monotonic() - t0
+                tail = counter.take()
+            finally:
+                p.stop()
+            # A backend flushes its statistics when it exits: after the stop, the
+            # database's counters hold every transaction of the flows.
+            time.sleep(1.0)
+            s1 = db.stats()
+    finally:
+        marks.shutdown()
+        counter.close()
+    tail.pop("sql", None)
+    idle.pop("sql", None)
+    if tail["statements"]:
+        log(f"  flow_db: {tail['statements']} statements after the last step of a flow (background work or unmarked requests)")
+    per_step: dict[str, dict] = {}
+    order: list[str] = []
+    statements_of: dict[str, list[str]] = {}
+    for name, c in steps:
+        sql = c.pop("sql")
+        statements_of.setdefault(name, sql)
+        if name not in per_step:
+            per_step[name] = {k: 0 for k in c}
+            per_step[name]["count"] = 0
+            order.append(name)
+        per_step[name]["count"] += 1
+        for k, v in c.items():
+            per_step[name][k] += v
+    rows = []
+    for name in order:
+        st = per_step[name]
+        # A step a flow makes more than once (the redirect chain) is averaged per flow.
+        rows.append({"step": name, "per_flow": round(st["count"] / flows, 2), "sql_of_one": statements_of[name],
+                     **{k: round(st[k] / flows, 2) for k in ("round_trips", "prepare_round_trips", "bare_syncs", "statements", "writes", "locking_reads", "transactions")}})
+    total = {k: round(sum(r[k] for r in rows), 2) for k in ("round_trips", "prepare_round_trips", "bare_syncs", "statements", "writes", "locking_reads", "transactions")}
+    # The harness's own two stats queries run in the postgres database, not this one.
+    pg = {k: round((s1[k] - s0[k]) / flows, 2) for k in s0}
+    idle_rate = idle["round_trips"] / idle_s if idle_s else 0.0
+    ctx.results["flow_db"] = {"flows": flows, "seconds": round(flows_s, 1), "steps": rows, "total": total, "pg_stat_database": pg,
+                              "idle_round_trips_per_s": round(idle_rate, 2)}
+    log(f"  flow_db: {flows} flows, per flow {total['round_trips']} round trips ({total['bare_syncs']} pool checks, "
+        f"{total['prepare_round_trips']} prepares), {total['statements']} statements, "
+        f"{total['writes']} writes; pg_stat_database per flow {pg}; idle {idle_rate:.2f} round trips/s")
 
 
 # --------------------------------------------------------------------------- report
@@ -759,6 +1277,8 @@ def ratio_rows(res: dict) -> list[tuple]:
     def add(what, value, target, ok, fmt="{:.2f}×"):
         if value is None:
             rows.append((what, "not measured", target, "–"))
+        elif ok is None:
+            rows.append((what, fmt.format(value), target, "–"))
         else:
             rows.append((what, fmt.format(value), target, "met" if ok(value) else "**missed**"))
 
@@ -784,6 +1304,12 @@ def ratio_rows(res: dict) -> list[tuple]:
         add(f"RSS growth from {after100k['requests']:,} to {last['requests']:,} requests", growth, "flat (≈ 0)", lambda v: v <= 2.0, "{:+.1f} MiB")
     tok = res["auth_server"].get("token")
     add("auth-server `/token` exchanges per second", tok["rps"] if tok else None, "≥ 5,000/s", lambda v: v >= 5000, "{:,.0f}/s")
+    pg = res["auth_server"].get("token_pg")
+    add("auth-server `/token` exchanges per second on PostgreSQL, one replica, c=64", pg["rps"] if pg else None, "≥ 3,000/s",
+        lambda v: v >= 3000, "{:,.0f}/s")
+    ha = res["auth_server"].get("token_pg_ha")
+    add("auth-server `/token` on PostgreSQL: two replicas behind nginx / one replica, c=64 (same 2 CPUs)",
+        div(ha["rps"] if ha else None, pg["rps"] if pg else None), "reported (no target: one server CPU for both)", None)
     cs = res["cold_start"]
     m = cs.get("mcp_server")
     add("mcp-server cold start to /readyz 200 (AS up)", m["ready_ms"] if m else None, "≤ 100 ms", lambda v: v <= 100, "{:.0f} ms")
@@ -810,6 +1336,15 @@ def render(res: dict) -> str:
     for key, s in res["auth_server"].items():
         lines.append(f"| auth-server {s['label']} | 64 | {fmt_int(s['rps'])} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
                      f"{s['cpu_us_per_req']:.1f} | {pct(s)} | {mib(s.get('rss_idle_kib'))} → {mib(s.get('rss_after_kib'))} | {s['errors']} |")
+    dbcpu = [(s["label"], s) for s in res["auth_server"].values() if "db_cpu_us_per_req" in s]
+    if dbcpu:
+        lines.append("")
+        lines.append("PostgreSQL cases: PostgreSQL 15 is the machine's own service, not pinned (its backends run on either CPU); "
+                     "the auth-server replicas and nginx run on CPU 0, wrk on CPU 1, connections to the database without TLS. "
+                     "CPU of the database backends serving the case, per exchange: " + "; ".join(
+                         f"{label.split(' (')[0]}: {s['db_cpu_us_per_req']:.1f} µs"
+                         + (f" (replicas' shares of the server CPU {s['replica_cpu_share']})" if s.get("replica_cpu_share") else "")
+                         for label, s in dbcpu) + ".")
     for key, f in res["failures"].items():
         lines.append(f"| {key}: **not measured** ({f[:160]}) | | | | | | | | |")
     ver = [(c["label"], c["verification"]) for c in res["cases"].values() if "cached" in c.get("verification", {})]
@@ -839,6 +1374,27 @@ def render(res: dict) -> str:
         lines.append("")
         lines.append(f"`/token` codes were minted beforehand through `/authorize` (logged-in browser session, consent remembered) at "
                      f"{tok['authorize_rps']:,.0f}/s; codes per run: {tok['codes_per_run']}.")
+    fd = res.get("flow_db")
+    if fd:
+        lines.append("")
+        lines.append(f"Database traffic of one full OAuth flow on PostgreSQL (auth_flow_db: {fd['flows']} flows after 3 warm-up flows, "
+                     "each a new client and a new browser; averages per flow, counted on the wire between auth-server and PostgreSQL; "
+                     "a round trip is one wait for the database (a Sync or a simple query); of those, *pool checks* are bare Syncs "
+                     "that execute nothing (the driver's pool checking a connection) and *prepares* are a statement's first use on a "
+                     "pooled connection; a write is an INSERT/UPDATE/DELETE statement; BEGIN/COMMIT count as round trips, not statements):")
+        lines.append("")
+        lines.append("| request | per flow | round trips | of which pool checks | of which prepares | statements | writes | locking reads | transactions |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in fd["steps"] + [dict(fd["total"], step="whole flow", per_flow="")]:
+            lines.append(f"| `{r['step']}` | {r['per_flow']} | {r['round_trips']:g} | {r['bare_syncs']:g} | {r['prepare_round_trips']:g} | "
+                         f"{r['statements']:g} | {r['writes']:g} | {r['locking_reads']:g} | {r['transactions']:g} |")
+        pg = fd["pg_stat_database"]
+        lines.append("")
+        lines.append(f"PostgreSQL's own counters for the same flows (`pg_stat_database`, per flow): {pg['xact_commit']:g} commits, "
+                     f"{pg['xact_rollback']:g} rollbacks, {pg['tup_inserted']:g} rows inserted, {pg['tup_updated']:g} updated, "
+                     f"{pg['tup_deleted']:g} deleted, {pg['tup_fetched']:g} fetched (commits also count each statement preparation and "
+                     "autovacuum's work on the new tables; UPDATEs that match no row update none). Idle auth-server: "
+                     f"{fd['idle_round_trips_per_s']:g} round trips per second of background work.")
     if res.get("micro"):
         lines.append("")
         lines.append("Micro-benchmarks (criterion, `cargo bench -p bench --bench hot_paths`, CPU 0; estimate and 95 % interval):")
@@ -869,7 +1425,7 @@ def write_doc(doc: Path, table: str) -> None:
 
 
 ALL_CASES = ["baseline", "baseline_es256", "mcp_session", "mcp_stateless", "mcp_cold", "mcp_introspection",
-             "ts_sdk", "fastmcp", "long", "cold_start", "auth_server", "micro"]
+             "ts_sdk", "fastmcp", "long", "cold_start", "auth_server", "auth_token_pg", "auth_token_pg_ha", "auth_flow_db", "micro"]
 SMOKE_CASES = ["baseline", "mcp_session", "auth_server"]
 
 
@@ -887,6 +1443,7 @@ def main() -> int:
     ap.add_argument("--cold-reps", type=int, help="cold-start repetitions (default 5)")
     ap.add_argument("--token-codes", type=int, help="max codes minted per /token run (default 60000, smoke 5000)")
     ap.add_argument("--mint-secs", type=float, help="max seconds of code minting per /token run (default 20, smoke 5)")
+    ap.add_argument("--flows", type=int, default=20, help="full OAuth flows counted by auth_flow_db (default 20)")
     ap.add_argument("--mcp-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for every mcp-server start (e.g. RUST_LOG=warn), repeatable")
     ap.add_argument("--perf", default="", help="comma-separated cases to profile with perf in an extra unrecorded run")
@@ -971,6 +1528,14 @@ def main() -> int:
             attempt("cold_start", lambda: cold_start(ctx, args.cold_reps))
         if "auth_server" in cases:
             attempt("auth_server", lambda: auth_server_loads(ctx))
+        pg_cases = [("auth_token_pg", lambda: case_token_pg(ctx)), ("auth_token_pg_ha", lambda: case_token_pg_ha(ctx)),
+                    ("auth_flow_db", lambda: case_flow_db(ctx, args.flows))]
+        if any(key in cases for key, _ in pg_cases):
+            # Their own auth-servers on PostgreSQL: the SQLite one is not needed any more.
+            ctx.stop_auth()
+        for key, fn in pg_cases:
+            if key in cases:
+                attempt(key, fn)
         if "micro" in cases:
             ctx.stop_auth()
             attempt("micro", lambda: micro(ctx))

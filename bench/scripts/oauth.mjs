@@ -6,11 +6,15 @@
 //
 //   node bench/scripts/oauth.mjs --issuer URL --resource URL [--username demo]
 //        [--password demo123] [--scope mcp:read] [--pool N --pool-file FILE]
+//        [--refresh] [--mark-url URL]
 //
 // Prints one JSON object: access_token, the client and PKCE pair (so the harness can
 // mint more codes for the same client through /authorize), the browser's cookies for
 // the AS, and the token endpoint. With --pool N it also writes N more distinct access
 // tokens (one full authorize + token round per token, consent remembered) to FILE.
+// With --refresh it also redeems the refresh token once (refresh_token grant). With
+// --mark-url it GETs URL?step=<METHOD path> after every HTTP request to the AS, so that
+// the harness can attribute the database traffic it observes to each request.
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { Browser } from '../../e2e/lib/harness.js';
@@ -55,7 +59,15 @@ async function main() {
   const scope = args.scope ?? 'mcp:read';
   const redirectUri = args['redirect-uri'] ?? 'http://127.0.0.1:9/bench/callback';
 
+  const markUrl = args['mark-url'] && args['mark-url'] !== true ? args['mark-url'] : undefined;
+  const mark = async (method, url, note = '') => {
+    if (!markUrl) return;
+    const step = `${method} ${new URL(url).pathname}${note}`;
+    const r = await fetch(`${markUrl}?step=${encodeURIComponent(step)}`);
+    await r.text();
+  };
   const as = await metadata(issuer);
+  await mark('GET', `${issuer.replace(/\/$/, '')}/.well-known/oauth-authorization-server`);
   const client = await json(await fetch(as.registration_endpoint, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json' },
@@ -68,6 +80,7 @@ async function main() {
       scope,
     }),
   }), 'dynamic client registration');
+  await mark('POST', as.registration_endpoint);
 
   const verifier = b64url(randomBytes(32));
   const challenge = b64url(createHash('sha256').update(verifier).digest());
@@ -85,6 +98,16 @@ async function main() {
   for (const [k, v] of Object.entries(params)) authorizeUrl.searchParams.set(k, v);
 
   const browser = new Browser();
+  if (markUrl) {
+    const request = browser.request.bind(browser);
+    browser.request = async (url, init = {}) => {
+      const response = await request(url, init);
+      // The body is read by the caller; the AS has done its database work by the time
+      // the status line arrives.
+      await mark(init.method ?? 'GET', url);
+      return response;
+    };
+  }
   const exchange = async (code) => json(await fetch(as.token_endpoint, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
@@ -102,10 +125,27 @@ async function main() {
     const code = final.searchParams.get('code');
     if (!code) throw new Error(`authorization failed: ${final}`);
     if (final.searchParams.get('state') !== 'bench') throw new Error('state mismatch');
-    return exchange(code);
+    const tokens = await exchange(code);
+    await mark('POST', as.token_endpoint, ' (authorization_code)');
+    return tokens;
   };
 
   const first = await oneToken();
+  if (args.refresh) {
+    if (!first.refresh_token) throw new Error('no refresh_token in the token response');
+    const refreshed = await json(await fetch(as.token_endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: first.refresh_token,
+        client_id: client.client_id,
+        ...(resource ? { resource } : {}),
+      }),
+    }), 'refresh_token grant');
+    if (!refreshed.access_token) throw new Error('refresh_token grant gave no access_token');
+    await mark('POST', as.token_endpoint, ' (refresh_token)');
+  }
   const pool = Number(args.pool ?? 0);
   if (pool > 0) {
     if (!args['pool-file']) throw new Error('--pool needs --pool-file');
