@@ -183,10 +183,10 @@ sed -e "s/auth-server-1:3001/127.0.0.1:$as1/; s/auth-server-2:3001/127.0.0.1:$as
 if grep -nE '^[^#]*(auth-server-[0-9]|mcp-server-[0-9]|listen (3000|3001);)' "$work/nginx/mcp.conf"; then
   fail "deploy/nginx/mcp.conf changed shape: the lines above were not rewritten for loopback"
 fi
-# auth_server (2), mcp_server (2), mcp_server_1 and mcp_server_2 (each its replica and
-# the other as backup).
-[ "$(grep -c "server 127.0.0.1:" "$work/nginx/mcp.conf")" -eq 8 ] \
-  || fail "expected 8 upstream server lines in deploy/nginx/mcp.conf"
+# auth_server (2), mcp_server (2), mcp_server_by_session_id (2), mcp_server_1 and
+# mcp_server_2 (each its replica and the other as backup).
+[ "$(grep -c "server 127.0.0.1:" "$work/nginx/mcp.conf")" -eq 10 ] \
+  || fail "expected 10 upstream server lines in deploy/nginx/mcp.conf"
 cat >"$work/nginx/nginx.conf" <<EOF
 # The minimal main configuration around deploy/nginx/mcp.conf (as nginx's default
 # nginx.conf includes conf.d/*.conf in its http block).
