@@ -2,7 +2,8 @@
 # One command for the benchmarks (see docs/benchmarks.md):
 #
 #   bash bench/run.sh                 # full run (~15 min): every case, 3 × 10 s at c=64 and c=16
-#   bash bench/run.sh --smoke         # ~1 min: baseline, mcp-server session, auth-server /token;
+#   bash bench/run.sh --smoke         # ~1 min: baseline, mcp-server session, gateway (HTTP and stdio
+#                                     # upstream), auth-server /token;
 #                                     # exits non-zero if a server answered an error (CI)
 #   bash bench/run.sh --write-doc docs/benchmarks.md   # also refresh the table in the doc
 #
@@ -51,7 +52,7 @@ if [ "$build" = 1 ]; then
   say "cargo build ${cargo_profile[*]} -p auth-server -p mcp-server -p bench"
   cargo build "${cargo_profile[@]}" -p auth-server -p mcp-server -p bench
 fi
-for b in auth-server mcp-server baseline; do
+for b in auth-server mcp-server baseline bench-upstream bench-latency; do
   [ -x "$bin_dir/$b" ] || { say "missing $bin_dir/$b (build it or drop --skip-build)"; exit 2; }
 done
 

@@ -2,6 +2,10 @@
 // scripts/compose-run.sh started from the compose file's own wiring:
 //   MCP_URL   the MCP endpoint as a browser on the host reaches it (published port)
 //   ISSUER    optional: the issuer the topology is meant to have
+//   GATEWAY   set when the topology's mcp-server fronts an upstream MCP server (gateway
+//             mode with config/gateway.toml's policy, e.g. the everything server): the
+//             tools checked are the upstream's, `echo` for anyone and `get-env` for
+//             mcp:admin, instead of the built-in demo tools
 // A demo user runs the full OAuth flow (its token is verified through the RS's
 // back-channel JWKS/discovery URLs, against the issuer browsers see); an admin steps up
 // to mcp:admin and calls admin_panel, which reaches the AS's admin API with the RS's
@@ -17,6 +21,7 @@ import { authorizeAndConnect, recordingFetch, stepUp, textOf } from './lib/sdk-f
 
 const mcpUrl = process.env.MCP_URL;
 assert.ok(mcpUrl, 'MCP_URL names the MCP endpoint of the running topology');
+const gateway = Boolean(process.env.GATEWAY);
 
 /** The issuer the resource server names in its protected-resource metadata. */
 async function advertisedIssuer() {
@@ -47,16 +52,24 @@ test('demo user: PRM, AS metadata, DCR, login + consent, token, tools', async ()
 
   try {
     const names = (await client.listTools()).tools.map((t) => t.name);
-    assert.ok(names.includes('hello_world') && names.includes('protected_data'), names.join(','));
-    assert.match(textOf(await client.callTool({ name: 'hello_world', arguments: {} })), /demo/i);
-    const personal = await client.callTool({ name: 'protected_data', arguments: { category: 'personal' } });
-    assert.ok(!personal.isError, textOf(personal));
+    if (gateway) {
+      // The upstream's tools through the policy: mcp:read sees echo, not get-env.
+      assert.ok(names.includes('echo') && !names.includes('hello_world'), names.join(','));
+      assert.ok(!names.includes('get-env'), `get-env needs mcp:admin: ${names.join(',')}`);
+      assert.match(textOf(await client.callTool({ name: 'echo', arguments: { message: 'through the gateway' } })),
+        /through the gateway/);
+    } else {
+      assert.ok(names.includes('hello_world') && names.includes('protected_data'), names.join(','));
+      assert.match(textOf(await client.callTool({ name: 'hello_world', arguments: {} })), /demo/i);
+      const personal = await client.callTool({ name: 'protected_data', arguments: { category: 'personal' } });
+      assert.ok(!personal.isError, textOf(personal));
+    }
   } finally {
     await client.close();
   }
 });
 
-test('admin user: step-up to mcp:admin, admin_panel through the AS admin API', async () => {
+test(gateway ? 'admin user: step-up to mcp:admin, the upstream\'s admin-only tool' : 'admin user: step-up to mcp:admin, admin_panel through the AS admin API', async () => {
   const issuer = await advertisedIssuer();
   const provider = new TestOAuthProvider({ clientName: 'compose-run-admin' });
   const browser = new Browser();
@@ -68,9 +81,17 @@ test('admin user: step-up to mcp:admin, admin_panel through the AS admin API', a
   const admin = new Client({ name: 'compose-run', version: '1.0.0' });
   await admin.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider }));
   try {
-    const stats = await admin.callTool({ name: 'admin_panel', arguments: { action: 'user_stats' } });
-    assert.ok(!stats.isError, textOf(stats));
-    assert.match(textOf(stats), /demo/);
+    if (gateway) {
+      // The upstream's admin-only tool, visible and callable after the step-up.
+      const names = (await admin.listTools()).tools.map((t) => t.name);
+      assert.ok(names.includes('get-env'), names.join(','));
+      const env = await admin.callTool({ name: 'get-env', arguments: {} });
+      assert.ok(!env.isError, textOf(env));
+    } else {
+      const stats = await admin.callTool({ name: 'admin_panel', arguments: { action: 'user_stats' } });
+      assert.ok(!stats.isError, textOf(stats));
+      assert.match(textOf(stats), /demo/);
+    }
   } finally {
     await admin.close();
   }

@@ -328,7 +328,10 @@ test('an mcp-server replica dies: its sessions get 404 through nginx, new ones w
   }
   assert.ok(onVictim, 'a session opened on mcp-server-1');
   const call = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'hello_world', arguments: {} } };
-  assert.equal((await onSession(token, onVictim, call)).status, 200);
+  // Several calls at once: nginx then holds several connections to mcp-server-1, which
+  // the requests right after its death could be sent on.
+  const before = await Promise.all(Array.from({ length: 8 }, () => onSession(token, onVictim, call)));
+  assert.deepEqual(before.map((r) => r.status), Array(8).fill(200));
 
   process.kill(victim, 'SIGKILL');
   for (let i = 0; i < 100 && !(await isDown(victimMetrics)); i++) await new Promise((r) => setTimeout(r, 50));
@@ -337,8 +340,11 @@ test('an mcp-server replica dies: its sessions get 404 through nginx, new ones w
   // Its session: nginx hands it to the other replica, which does not have it: the
   // spec's 404 with a JSON-RPC error (the client's cue to initialize again), also once
   // nginx has marked the replica down.
-  for (let i = 0; i < 2; i++) {
-    const lost = await onSession(token, onVictim, call);
+  // At once first (none may land on a connection to the dead replica: a 502), then
+  // one by one.
+  const lostTogether = await Promise.all(Array.from({ length: 8 }, () => onSession(token, onVictim, call)));
+  for (let i = 0; i < 2; i++) lostTogether.push(await onSession(token, onVictim, call));
+  for (const lost of lostTogether) {
     assert.equal(lost.status, 404, JSON.stringify(lost));
     assert.match(lost.type, /^application\/json/);
     assert.equal(JSON.parse(lost.text).error.code, -32600, lost.text);

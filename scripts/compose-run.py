@@ -19,18 +19,32 @@ binary from the cargo target dir:
     host: a service that calls its issuer URL instead of its back-channel URL fails here
     as it would under an engine;
   - services start in `depends_on` order, waiting for `service_healthy` with the
-    service's own health check command.
+    service's own health check command;
+  - the other images a topology uses run as stand-ins from this machine's packages, each
+    configured from the service's own compose entry: `postgres:*` a private PostgreSQL
+    cluster (initdb with POSTGRES_USER/POSTGRES_PASSWORD/POSTGRES_DB, password
+    authentication on TCP, so a wrong password fails as it would in the container),
+    `redis:*` redis-server with the service's command, `nginx:*` nginx with the
+    configuration files mounted into /etc/nginx/conf.d (service names and `listen` ports
+    rewritten like every other address), `node:*` the service's command with e2e's
+    node_modules/.bin first on PATH (the npm packages the tests pin);
+  - network aliases (`aliases: [auth-server]` on two replicas) are a small proxy that
+    connects to the first of the aliased services that accepts, like the engine's DNS
+    answering with any live container of the alias.
 Then it runs the official TypeScript SDK client through the OAuth flow
 (e2e/compose-flow.test.js) against the topology's MCP URL and stops everything.
 
 Exit status: 0 when the topology came up healthy and the flow passed, 1 on a failure,
-3 when the file has a service this runner cannot start (an image not built here).
+3 when the file has a service this runner cannot start (an image not built here and
+without a stand-in).
 """
 import argparse
+import glob
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +56,11 @@ import time
 import yaml
 
 SKIPPED = 3
+# The binaries' listeners that default to the container's loopback: {binary: (setting, port)}.
+LOOPBACK_LISTENERS = {
+    "auth-server": ("AUTH__SERVER__METRICS_LISTEN", 9464),
+    "mcp-server": ("MCP__SERVER__METRICS_LISTEN", 9465),
+}
 FLOW_TIMEOUT = 300
 
 
@@ -142,18 +161,11 @@ def socket_owner_pids(client_port, pids):
     return owners
 
 
-class PublishedPort(threading.Thread):
-    """The host side of a published port: forwards the host's connections to the service
-    and refuses the topology's own processes (for them the address is not the host)."""
+class LoopbackForwarder(threading.Thread):
+    """A listener on a free loopback port whose connections `serve` forwards somewhere."""
 
-    def __init__(self, topology, host_port, service, container_port):
+    def __init__(self):
         super().__init__(daemon=True)
-        self.topology, self.service = topology, service
-        self.label = f"localhost:{host_port}"
-        self.target_port = topology.port[(service, container_port)]
-        # Inside the target's own container `localhost:HOST_PORT` is still the service
-        # when it listens on that same port number.
-        self.reaches_itself = host_port == container_port
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -169,18 +181,9 @@ class PublishedPort(threading.Thread):
             threading.Thread(target=self.serve, args=(client,), daemon=True).start()
 
     def serve(self, client):
-        pids = {s.process.pid: s.name for s in self.topology.services.values() if s.process}
-        owners = {pids[pid] for pid in socket_owner_pids(client.getpeername()[1], pids)}
-        if owners and not (self.reaches_itself and owners == {self.service}):
-            for name in owners:
-                self.topology.refused.add((name, self.label))
-            client.close()
-            return
-        try:
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        except OSError:
-            client.close()
-            return
+        raise NotImplementedError
+
+    def splice(self, client, upstream):
         for a, b in ((client, upstream), (upstream, client)):
             threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
 
@@ -202,7 +205,297 @@ class PublishedPort(threading.Thread):
         self.listener.close()
 
 
+class PublishedPort(LoopbackForwarder):
+    """The host side of a published port: forwards the host's connections to the service
+    and refuses the topology's own processes (for them the address is not the host)."""
+
+    def __init__(self, topology, host_port, service, container_port):
+        super().__init__()
+        self.topology, self.service = topology, service
+        self.label = f"localhost:{host_port}"
+        self.target_port = topology.port[(service, container_port)]
+        # Inside the target's own container `localhost:HOST_PORT` is still the service
+        # when it listens on that same port number.
+        self.reaches_itself = host_port == container_port
+
+    def serve(self, client):
+        pids = {s.process.pid: s.name for s in self.topology.services.values() if s.process}
+        owners = {pids[pid] for pid in socket_owner_pids(client.getpeername()[1], pids)}
+        if owners and not (self.reaches_itself and owners == {self.service}):
+            for name in owners:
+                self.topology.refused.add((name, self.label))
+            client.close()
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            client.close()
+            return
+        self.splice(client, upstream)
+
+
+# --- network aliases ----------------------------------------------------------------------
+
+class AliasProxy(LoopbackForwarder):
+    """A network alias shared by several services: each connection goes to the first of
+    them that accepts, starting from the next one each time (the engine's DNS answers with
+    any live container of the alias)."""
+
+    def __init__(self, target_ports, label):
+        super().__init__()
+        self.targets, self.label, self.next = target_ports, label, 0
+
+    def serve(self, client):
+        order = self.targets[self.next:] + self.targets[:self.next]
+        self.next = (self.next + 1) % len(self.targets)
+        for port in order:
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port))
+            except OSError:
+                continue
+            self.splice(client, upstream)
+            return
+        client.close()
+
+
+# --- stand-ins for images not built here ---------------------------------------------------
+
+class StandIn:
+    """Runs a service whose image is not built from this repository with this machine's
+    own package of the same software, configured from the service's compose entry."""
+
+    def load(self, topology, service):
+        env = service.spec.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(item.split("=", 1) for item in env if "=" in item)
+        service.env = {k: "" if v is None else str(v) for k, v in env.items()}
+        command = service.spec.get("command") or []
+        service.command = shlex.split(command) if isinstance(command, str) else list(command)
+
+    def fixed_port(self, port):
+        return None
+
+    def strings(self, topology, service):
+        return []
+
+    def prepare(self, topology, service, cwd):
+        raise NotImplementedError
+
+    def environment(self, topology, service, env):
+        return env
+
+    def started(self, topology, service):
+        pass
+
+    def health(self, topology, service):
+        return None
+
+    def cleanup(self):
+        pass
+
+
+def as_postgres_user(argv):
+    """PostgreSQL refuses to run as root: as root, run it as the `postgres` account."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--"] + argv
+    return argv
+
+
+def postgres_bin(name):
+    found = shutil.which(name)
+    if found and name not in ("postgres", "initdb"):
+        return found
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/" + name),
+                      key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
+    if versions:
+        return versions[-1]
+    if found:
+        return found
+    raise Unsupported(f"PostgreSQL's {name} is not installed (Debian: postgresql)")
+
+
+class PostgresStandIn(StandIn):
+    """A private PostgreSQL cluster, as the official image makes one: POSTGRES_USER the
+    superuser with POSTGRES_PASSWORD, POSTGRES_DB created, password authentication on TCP."""
+
+    def load(self, topology, service):
+        super().load(topology, service)
+        service.container_ports.add(5432)
+        self.data = None
+
+    def user(self, service):
+        return service.env.get("POSTGRES_USER") or "postgres"
+
+    def database(self, service):
+        return service.env.get("POSTGRES_DB") or self.user(service)
+
+    def prepare(self, topology, service, cwd):
+        self.data = tempfile.mkdtemp(prefix="compose-run-pg-")
+        if os.geteuid() == 0:
+            shutil.chown(self.data, "postgres", "postgres")
+        password = service.env.get("POSTGRES_PASSWORD", "")
+        if not password:
+            raise SystemExit(f"service {service.name}: POSTGRES_PASSWORD is empty (the image "
+                             "refuses to start without one)")
+        pwfile = os.path.join(self.data, "pwfile")
+        with open(pwfile, "w") as f:
+            f.write(password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, "postgres", "postgres")
+        cluster = os.path.join(self.data, "cluster")
+        init = subprocess.run(as_postgres_user([
+            postgres_bin("initdb"), "-D", cluster, "-U", self.user(service), f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-instructions"]),
+            capture_output=True, text=True)
+        if init.returncode != 0:
+            raise SystemExit(f"service {service.name}: initdb failed: {init.stderr.strip()[-500:]}")
+        os.unlink(pwfile)
+        database = self.database(service)
+        if database != "postgres":
+            create = subprocess.run(as_postgres_user([postgres_bin("postgres"), "--single", "-D", cluster, "postgres"]),
+                                    input=f'CREATE DATABASE "{database}" OWNER "{self.user(service)}";\n',
+                                    capture_output=True, text=True)
+            if create.returncode != 0:
+                raise SystemExit(f"service {service.name}: creating {database} failed: {create.stderr.strip()[-500:]}")
+        port = topology.port[(service.name, 5432)]
+        return as_postgres_user([postgres_bin("postgres"), "-D", cluster, "-p", str(port), "-k", self.data,
+                                 "-c", "listen_addresses=127.0.0.1"])
+
+    def health(self, topology, service):
+        return ["CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(topology.port[(service.name, 5432)]),
+                "-U", self.user(service), "-d", self.database(service)]
+
+    def cleanup(self):
+        if self.data:
+            shutil.rmtree(self.data, ignore_errors=True)
+
+
+class RedisStandIn(StandIn):
+    """redis-server with the service's own arguments, on its loopback port."""
+
+    def load(self, topology, service):
+        super().load(topology, service)
+        service.container_ports.add(6379)
+
+    def prepare(self, topology, service, cwd):
+        args = service.command[1:] if service.command[:1] == ["redis-server"] else service.command
+        port = topology.port[(service.name, 6379)]
+        return [shutil.which("redis-server") or "redis-server", *args, "--port", str(port), "--bind", "127.0.0.1"]
+
+    def health(self, topology, service):
+        return ["CMD", "redis-cli", "-h", "127.0.0.1", "-p", str(topology.port[(service.name, 6379)]), "ping"]
+
+
+class NginxStandIn(StandIn):
+    """nginx with the configuration files mounted into /etc/nginx/conf.d, inside a minimal
+    main configuration like the image's (which includes conf.d/*.conf in its http block)."""
+
+    def load(self, topology, service):
+        super().load(topology, service)
+        self.confs = []
+        for volume in service.spec.get("volumes") or []:
+            source, target = ((volume.get("source"), volume.get("target")) if isinstance(volume, dict)
+                              else volume.split(":")[:2])
+            if target.startswith("/etc/nginx/conf.d/") and target.endswith(".conf"):
+                with open(os.path.abspath(source), encoding="utf-8") as f:
+                    self.confs.append((os.path.basename(target), f.read()))
+        if not self.confs:
+            raise Unsupported(f"service {service.name}: no configuration mounted into /etc/nginx/conf.d")
+        for _, text in self.confs:
+            for port in re.findall(r"(?m)^\s*listen\s+(\d+)\s*;", text):
+                service.container_ports.add(int(port))
+
+    def strings(self, topology, service):
+        return [text for _, text in self.confs]
+
+    def prepare(self, topology, service, cwd):
+        conf_dir = os.path.join(cwd, "nginx")
+        os.makedirs(os.path.join(conf_dir, "conf.d"), exist_ok=True)
+        includes = []
+        for name, text in self.confs:
+            text = topology.rewrite(service, text)
+            text = re.sub(r"(?m)^(\s*)listen\s+(\d+)\s*;",
+                          lambda m: f"{m.group(1)}listen 127.0.0.1:{topology.port[(service.name, int(m.group(2)))]};",
+                          text)
+            path = os.path.join(conf_dir, "conf.d", name)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            includes.append(f"    include {path};")
+        main = os.path.join(conf_dir, "nginx.conf")
+        with open(main, "w", encoding="utf-8") as f:
+            f.write("worker_processes 1;\n"
+                    f"pid {conf_dir}/nginx.pid;\n"
+                    f"error_log {conf_dir}/error.log warn;\n"
+                    "events { worker_connections 1024; }\n"
+                    "http {\n    access_log off;\n"
+                    + "".join(f"    {kind}_temp_path {conf_dir}/{kind};\n"
+                              for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+                    + "\n".join(includes) + "\n}\n")
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        check = subprocess.run([nginx, "-t", "-q", "-p", conf_dir, "-c", main], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise SystemExit(f"service {service.name}: nginx rejects the configuration: {check.stderr.strip()[-800:]}")
+        return [nginx, "-p", conf_dir, "-c", main, "-g", "daemon off;"]
+
+
+class NodeStandIn(StandIn):
+    """The service's command with this machine's Node.js, run from e2e/ with its
+    node_modules/.bin first on PATH: the npm packages the test suite pins, so `npx -y PKG`
+    runs the pinned package and fetches nothing. A PORT variable naming one of the
+    service's container ports becomes its loopback port."""
+
+    def load(self, topology, service):
+        super().load(topology, service)
+        entrypoint = service.spec.get("entrypoint") or []
+        service.entrypoint = shlex.split(entrypoint) if isinstance(entrypoint, str) else list(entrypoint)
+        if service.env.get("PORT", "").isdigit():
+            service.container_ports.add(int(service.env["PORT"]))
+        self.e2e = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e")
+
+    def prepare(self, topology, service, cwd):
+        argv = topology.argv(service, list(service.entrypoint) + list(service.command))
+        if not argv:
+            raise SystemExit(f"service {service.name}: a node image with no command")
+        return ["/bin/sh", "-c", 'cd "$0" && exec "$@"', os.path.abspath(self.e2e), *argv]
+
+    def health(self, topology, service):
+        # An image's health check that probes its port by number (`connect(3005)`) would
+        # probe this host's port 3005: the same probe, a TCP connect, on its loopback port.
+        port = service.env.get("PORT", "")
+        if port.isdigit() and (service.name, int(port)) in topology.port:
+            return ["CMD", sys.executable, "-c",
+                    f"import socket; socket.create_connection(('127.0.0.1', {topology.port[(service.name, int(port))]}), 2)"]
+        return None
+
+    def environment(self, topology, service, env):
+        env = dict(env)
+        env["PATH"] = os.path.join(os.path.abspath(self.e2e), "node_modules", ".bin") + ":" + env.get("PATH", "")
+        if env.get("PORT", "").isdigit() and (service.name, int(service.env["PORT"])) in topology.port:
+            env["PORT"] = str(topology.port[(service.name, int(service.env["PORT"]))])
+        return env
+
+
+STAND_INS = {"postgres": PostgresStandIn, "redis": RedisStandIn, "nginx": NginxStandIn, "node": NodeStandIn}
+
+
+def stand_in_for(service):
+    image = str(service.spec.get("image") or "")
+    name = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    stand_in = STAND_INS.get(name)
+    return stand_in() if stand_in else None
+
+
 # --- the runner -------------------------------------------------------------------------
+
+def signal_group(process, sig):
+    try:
+        os.killpg(process.pid, sig)
+    except OSError:
+        try:
+            process.send_signal(sig)
+        except OSError:
+            pass
+
 
 class Service:
     def __init__(self, name, spec):
@@ -213,6 +506,8 @@ class Service:
         self.container_ports = set()
         self.process = None
         self.log_path = None
+        self.stand_in = None  # a StandIn for an image not built from this repository
+        self.aliases = []
 
 
 class Topology:
@@ -230,15 +525,25 @@ class Topology:
         self.published = {}  # host port -> (service, container port)
         self.proxies = {}  # host port -> PublishedPort
         self.refused = set()  # (service, published address) it wrongly called
+        self.alias_proxies = {}  # (alias, port) -> AliasProxy
         # Before anything else (binaries, Dockerfile stages): a topology with services
-        # that run other images (a database, a proxy) cannot run here at all.
+        # that run other images with no stand-in here cannot run at all.
+        for service in self.services.values():
+            if not service.spec.get("build"):
+                service.stand_in = stand_in_for(service)
         foreign = [f"{s.name} ({s.spec.get('image')})" for s in self.services.values()
-                   if not s.spec.get("build")]
+                   if not s.spec.get("build") and s.stand_in is None]
         if foreign:
             raise Unsupported(f"services {', '.join(foreign)} run images not built from this "
-                              "repository")
+                              "repository, with no stand-in here")
         for service in self.services.values():
-            self.load_image(service)
+            service.aliases = [a for network in (service.spec.get("networks") or {}).values()
+                               for a in ((network or {}).get("aliases") or [])
+                               if a not in self.services]
+            if service.stand_in is None:
+                self.load_image(service)
+            else:
+                service.stand_in.load(self, service)
         self.allocate_ports()
 
     # Image side: what the Dockerfile stage gives the container.
@@ -283,6 +588,14 @@ class Topology:
         if isinstance(env, list):
             env = dict(item.split("=", 1) for item in env if "=" in item)
         service.env.update({k: "" if v is None else str(v) for k, v in env.items()})
+        # Listeners our binaries bind to the container's own loopback by default: every
+        # container has its own, this host has one, so each service gets its own port.
+        for binary, (key, default) in LOOPBACK_LISTENERS.items():
+            if any(os.path.basename(str(a)) == binary for a in service.entrypoint[:1] + [h for _, h in service.paths]):
+                address = service.env.setdefault(key, f"127.0.0.1:{default}")
+                own = re.fullmatch(r"(?:127\.0\.0\.1|localhost):(\d+)", address)
+                if own:
+                    service.container_ports.add(int(own.group(1)))
         for volume in spec.get("volumes") or []:
             if isinstance(volume, dict):
                 source, target, kind = volume.get("source"), volume["target"], volume.get("type")
@@ -298,11 +611,26 @@ class Topology:
             service.paths.append((target.rstrip("/"), host))
 
     def strings(self, service):
+        extra = service.stand_in.strings(self, service) if service.stand_in else []
         return (list(service.env.values()) + list(service.entrypoint) + list(service.command)
-                + list(self.health_test(service) or []))
+                + (list(self.health_test(service) or []) if not service.stand_in else []) + extra)
+
+    def alias_members(self):
+        """{alias: [services that carry it]}."""
+        members = {}
+        for service in self.services.values():
+            for alias in service.aliases:
+                members.setdefault(alias, []).append(service.name)
+        return members
+
+    def host_names(self):
+        """Service names and aliases, longest first (for one regex alternation)."""
+        return "|".join(re.escape(n) for n in sorted(list(self.services) + list(self.alias_members()),
+                                                     key=len, reverse=True))
 
     def allocate_ports(self):
-        names = "|".join(re.escape(n) for n in sorted(self.services, key=len, reverse=True))
+        names = self.host_names()
+        members = self.alias_members()
         for service in self.services.values():
             for port in service.spec.get("ports") or []:
                 if isinstance(port, dict):
@@ -320,14 +648,23 @@ class Topology:
                 for port in re.findall(r"(?:0\.0\.0\.0|\[::\]):(\d+)", text):
                     service.container_ports.add(int(port))
                 for other, port in re.findall(rf"\b({names}):(\d+)\b", text):
-                    self.services[other].container_ports.add(int(port))
+                    for name in members.get(other, [other]):
+                        self.services[name].container_ports.add(int(port))
+                    if other in members:
+                        self.alias_proxies[(other, int(port))] = None
         for service in self.services.values():
             for port in sorted(service.container_ports):
-                self.port[(service.name, port)] = free_port()
+                self.port[(service.name, port)] = (service.stand_in.fixed_port(port)
+                                                   if service.stand_in else None) or free_port()
+        for alias, port in list(self.alias_proxies):
+            self.alias_proxies[(alias, port)] = AliasProxy(
+                [self.port[(name, port)] for name in members[alias]], f"{alias}:{port}")
         for host_port, (name, target) in self.published.items():
             self.proxies[host_port] = PublishedPort(self, host_port, name, target)
 
     def health_test(self, service):
+        if service.stand_in and service.stand_in.health(self, service):
+            return service.stand_in.health(self, service)
         health = service.spec.get("healthcheck") or {}
         if health.get("disable"):
             return None
@@ -340,11 +677,14 @@ class Topology:
 
     def rewrite(self, service, text):
         """A string of `service`'s container as the same thing on this host."""
-        names = "|".join(re.escape(n) for n in sorted(self.services, key=len, reverse=True))
+        names = self.host_names()
 
         def address(m):
-            if m.group("service"):  # another service by its compose host name
-                return f"127.0.0.1:{self.port[(m.group('service'), int(m.group('service_port')))]}"
+            if m.group("service"):  # another service by its compose host name or alias
+                key = (m.group("service"), int(m.group("service_port")))
+                if key in self.alias_proxies:
+                    return f"127.0.0.1:{self.alias_proxies[key].port}"
+                return f"127.0.0.1:{self.port[key]}"
             if m.group("wildcard"):  # a listen address on every interface
                 return f"127.0.0.1:{self.port[(service.name, int(m.group('wildcard_port')))]}"
             port = int(m.group("loopback_port"))
@@ -379,19 +719,27 @@ class Topology:
         return env
 
     def start(self, service):
-        argv = self.argv(service, list(service.entrypoint) + list(service.command))
         cwd = os.path.join(self.workdir, "cwd", service.name)
         os.makedirs(cwd, exist_ok=True)
         service.log_path = os.path.join(self.workdir, f"{service.name}.log")
+        if service.stand_in:
+            argv = service.stand_in.prepare(self, service, cwd)
+        else:
+            argv = self.argv(service, list(service.entrypoint) + list(service.command))
         ports = ", ".join(f"{p}->127.0.0.1:{self.port[(service.name, p)]}"
                           for p in sorted(service.container_ports))
         ports += "".join(f", published {proxy.label}->localhost:{proxy.port}"
                          for proxy in self.proxies.values() if proxy.service == service.name)
         print(f"compose-run: starting {service.name}: {shlex.join(argv)}  [ports {ports}]", flush=True)
         log = open(service.log_path, "wb")
-        service.process = subprocess.Popen(argv, cwd=cwd, env=self.environment(service),
+        env = self.environment(service)
+        if service.stand_in:
+            env = service.stand_in.environment(self, service, env)
+        service.process = subprocess.Popen(argv, cwd=cwd, env=env,
                                            stdout=log, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        if service.stand_in:
+            service.stand_in.started(self, service)
 
     def healthy_once(self, service):
         test = self.health_test(service)
@@ -439,7 +787,7 @@ class Topology:
             return "".join(f.readlines()[-lines:])
 
     def up(self):
-        for proxy in self.proxies.values():
+        for proxy in list(self.proxies.values()) + list(self.alias_proxies.values()):
             proxy.start()
         started = set()
         while len(started) < len(self.services):
@@ -464,18 +812,30 @@ class Topology:
         return {d: (c or {}).get("condition", "service_started") for d, c in deps.items()}
 
     def down(self):
-        for proxy in self.proxies.values():
+        for proxy in list(self.proxies.values()) + list(self.alias_proxies.values()):
             proxy.close()
+        # Each service is the leader of its own process group (start_new_session): the
+        # signal reaches what it started too (runuser's postgres, npx's node, nginx's
+        # workers).
         for service in reversed(list(self.services.values())):
             if service.process and service.process.poll() is None:
-                service.process.send_signal(signal.SIGTERM)
+                signal_group(service.process, signal.SIGTERM)
         for service in self.services.values():
             if service.process:
                 try:
                     service.process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
-                    service.process.kill()
+                    signal_group(service.process, signal.SIGKILL)
                     service.process.wait()
+            if service.stand_in:
+                service.stand_in.cleanup()
+
+    def gateway_services(self):
+        """The services that run mcp-server in gateway mode (an upstream in their
+        environment or command line)."""
+        return sorted(s.name for s in self.services.values()
+                      if any(k.endswith(("__UPSTREAM__URL", "__UPSTREAM__COMMAND")) and v for k, v in s.env.items())
+                      or any(a in ("--upstream-url", "--upstream-cmd") for a in s.command))
 
     def entry_urls(self):
         """The MCP URL and issuer a browser on the host uses: the resource (and issuer) a
@@ -527,6 +887,8 @@ def main():
         env = dict(os.environ, MCP_URL=mcp_url)
         if len(issuers) == 1:
             env["ISSUER"] = issuers.pop()
+        if topology.gateway_services():
+            env["GATEWAY"] = ",".join(topology.gateway_services())
         print(f"compose-run: OAuth flow of the official TypeScript SDK client against {mcp_url}", flush=True)
         try:
             flow = subprocess.run(["node", "--test", "--test-concurrency=1", "compose-flow.test.js"],

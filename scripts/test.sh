@@ -26,6 +26,12 @@ fi
 # Set: the PostgreSQL runs are mandatory (a test fails when the server does not answer).
 export AUTH_TEST_POSTGRES_URL="${AUTH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
+# The npm packages first: mcp-server's gateway tests run the reference "everything" MCP
+# server (e2e/node_modules) as their upstream.
+if [ ! -d e2e/node_modules/@modelcontextprotocol/server-everything ]; then
+  (cd e2e && npm ci --no-audit --no-fund)
+fi
+
 echo "== cargo test (workspace)"
 cargo test --workspace --no-fail-fast
 
@@ -38,10 +44,7 @@ AUTH_TEST_BACKEND=postgres cargo test -p auth-server --test it --no-fail-fast --
 echo "== building binaries for end-to-end tests"
 cargo build --workspace --bins
 
-echo "== end-to-end: official TypeScript SDK client"
-if [ ! -d e2e/node_modules/@modelcontextprotocol/sdk ]; then
-  (cd e2e && npm ci --no-audit --no-fund)
-fi
+echo "== end-to-end: official TypeScript SDK client (also through the gateway: e2e/tests/gateway.test.js)"
 (cd e2e && MCP_E2E_BIN_DIR="$target_dir/debug" npm test)
 
 echo "== interoperability: MCP conformance suite (0.1.16 + 0.2.0-alpha) and a FastMCP resource server"

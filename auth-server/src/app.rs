@@ -363,6 +363,18 @@ fn endpoints(cfg: &mut web::ServiceConfig, limit: usize) {
             .route(web::post().to(http::authorize::consent)),
     )
     .service(
+        page_resource("/idp/{id}/login")
+            .app_data(page_form_config(limit))
+            .route(web::post().to(http::idp::start)),
+    )
+    .service(page_resource("/idp/{id}/callback").route(web::get().to(http::idp::callback)))
+    .service(
+        page_resource("/logout")
+            .app_data(page_form_config(limit))
+            .route(web::get().to(http::idp::logout))
+            .route(web::post().to(http::idp::logout)),
+    )
+    .service(
         api_resource("/token")
             .wrap(cors())
             .route(web::post().to(http::token::token)),

@@ -386,14 +386,18 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::List => {
-            println!("{:<24} {:<6} {:<9} EMAIL", "USERNAME", "ROLE", "STATUS");
+            println!(
+                "{:<24} {:<6} {:<9} {:<16} EMAIL",
+                "USERNAME", "ROLE", "STATUS", "SOURCE"
+            );
             for u in store.list_users().await? {
                 println!(
-                    "{:<24} {:<6} {:<9} {}",
+                    "{:<24} {:<6} {:<9} {:<16} {}",
                     printable(&u.username),
                     u.role,
                     if u.disabled { "disabled" } else { "active" },
-                    u.email.as_deref().unwrap_or("-")
+                    printable(&u.source()),
+                    printable(u.email.as_deref().unwrap_or("-"))
                 );
             }
         }
@@ -401,8 +405,13 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
             username,
             password_stdin,
         } => {
-            if store.find_user_by_name(&username).await?.is_none() {
-                bail!("no user {username:?}");
+            match store.find_user_by_name(&username).await? {
+                None => bail!("no user {username:?}"),
+                Some(u) if u.idp.is_some() => bail!(
+                    "{username} signs in through {} and has no password here",
+                    u.source()
+                ),
+                Some(_) => {}
             }
             let password = read_password(password_stdin)?;
             let hash = hash_new_password(&password)?;

@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 use shared::bearer::BearerChallenge;
 
+use crate::service::federation::FederationError;
 use crate::service::ServiceError;
 use crate::storage::StoreError;
 
@@ -81,6 +82,37 @@ impl AppError {
             error: Some("insufficient_scope"),
             description: format!("this endpoint needs scope {scope}"),
             scope: Some(scope.to_string()),
+        }
+    }
+}
+
+/// A failed sign-in at an upstream identity provider: always our HTML page.
+impl From<FederationError> for AppError {
+    fn from(e: FederationError) -> Self {
+        let (status, title) = match &e {
+            FederationError::UnknownProvider(_) => {
+                (StatusCode::NOT_FOUND, "Unknown sign-in method")
+            }
+            FederationError::Unreachable { .. } => {
+                (StatusCode::BAD_GATEWAY, "Identity provider unavailable")
+            }
+            FederationError::Upstream { .. } => {
+                (StatusCode::FORBIDDEN, "Sign-in was not completed")
+            }
+            FederationError::Invalid(_) | FederationError::UnknownSignIn(_) => {
+                (StatusCode::BAD_REQUEST, "Sign-in failed")
+            }
+            FederationError::Refused(_) => (StatusCode::FORBIDDEN, "Access denied"),
+            FederationError::Throttled => (StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
+            FederationError::Internal(detail) => {
+                log::error!("upstream sign-in: {detail}");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong")
+            }
+        };
+        AppError::Page {
+            status,
+            title: title.into(),
+            message: e.to_string(),
         }
     }
 }

@@ -9,6 +9,8 @@ use std::path::Path;
 use crate::cimd::CimdSettings;
 use crate::ratelimit::RateLimitSettings;
 
+pub mod identity_providers;
+
 /// Dotted keys whose environment value is a comma-separated list.
 pub const LIST_KEYS: &[&str] = &[
     "server.trusted_proxies",
@@ -32,6 +34,23 @@ pub struct Settings {
     pub keys: KeysSettings,
     /// Pre-registered clients (`[[clients]]` tables in TOML).
     pub clients: Vec<ClientConfig>,
+    pub login: LoginSettings,
+    /// Upstream identity providers users sign in with (`[[identity_providers]]`).
+    pub identity_providers: Vec<identity_providers::IdentityProviderConfig>,
+}
+
+/// How users sign in on the login page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoginSettings {
+    /// Local password login (the `users` table); false: identity providers only.
+    pub password: bool,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self { password: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -413,6 +432,7 @@ impl Settings {
                     .into(),
             );
         }
+        identity_providers::validate(self)?;
         for c in &self.clients {
             if c.client_id.trim().is_empty() {
                 return Err("clients: client_id must not be empty".into());

@@ -311,6 +311,7 @@ fn bench_bridge(c: &mut Criterion) {
         resource_metadata_url: format!("{RESOURCE}/.well-known"),
         data: mcp_server::data::ProtectedData::parse("{}").unwrap(),
         admin: None,
+        policy: Arc::new(mcp_server::policy::Policy::builtin().clone()),
     }));
     let direct_tools = {
         let _runtime = fx.runtime.enter();

@@ -283,19 +283,32 @@ def run_wrk(url: str, script: str, env: dict, conns: int, duration: float, stop_
     return res
 
 
-def measured_load(proc: Proc, url: str, script: str, env: dict, conns: int, duration: float) -> dict:
+def measured_load(proc: Proc, url: str, script: str, env: dict, conns: int, duration: float,
+                  parts: dict | None = None) -> dict:
+    """One wrk run with the CPU of `proc` per request; `parts` (name → process, each
+    also counted in `proc` when it is a ProcGroup) get their own CPU per request."""
+    parts = parts or {}
     t0 = proc.cpu_ticks()
+    p0 = {name: q.cpu_ticks() for name, q in parts.items()}
     res = run_wrk(url, script, env, conns, duration)
     t1 = proc.cpu_ticks()
+    p1 = {name: q.cpu_ticks() for name, q in parts.items()}
     done = res.get("ok", res["requests"]) or 1
     res["cpu_us_per_req"] = (t1 - t0) * 1e6 / CLK_TCK / done
+    if parts:
+        res["parts_cpu_us_per_req"] = {name: (p1[name] - p0[name]) * 1e6 / CLK_TCK / done for name in parts}
     res["cpu_util"] = (t1 - t0) / CLK_TCK / (res["duration_us"] / 1e6) if res["duration_us"] else 0.0
     return res
 
 
 def summarize(runs: list[dict]) -> dict:
     med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
+    extra = {}
+    if runs and "parts_cpu_us_per_req" in runs[0]:
+        extra["parts_cpu_us_per_req"] = {name: statistics.median(r["parts_cpu_us_per_req"][name] for r in runs)
+                                         for name in runs[0]["parts_cpu_us_per_req"]}
     return {
+        **extra,
         "runs": len(runs),
         "rps": med("rps"),
         "rps_all": [round(r["rps"]) for r in runs],
@@ -327,12 +340,17 @@ class Ctx:
         self.ts_port = free_port()
         self.ts_as_port = free_port()
         self.fast_port = free_port()
+        self.upstream_port = free_port()
+        self.fast_proxy_port = free_port()
         self.issuer = f"http://127.0.0.1:{self.as_port}"
         self.mcp_url = f"http://127.0.0.1:{self.rs_port}/mcp"
         self.fast_url = f"http://127.0.0.1:{self.fast_port}/mcp"
+        self.upstream_url = f"http://127.0.0.1:{self.upstream_port}/mcp"
+        self.fast_proxy_url = f"http://127.0.0.1:{self.fast_proxy_port}/mcp"
         self.db = workdir / "auth-server.db"
         self.auth: Proc | None = None
-        self.results: dict = {"cases": {}, "auth_server": {}, "cold_start": {}, "long_run": None, "failures": {}}
+        self.results: dict = {"cases": {}, "auth_server": {}, "cold_start": {}, "long_run": None, "failures": {},
+                              "gateway_stdio": None, "gateway_long_run": None}
         self.starts = 0
 
     def bin(self, name: str) -> str:
@@ -344,7 +362,7 @@ class Ctx:
             "AUTH__RATE_LIMIT__ENABLED": "false",
             # Not read here; off so that a bench never collides with a running instance.
             "AUTH__SERVER__METRICS_LISTEN": "off",
-            "AUTH__OAUTH__RESOURCES": f"{self.mcp_url},{self.fast_url}",
+            "AUTH__OAUTH__RESOURCES": f"{self.mcp_url},{self.fast_url},{self.fast_proxy_url}",
             "AUTH__OAUTH__AUTHORIZATION_CODE_TTL_SECS": "600",
         }
 
@@ -369,11 +387,11 @@ class Ctx:
         return [self.bin("mcp-server"), "serve", "--demo", "--listen", f"127.0.0.1:{self.rs_port}",
                 "--resource", self.mcp_url, "--issuer", self.issuer]
 
-    def start_mcp(self, name: str, env: dict) -> tuple[Proc, dict]:
+    def start_mcp(self, name: str, env: dict, extra_argv: list[str] | None = None) -> tuple[Proc, dict]:
         env = dict({"MCP__SERVER__WORKERS": "1",
                     "MCP__SERVER__METRICS_LISTEN": f"127.0.0.1:{self.rs_metrics_port}"},
                    **env, **self.args.mcp_env)
-        p = Proc(name, self.mcp_argv(), self.logdir, env, cwd=ROOT).start()
+        p = Proc(name, self.mcp_argv() + (extra_argv or []), self.logdir, env, cwd=ROOT).start()
         times = p.wait_ready(r"listening on http://", f"http://127.0.0.1:{self.rs_port}/readyz")
         return p, times
 
@@ -411,7 +429,8 @@ def rpc_env(token: str | None, session: str | None, body: str, check: str = "jso
     return env, headers
 
 
-def load_case(ctx: Ctx, key: str, label: str, proc: Proc, url: str, env: dict, conns: list[int], note: str = "") -> dict:
+def load_case(ctx: Ctx, key: str, label: str, proc: Proc, url: str, env: dict, conns: list[int], note: str = "",
+              parts: dict | None = None) -> dict:
     a = ctx.args
     rss_idle = proc.rss_kib()
     if a.warmup > 0:
@@ -420,9 +439,10 @@ def load_case(ctx: Ctx, key: str, label: str, proc: Proc, url: str, env: dict, c
     for c in conns:
         runs = []
         for i in range(a.runs):
-            r = measured_load(proc, url, "rpc.lua", env, c, a.duration)
+            r = measured_load(proc, url, "rpc.lua", env, c, a.duration, parts)
+            split = "".join(f", {name} {v:.1f}" for name, v in r.get("parts_cpu_us_per_req", {}).items())
             log(f"  {key} c={c} run {i + 1}: {r['rps']:.0f} req/s p99 {r['latency_us']['p99'] / 1000:.2f} ms "
-                f"cpu {r['cpu_us_per_req']:.1f} us/req (server {100 * r['cpu_util']:.0f} %, wrk {100 * r['wrk_cpu_util']:.0f} %) errors {r['errors']}")
+                f"cpu {r['cpu_us_per_req']:.1f} us/req{split} (server {100 * r['cpu_util']:.0f} %, wrk {100 * r['wrk_cpu_util']:.0f} %) errors {r['errors']}")
             runs.append(r)
         per_c[str(c)] = summarize(runs)
     result = {"label": label, "note": note, "rss_idle_kib": rss_idle, "rss_after_kib": proc.rss_kib(), "conns": per_c}
@@ -563,13 +583,134 @@ def case_fastmcp(ctx: Ctx, conns: list[int]) -> None:
         p.stop()
 
 
-def long_run(ctx: Ctx, p: Proc, target: int, rps_hint: float) -> None:
+# --------------------------------------------------------------------------- gateway
+
+
+def start_upstream(ctx: Ctx, name: str) -> Proc:
+    """bench-upstream (rmcp, stateless JSON, no auth) on the server CPU."""
+    p = Proc(name, [ctx.bin("bench-upstream"), "--listen", f"127.0.0.1:{ctx.upstream_port}"], ctx.logdir).start()
+    p.wait_ready(r"listening on http://", None)
+    return p
+
+
+def start_gateway(ctx: Ctx, name: str, upstream: list[str]) -> Proc:
+    """mcp-server in gateway mode (`upstream` = its --upstream-url/--upstream-cmd flag),
+    with the same settings as the mcp-server cases."""
+    p, _ = ctx.start_mcp(name, {}, extra_argv=upstream)
+    return p
+
+
+def case_gateway_http(ctx: Ctx, conns: list[int]) -> None:
+    """bench-upstream alone, then mcp-server's gateway in front of it (session mode,
+    real token); both on the server CPU, wrk alone on the load CPU."""
+    up = start_upstream(ctx, "gateway-upstream")
+    gw = None
+    try:
+        env_w, headers = rpc_env(None, None, CALL_BODY)
+        check_one_call(ctx.upstream_url, headers, CALL_BODY)
+        load_case(ctx, "gateway_upstream", "bench-upstream called directly (rmcp stateless JSON, no auth; CPU 0)",
+                  up, ctx.upstream_url, env_w, conns)
+        tok = oauth(ctx.issuer, ctx.mcp_url, "mcp:read", ctx.workdir)
+        gw = start_gateway(ctx, "gateway-http", ["--upstream-url", ctx.upstream_url])
+        session = open_session(ctx.mcp_url, tok["access_token"])
+        env_w, headers = rpc_env(tok["access_token"], session, CALL_BODY)
+        check_one_call(ctx.mcp_url, headers, CALL_BODY)
+        load_case(ctx, "gateway_http",
+                  "mcp-server gateway → bench-upstream (session mode, known token; gateway + upstream on CPU 0, CPU µs/req of both)",
+                  ProcGroup([gw, up]), ctx.mcp_url, env_w, conns, parts={"gateway": gw, "upstream": up})
+    finally:
+        if gw:
+            gw.stop()
+        up.stop()
+
+
+def case_gateway_fastmcp(ctx: Ctx, conns: list[int]) -> None:
+    """FastMCP's proxy (JWTVerifier in front) → bench-upstream, placed as case_gateway_http."""
+    if not FASTMCP_PY.exists():
+        raise BenchError(f"FastMCP venv missing: {FASTMCP_PY} (run bench/run.sh, which installs it)")
+    up = start_upstream(ctx, "fastmcp-proxy-upstream")
+    p = None
+    try:
+        argv = [str(FASTMCP_PY), str(BENCH / "peers/fastmcp_proxy.py"), "--port", str(ctx.fast_proxy_port),
+                "--upstream", ctx.upstream_url, "--issuer", ctx.issuer, "--jwks-uri", f"{ctx.issuer}/jwks.json",
+                "--audience", ctx.fast_proxy_url]
+        p = Proc("fastmcp-proxy", argv, ctx.logdir).start()
+        p.wait_ready(None, ctx.fast_proxy_url, ok_status=(401, 405, 406, 400))
+        tok = oauth(ctx.issuer, ctx.fast_proxy_url, "mcp:read", ctx.workdir)
+        session = open_session(ctx.fast_proxy_url, tok["access_token"])
+        env_w, headers = rpc_env(tok["access_token"], session, CALL_BODY)
+        check_one_call(ctx.fast_proxy_url, headers, CALL_BODY)
+        load_case(ctx, "gateway_fastmcp",
+                  "FastMCP proxy (`create_proxy` + `JWTVerifier`) → bench-upstream (proxy + upstream on CPU 0, CPU µs/req of both)",
+                  ProcGroup([p, up]), ctx.fast_proxy_url, env_w, conns, parts={"proxy": p, "upstream": up})
+    finally:
+        if p:
+            p.stop()
+        up.stop()
+
+
+def latency_run(ctx: Ctx, transport: list[str], token: str | None = None) -> dict:
+    """bench-latency on the load CPU: --latency-calls sequential tools/call, timed one by one."""
+    a = ctx.args
+    argv = ["taskset", "-c", LOAD_CPU, ctx.bin("bench-latency"), "--calls", str(a.latency_calls),
+            "--warmup", str(max(a.latency_calls // 10, 10)), *transport]
+    env = dict(os.environ, BENCH_TOKEN=token) if token else None
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    if out.returncode != 0:
+        raise BenchError(f"bench-latency {' '.join(transport[:2])} failed: {(out.stderr or out.stdout)[-1500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def case_gateway_stdio(ctx: Ctx) -> None:
+    """Sequential calls through the gateway to a stdio child (bench-upstream --stdio,
+    started by the gateway for the session: it inherits CPU 0), against the same
+    server started by a direct stdio client (taskset to CPU 0); clients on CPU 1."""
+    tok = oauth(ctx.issuer, ctx.mcp_url, "mcp:read", ctx.workdir)
+    gw = start_gateway(ctx, "gateway-stdio", ["--upstream-cmd", f"{ctx.bin('bench-upstream')} --stdio"])
+    try:
+        through = latency_run(ctx, ["http", "--url", ctx.mcp_url], tok["access_token"])
+        children = child_pids(gw.pid)
+        child_rss = sum(pid_rss_kib(pid) for pid in children)
+        gw_rss = gw.rss_kib()
+    finally:
+        gw.stop()
+    direct = latency_run(ctx, ["stdio", "taskset", "-c", SERVER_CPU, ctx.bin("bench-upstream"), "--stdio"])
+    ctx.results["gateway_stdio"] = {"through_gateway": through, "direct": direct, "gateway_rss_kib": gw_rss,
+                                    "child_rss_kib": child_rss, "children": len(children)}
+    for name, r in (("through the gateway", through), ("direct stdio client", direct)):
+        log(f"  gateway_stdio {name}: {r['calls']} calls, p50 {r['p50_us']:.0f} us, p99 {r['p99_us']:.0f} us, errors {r['errors']}")
+    if through["errors"] or direct["errors"]:
+        raise BenchError(f"error answers: {through['errors']} through the gateway, {direct['errors']} direct")
+
+
+def case_gateway_long(ctx: Ctx, target: int) -> None:
+    """The gateway in front of bench-upstream under closed-loop load until `target`
+    proxied calls; the gateway's RSS and the upstream's, each sampled after every chunk."""
+    up = start_upstream(ctx, "gateway-long-upstream")
+    gw = None
+    try:
+        gw = start_gateway(ctx, "gateway-long", ["--upstream-url", ctx.upstream_url])
+        rps_hint = ctx.results["cases"].get("gateway_http", {}).get("conns", {}).get("64", {}).get("rps") or 5000.0
+        ctx.results["gateway_long_run"] = lr = long_run(ctx, gw, target, rps_hint, others={"upstream": up})
+        if lr["errors"]:
+            raise BenchError(f"{lr['errors']} error answers through the gateway in the long run")
+    finally:
+        if gw:
+            gw.stop()
+        up.stop()
+
+
+def long_run(ctx: Ctx, p: Proc, target: int, rps_hint: float, others: dict | None = None) -> dict:
     """Closed-loop load on the known-token session until `target` requests, RSS sampled
-    after ~100k and then after every chunk."""
+    after ~100k and then after every chunk (also of the `others` processes, apart)."""
+    others = others or {}
     tok = oauth(ctx.issuer, ctx.mcp_url, "mcp:read", ctx.workdir)
     session = open_session(ctx.mcp_url, tok["access_token"])
     env, _ = rpc_env(tok["access_token"], session, CALL_BODY)
-    samples = [{"requests": 0, "rss_kib": p.rss_kib()}]
+
+    def sample(n: int) -> dict:
+        return {"requests": n, "rss_kib": p.rss_kib(), **{f"{k}_rss_kib": q.rss_kib() for k, q in others.items()}}
+    samples = [sample(0)]
     total, errors = 0, 0
     step = min(100_000, target)
     deadline = time.monotonic() + 600
@@ -581,9 +722,10 @@ def long_run(ctx: Ctx, p: Proc, target: int, rps_hint: float) -> None:
         total += r["requests"]
         errors += r["errors"]
         rps_hint = r["rps"] or rps_hint
-        samples.append({"requests": total, "rss_kib": p.rss_kib()})
-        log(f"  long run: {total} requests, RSS {samples[-1]['rss_kib'] / 1024:.1f} MiB, errors {errors}")
-    ctx.results["long_run"] = {"target": target, "requests": total, "errors": errors, "samples": samples}
+        samples.append(sample(total))
+        extra = "".join(f", {k} {q.rss_kib() / 1024:.1f} MiB" for k, q in others.items())
+        log(f"  long run: {total} requests, RSS {samples[-1]['rss_kib'] / 1024:.1f} MiB{extra}, errors {errors}")
+    return {"target": target, "requests": total, "errors": errors, "samples": samples}
 
 
 def cold_start(ctx: Ctx, reps: int) -> None:
@@ -727,11 +869,28 @@ def pid_ticks(pid: int) -> int:
         return 0
 
 
-def child_pids(pid: int) -> list[int]:
+def pid_rss_kib(pid: int) -> int:
     try:
-        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+    except OSError:
+        return 0
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of every thread of `pid` (a child started from a tokio worker thread
+    is listed under that thread, not the main one)."""
+    out = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return []
+    for task in tasks:
+        try:
+            out.extend(int(x) for x in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return out
 
 
 class ProcGroup:
@@ -870,7 +1029,8 @@ def token_exchange_runs(ctx: Ctx, group, issuer: str, key: str, c: int = 64) -> 
 
 def case_token_pg(ctx: Ctx) -> None:
     """/token exchanges with one auth-server replica on PostgreSQL (server on CPU 0;
-    PostgreSQL is the machine's own service and not pinned)."""
+    PostgreSQL is the machine's own service and not pinned), then the same exchanges'
+    statements run by pgbench alone on the same database: PostgreSQL's ceiling."""
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     with PgDatabase("token") as db:
@@ -879,8 +1039,72 @@ def case_token_pg(ctx: Ctx) -> None:
             s = token_exchange_runs(ctx, ProcGroup([p], db), issuer, "auth_token_pg")
         finally:
             p.stop()
+        ceiling = pg_ceiling_runs(ctx, db)
     ctx.results["auth_server"]["token_pg"] = dict(
-        s, label="`/token` authorization_code exchange, PostgreSQL, one replica (CPU µs/req: auth-server; PostgreSQL unpinned)")
+        s, label="`/token` authorization_code exchange, PostgreSQL, one replica (CPU µs/req: auth-server; PostgreSQL unpinned)",
+        ceiling=ceiling)
+
+
+def backend_ticks_sampler(db: PgDatabase, stop: threading.Event, seen: dict[int, int]) -> None:
+    """Keeps the latest CPU ticks of each backend of `db` until `stop`: pgbench's
+    backends exit with it, so their totals are read while they run (every 0.2 s)."""
+    while not stop.is_set():
+        for pid in db.backend_pids():
+            seen[pid] = max(seen.get(pid, 0), pid_ticks(pid))
+        stop.wait(0.2)
+
+
+def pg_ceiling_runs(ctx: Ctx, db: PgDatabase, c: int = 8) -> dict:
+    """PostgreSQL alone running one exchange's statements (bench/pg/code_exchange.sql)
+    through pgbench -M prepared, pgbench on the load CPU as wrk is: what the database
+    can do for these exchanges without HTTP, JWT signing or the driver. At c = 8
+    connections, auth-server's pool (`database.max_connections`): the database serves
+    the replica through those, and on 2 CPUs more backends only add context switches
+    (64 pgbench connections do about a third fewer exchanges per second than 8). Runs
+    on the database auth_token_pg has just filled, after its auth-server stopped."""
+    if not shutil.which("pgbench"):
+        raise BenchError("pgbench is not installed (Debian: postgresql-client)")
+    a = ctx.args
+    row = psql("SELECT client_id, user_id, resource FROM auth_codes LIMIT 1", db.name)
+    if not row:
+        raise BenchError("no code left by auth_token_pg to take the client and user from")
+    client, user_id, resource = row.split("|")
+    per_run = 8000 * int(a.duration + 1)
+    psql("CREATE SEQUENCE IF NOT EXISTS bench_code_seq", db.name)
+    psql("INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, scope, resource, code_challenge, "
+         "nonce, auth_time, created_at, expires_at, used_at, grant_id) "
+         f"SELECT 'bench-code-' || g, '{client}', '{user_id}', 'http://127.0.0.1/callback', 'mcp:read', '{resource}', "
+         f"'challenge', NULL, 1, 1, 4102444800, NULL, NULL FROM generate_series(1, {per_run * a.runs}) g", db.name)
+    psql("VACUUM ANALYZE auth_codes", db.name)
+    script = ROOT / "bench/pg/code_exchange.sql"
+    runs = []
+    for i in range(a.runs):
+        seen: dict[int, int] = {}
+        stop = threading.Event()
+        sampler = threading.Thread(target=backend_ticks_sampler, args=(db, stop, seen), daemon=True)
+        sampler.start()
+        argv = ["taskset", "-c", LOAD_CPU, "pgbench", "-n", "-M", "prepared", "-c", str(c), "-j", "1",
+                "-T", str(int(a.duration)), "-f", str(script), "-D", f"client={client}", "-D", f"resource={resource}",
+                "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, db.name]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=a.duration + 120)
+        stop.set()
+        sampler.join()
+        if out.returncode != 0:
+            raise BenchError(f"pgbench failed: {(out.stderr or out.stdout).strip()[-800:]}")
+        done = re.search(r"number of transactions actually processed: (\d+)", out.stdout)
+        tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out.stdout)
+        failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
+        if not done or not tps:
+            raise BenchError(f"pgbench output not understood: {out.stdout[-800:]}")
+        n = int(done.group(1))
+        r = {"rps": float(tps.group(1)), "transactions": n, "failed": int(failed.group(1)) if failed else 0,
+             "db_cpu_us_per_req": sum(seen.values()) * 1e6 / CLK_TCK / max(n, 1)}
+        log(f"  pg_ceiling run {i + 1}: {n} exchanges' statements at {r['rps']:.0f}/s, "
+            f"database {r['db_cpu_us_per_req']:.1f} us/exchange, failed {r['failed']}")
+        runs.append(r)
+    return {"rps": statistics.median(r["rps"] for r in runs),
+            "db_cpu_us_per_req": statistics.median(r["db_cpu_us_per_req"] for r in runs),
+            "failed": sum(r["failed"] for r in runs), "runs": runs, "c": c}
 
 
 def nginx_conf(workdir: Path, as_ports: list[int], listen: int) -> Path:
@@ -1263,6 +1487,15 @@ def fmt_int(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def gateway_cpu_beyond(res: dict, c: str = "64") -> float | None:
+    """CPU per proxied call of gateway + upstream, minus the upstream's own per direct call."""
+    via = res["cases"].get("gateway_http", {}).get("conns", {}).get(c)
+    direct = res["cases"].get("gateway_upstream", {}).get("conns", {}).get(c)
+    if not via or not direct:
+        return None
+    return via["cpu_us_per_req"] - direct["cpu_us_per_req"]
+
+
 def ratio_rows(res: dict) -> list[tuple]:
     cases = res["cases"]
 
@@ -1302,11 +1535,37 @@ def ratio_rows(res: dict) -> list[tuple]:
         add(f"mcp-server RSS after {last['requests']:,} requests", last["rss_kib"] / 1024, "≤ 64 MiB", lambda v: v <= 64, "{:.1f} MiB")
         growth = (last["rss_kib"] - after100k["rss_kib"]) / 1024
         add(f"RSS growth from {after100k['requests']:,} to {last['requests']:,} requests", growth, "flat (≈ 0)", lambda v: v <= 2.0, "{:+.1f} MiB")
+    gw, gw_up = rps("gateway_http"), rps("gateway_upstream")
+    add("mcp-server gateway → bench-upstream / bench-upstream alone, c=64 (same CPU 0)", div(gw, gw_up), "≥ 0.5×",
+        lambda v: v >= 0.5)
+    add("gateway CPU per proxied `tools/call` beyond the upstream's own, c=64", gateway_cpu_beyond(res), "≤ 30 µs",
+        lambda v: v <= 30, "{:.1f} µs")
+    add("mcp-server gateway / FastMCP proxy, same upstream, c=64", div(gw, rps("gateway_fastmcp")), "≥ 10×",
+        lambda v: v >= 10, "{:.0f}×")
+    st = res.get("gateway_stdio")
+    if st:
+        t, d = st["through_gateway"], st["direct"]
+        add("stdio upstream, sequential calls: p50 / p99 through the gateway (HTTP client) vs a direct stdio client",
+            f"{t['p50_us']:.0f} / {t['p99_us']:.0f} µs vs {d['p50_us']:.0f} / {d['p99_us']:.0f} µs", "reported", None, "{}")
+    else:
+        add("stdio upstream, sequential calls: p50 / p99 through the gateway vs a direct stdio client", None, "reported", None)
+    glr = res.get("gateway_long_run")
+    if glr and len(glr["samples"]) > 1:
+        last = glr["samples"][-1]
+        after100k = next((s for s in glr["samples"] if s["requests"] >= 100_000), last)
+        growth = (last["rss_kib"] - after100k["rss_kib"]) / 1024
+        add(f"gateway RSS growth from {after100k['requests']:,} to {last['requests']:,} proxied calls (upstream apart)", growth,
+            "flat (≈ 0)", lambda v: v <= 2.0, "{:+.1f} MiB")
+    else:
+        add("gateway RSS growth over 1,000,000 proxied calls", None, "flat (≈ 0)", None)
     tok = res["auth_server"].get("token")
     add("auth-server `/token` exchanges per second", tok["rps"] if tok else None, "≥ 5,000/s", lambda v: v >= 5000, "{:,.0f}/s")
     pg = res["auth_server"].get("token_pg")
     add("auth-server `/token` exchanges per second on PostgreSQL, one replica, c=64", pg["rps"] if pg else None, "≥ 3,000/s",
         lambda v: v >= 3000, "{:,.0f}/s")
+    ceiling = pg.get("ceiling") if pg else None
+    add("auth-server `/token` on PostgreSQL, c=64 / PostgreSQL alone running the same statements (pgbench, auth-server's 8 connections)",
+        div(pg["rps"] if pg else None, ceiling["rps"] if ceiling else None), "reported (the database's own rate on this machine)", None)
     ha = res["auth_server"].get("token_pg_ha")
     add("auth-server `/token` on PostgreSQL: two replicas behind nginx / one replica, c=64 (same 2 CPUs)",
         div(ha["rps"] if ha else None, pg["rps"] if pg else None), "reported (no target: one server CPU for both)", None)
@@ -1345,6 +1604,14 @@ def render(res: dict) -> str:
                          f"{label.split(' (')[0]}: {s['db_cpu_us_per_req']:.1f} µs"
                          + (f" (replicas' shares of the server CPU {s['replica_cpu_share']})" if s.get("replica_cpu_share") else "")
                          for label, s in dbcpu) + ".")
+        ceiling = res["auth_server"].get("token_pg", {}).get("ceiling")
+        if ceiling:
+            lines.append("")
+            lines.append(f"PostgreSQL alone, the same statements: `bench/pg/code_exchange.sql` (one exchange's statements as "
+                         f"auth-server sends them, without HTTP, JWT signing or the driver) run by pgbench -M prepared at "
+                         f"c={ceiling['c']} on CPU {LOAD_CPU}, on the database the one-replica case has just filled: "
+                         f"{ceiling['rps']:,.0f} exchanges/s, database {ceiling['db_cpu_us_per_req']:.1f} µs CPU per exchange "
+                         f"(runs: {[round(r['rps']) for r in ceiling['runs']]}; failed transactions {ceiling['failed']}).")
     for key, f in res["failures"].items():
         lines.append(f"| {key}: **not measured** ({f[:160]}) | | | | | | | | |")
     ver = [(c["label"], c["verification"]) for c in res["cases"].values() if "cached" in c.get("verification", {})]
@@ -1358,6 +1625,36 @@ def render(res: dict) -> str:
         lines.append("")
         pts = ", ".join(f"{s['requests']:,} → {s['rss_kib'] / 1024:.1f} MiB" for s in lr["samples"])
         lines.append(f"mcp-server RSS over a long run (session mode, c=64, requests → RSS): {pts}; errors {lr['errors']}.")
+    via = res["cases"].get("gateway_http", {}).get("conns", {}).get("64", {})
+    direct = res["cases"].get("gateway_upstream", {}).get("conns", {}).get("64", {})
+    if via.get("parts_cpu_us_per_req") and direct:
+        pc = via["parts_cpu_us_per_req"]
+        lines.append("")
+        lines.append(f"Gateway CPU per proxied `tools/call` at c=64 (medians): mcp-server gateway {pc['gateway']:.1f} µs + bench-upstream "
+                     f"{pc['upstream']:.1f} µs behind it = {via['cpu_us_per_req']:.1f} µs, against bench-upstream's own "
+                     f"{direct['cpu_us_per_req']:.1f} µs per direct call: {gateway_cpu_beyond(res):.1f} µs beyond the upstream's own.")
+    fp = res["cases"].get("gateway_fastmcp", {}).get("conns", {}).get("64", {})
+    if fp.get("parts_cpu_us_per_req"):
+        pc = fp["parts_cpu_us_per_req"]
+        lines.append("")
+        lines.append(f"FastMCP proxy CPU per proxied call at c=64: proxy {pc['proxy']:.1f} µs + bench-upstream {pc['upstream']:.1f} µs.")
+    st = res.get("gateway_stdio")
+    if st:
+        t, d = st["through_gateway"], st["direct"]
+        lines.append("")
+        lines.append(f"Stdio upstream (`bench-upstream --stdio`), {t['calls']:,} sequential `tools/call`s per client after "
+                     f"{max(t['calls'] // 10, 10):,} unrecorded: through the gateway (`--upstream-cmd`, HTTP client, session, real token) "
+                     f"p50 {t['p50_us']:.0f} µs, p90 {t['p90_us']:.0f} µs, p99 {t['p99_us']:.0f} µs, mean {t['mean_us']:.0f} µs; "
+                     f"a direct stdio client of the same server p50 {d['p50_us']:.0f} µs, p90 {d['p90_us']:.0f} µs, p99 {d['p99_us']:.0f} µs, "
+                     f"mean {d['mean_us']:.0f} µs. Gateway RSS {mib(st['gateway_rss_kib'])} MiB with the session's child "
+                     f"({st['children']} process, {mib(st['child_rss_kib'])} MiB, accounted apart).")
+    glr = res.get("gateway_long_run")
+    if glr:
+        lines.append("")
+        pts = ", ".join(f"{s['requests']:,} → {s['rss_kib'] / 1024:.1f} MiB" for s in glr["samples"])
+        up = glr["samples"][-1].get("upstream_rss_kib")
+        lines.append(f"mcp-server gateway RSS over a long run (one session, c=64, proxied calls → gateway RSS): {pts}; errors {glr['errors']}"
+                     + (f"; bench-upstream (apart) {mib(glr['samples'][0].get('upstream_rss_kib'))} → {mib(up)} MiB." if up else "."))
     cs = res["cold_start"]
     if cs:
         lines.append("")
@@ -1425,20 +1722,22 @@ def write_doc(doc: Path, table: str) -> None:
 
 
 ALL_CASES = ["baseline", "baseline_es256", "mcp_session", "mcp_stateless", "mcp_cold", "mcp_introspection",
-             "ts_sdk", "fastmcp", "long", "cold_start", "auth_server", "auth_token_pg", "auth_token_pg_ha", "auth_flow_db", "micro"]
-SMOKE_CASES = ["baseline", "mcp_session", "auth_server"]
+             "ts_sdk", "fastmcp", "long", "gateway_http", "gateway_fastmcp", "gateway_stdio", "gateway_long",
+             "cold_start", "auth_server", "auth_token_pg", "auth_token_pg_ha", "auth_flow_db", "micro"]
+SMOKE_CASES = ["baseline", "mcp_session", "gateway_http", "gateway_stdio", "auth_server"]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--smoke", action="store_true", help="~5 s per case, baseline + mcp-server session + auth-server /token; non-zero exit on any error")
+    ap.add_argument("--smoke", action="store_true", help="~5 s per case, baseline + mcp-server session + gateway (HTTP, stdio) + auth-server /token; non-zero exit on any error")
     ap.add_argument("--duration", type=float, help="seconds per run (default 10, smoke 5)")
     ap.add_argument("--runs", type=int, help="runs per point (default 3, smoke 1)")
     ap.add_argument("--conns", help="connection counts (default 64,16; smoke 64)")
     ap.add_argument("--cases", help="comma-separated subset of: " + ",".join(ALL_CASES))
     ap.add_argument("--warmup", type=float, help="unrecorded warm-up seconds per case (default 2, smoke 0)")
-    ap.add_argument("--long-requests", type=int, default=1_000_000)
+    ap.add_argument("--long-requests", type=int, default=1_000_000, help="requests of the long runs (long, gateway_long)")
+    ap.add_argument("--latency-calls", type=int, help="sequential calls timed per client in gateway_stdio (default 20000, smoke 1000)")
     ap.add_argument("--cold-token-pool", type=int, help="distinct tokens rotated in the cold-token case (default 2000)")
     ap.add_argument("--cold-reps", type=int, help="cold-start repetitions (default 5)")
     ap.add_argument("--token-codes", type=int, help="max codes minted per /token run (default 60000, smoke 5000)")
@@ -1458,6 +1757,7 @@ def main() -> int:
     args.cold_token_pool = args.cold_token_pool or (200 if smoke else 2000)
     args.cold_reps = args.cold_reps if args.cold_reps is not None else (0 if smoke else 5)
     args.token_codes = args.token_codes or (5000 if smoke else 60000)
+    args.latency_calls = args.latency_calls or (1000 if smoke else 20000)
     args.mint_secs = args.mint_secs or (5.0 if smoke else 20.0)
     cases = args.cases.split(",") if args.cases else (SMOKE_CASES if smoke else ALL_CASES)
     args.perf = [c for c in args.perf.split(",") if c]
@@ -1504,7 +1804,7 @@ def main() -> int:
                 keep="long" in cases))
         if "long" in cases and session_proc is not None:
             rps_hint = ctx.results["cases"]["mcp_session"]["conns"][str(max(conns))]["rps"]
-            attempt("long", lambda: long_run(ctx, session_proc, args.long_requests, rps_hint))
+            attempt("long", lambda: ctx.results.update(long_run=long_run(ctx, session_proc, args.long_requests, rps_hint)))
         if session_proc is not None:
             session_proc.stop()
         if "mcp_stateless" in cases:
@@ -1524,6 +1824,14 @@ def main() -> int:
             attempt("ts_sdk", lambda: case_ts(ctx, conns), ours=False)
         if "fastmcp" in cases:
             attempt("fastmcp", lambda: case_fastmcp(ctx, conns), ours=False)
+        if "gateway_http" in cases:
+            attempt("gateway_http", lambda: case_gateway_http(ctx, conns))
+        if "gateway_fastmcp" in cases:
+            attempt("gateway_fastmcp", lambda: case_gateway_fastmcp(ctx, conns), ours=False)
+        if "gateway_stdio" in cases:
+            attempt("gateway_stdio", lambda: case_gateway_stdio(ctx))
+        if "gateway_long" in cases:
+            attempt("gateway_long", lambda: case_gateway_long(ctx, args.long_requests))
         if "cold_start" in cases:
             attempt("cold_start", lambda: cold_start(ctx, args.cold_reps))
         if "auth_server" in cases:
@@ -1553,7 +1861,7 @@ def main() -> int:
 
     errors = sum(s["errors"] for c in ctx.results["cases"].values() for s in c["conns"].values())
     errors += sum(s["errors"] for s in ctx.results["auth_server"].values())
-    our_errors = sum(s["errors"] for k, c in ctx.results["cases"].items() if k not in ("ts_sdk", "fastmcp") for s in c["conns"].values())
+    our_errors = sum(s["errors"] for k, c in ctx.results["cases"].items() if k not in ("ts_sdk", "fastmcp", "gateway_fastmcp") for s in c["conns"].values())
     our_errors += sum(s["errors"] for s in ctx.results["auth_server"].values())
     if ours_failed or our_errors:
         log(f"FAILED: {len(ctx.results['failures'])} case(s) failed, {our_errors} error answers from our servers")

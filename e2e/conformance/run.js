@@ -8,11 +8,19 @@
 // alpha's `authorization --url <issuer>` against auth-server. Prints one line per run
 // and closes with `N passed, M failed` over the scored checks; exits 1 when a scored
 // (required) check failed or a run could not complete.
+//
+// Then (key `gateway`) the 0.1.16 suite, the alpha's `--requirements 2025-11-25` and
+// `dns-rebinding-protection` again, through mcp-server in gateway mode
+// (`--upstream-url`) in front of the same fixture: scenario by scenario, everything
+// that passed against the fixture directly must pass through the gateway. The gateway
+// reaches the fixture with a token of its own (a static `Authorization` in
+// `[upstream] headers`, obtained for the fixture's resource); the suites reach the
+// gateway through a second bearer proxy with a token for the gateway's resource.
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Browser, freePort, startStack } from '../lib/harness.js';
+import { Browser, freePort, startProcess, startStack, stopProcess } from '../lib/harness.js';
 import { startBearerProxy } from '../lib/bearer-proxy.js';
 import { discover, registerPublicClient, userTokenSession } from '../lib/oauth.js';
 
@@ -107,14 +115,30 @@ function judge(result) {
     if (!s.ok) requiredFailures.push(name);
   }
   const broken = scenarios.size === 0 || result.code !== 0;
-  return { ...result, scenarios: scenarios.size, notScored: notScored.size, passed, failed, requiredFailures, notScoredFailures, ok: !broken && requiredFailures.length === 0 };
+  return { ...result, byScenario: scenarios, scenarios: scenarios.size, notScored: notScored.size, passed, failed, requiredFailures, notScoredFailures, ok: !broken && requiredFailures.length === 0 };
+}
+
+/** A run through the gateway against the same run straight at the fixture: every
+ *  scenario that passed directly must pass through the gateway. */
+function judgeAgainst(result, direct) {
+  const viaGateway = judge(result);
+  const lost = [];
+  for (const [name, s] of direct?.byScenario ?? []) {
+    if (s.ok && !viaGateway.byScenario.get(name)?.ok) lost.push(`${name} (passes directly, not through the gateway)`);
+  }
+  const broken = viaGateway.scenarios === 0 || (direct && direct.code === 0 && viaGateway.code !== 0);
+  const requiredFailures = direct ? lost : viaGateway.requiredFailures;
+  return { ...viaGateway, requiredFailures, ok: !broken && requiredFailures.length === 0 && (direct ? true : viaGateway.ok) };
 }
 
 const wanted = (key) => !only || only.includes(key);
 const results = [];
-let stack; let proxy;
+let stack; let proxy; let gateway; let gatewayProxy;
 try {
-  stack = await startStack({ rsBin: 'conformance-fixture' });
+  const gatewayPort = await freePort();
+  const gatewayUrl = `http://127.0.0.1:${gatewayPort}/mcp`;
+  // The AS knows both resources: the fixture's and the gateway's.
+  stack = await startStack({ rsBin: 'conformance-fixture', asArgs: ['--resource', gatewayUrl] });
   const direct = await fetch(stack.mcpUrl, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
@@ -140,8 +164,39 @@ try {
     }
     serverRuns.push({ key: 'dns', slug: `dns-${alpha.version}`, label: `${alpha.version} dns-rebinding-protection (auth on)`, entry: alpha.entry, args: ['server', '--url', url, '--scenario', 'dns-rebinding-protection'] });
   }
+  const directByLabel = new Map();
   for (const run of serverRuns.filter((r) => wanted(r.key))) {
-    results.push(judge(await runSuite(run)));
+    const result = judge(await runSuite(run));
+    directByLabel.set(run.slug, result);
+    results.push(result);
+  }
+
+  if (wanted('gateway')) {
+    // The gateway's own credential at the fixture: a token for the fixture's resource.
+    const upstreamSession = await userTokenSession({ issuer: stack.issuer, resource: stack.mcpUrl, ...USER });
+    gateway = await startProcess('mcp-server', [
+      'serve', '--demo', '--listen', `127.0.0.1:${gatewayPort}`, '--resource', gatewayUrl,
+      '--issuer', stack.issuer, '--upstream-url', stack.mcpUrl,
+    ], {
+      MCP__SERVER__METRICS_LISTEN: 'off',
+      MCP__UPSTREAM__HEADERS__AUTHORIZATION: `Bearer ${await upstreamSession.accessToken()}`,
+    });
+    const gatewaySession = await userTokenSession({ issuer: stack.issuer, resource: gatewayUrl, ...USER });
+    gatewayProxy = await startBearerProxy({ target: gatewayUrl, accessToken: () => gatewaySession.accessToken() });
+    const viaUrl = `${gatewayProxy.origin}/mcp`;
+    console.log(`gateway: ${gatewayUrl} in front of ${stack.mcpUrl}; suites through a bearer proxy as '${USER.username}'`);
+    const gatewayRuns = serverRuns
+      .filter((r) => r.key === 'c016' || r.key === 'alpha-2025-11-25' || r.key === 'dns')
+      .map((r) => ({
+        ...r,
+        slug: `gateway-${r.slug}`,
+        label: `${r.label} through the gateway`,
+        args: r.args.map((a) => (a === url ? viaUrl : a)),
+        direct: r.slug,
+      }));
+    for (const run of gatewayRuns) {
+      results.push(judgeAgainst(await runSuite(run), directByLabel.get(run.direct)));
+    }
   }
 
   if (alpha && wanted('authorization')) {
@@ -177,6 +232,8 @@ try {
   console.error(`conformance harness failed: ${e.stack ?? e}`);
   results.push({ label: 'harness', ok: false, passed: 0, failed: 1, requiredFailures: [String(e.message ?? e)], notScoredFailures: [], scenarios: 0, seconds: '0', code: 1 });
 } finally {
+  await gatewayProxy?.close();
+  await stopProcess(gateway);
   await proxy?.close();
   await stack?.stop();
 }

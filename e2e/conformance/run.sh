@@ -2,18 +2,21 @@
 # The official MCP conformance suite (npm @modelcontextprotocol/conformance) against
 # the real auth-server + conformance-fixture (mcp-server's application) binaries, with auth ON.
 #
-#   e2e/conformance/run.sh [--only c016,alpha-2025-11-25,alpha-2026-07-28,dns,authorization]
+#   e2e/conformance/run.sh [--only c016,alpha-2025-11-25,alpha-2026-07-28,dns,authorization,gateway]
 #
 # What runs (details and result parsing in run.js):
 #   * 0.1.16                 `server --url ...`                 (all 30 active scenarios)
 #   * 0.2.0-alpha (pinned)   `server --requirements 2025-11-25`  and `--requirements 2026-07-28`
 #   * both versions          `server --scenario dns-rebinding-protection` (auth on)
+#   * 0.1.16, the alpha's --requirements 2025-11-25 and dns-rebinding-protection again through
+#                            mcp-server in gateway mode (--upstream-url) in front of the same
+#                            fixture: every scenario that passes directly must pass through it
 #   * 0.2.0-alpha            `authorization --url <auth-server issuer>` with a public PKCE client
 #                            registered for the suite's callback; the harness completes
 #                            auth-server's login + consent forms for the URL the suite prints
 #                            (no test-only auto-approve hook in auth-server).
 #
-# Why a proxy (the choice the issue asks us to document): the suite's `server` mode sends
+# Why a proxy: the suite's `server` mode sends
 # no token. Instead of an auth-disabled mode in the product (a switch that could be left on
 # in a deployment), the harness obtains a real user token from auth-server through the
 # authorization-code flow (DCR + PKCE + resource = the MCP URL, user `demo`) and puts a tiny

@@ -55,7 +55,7 @@ export async function startProcess(name, args, env = {}) {
 }
 
 export async function stopProcess(child) {
-  if (!child || child.exitCode !== null) return;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
@@ -67,7 +67,7 @@ export async function stopProcess(child) {
  * Starts auth-server (--demo) and mcp-server (--demo) wired to each other. `rsBin` names
  * another binary with mcp-server's flags to start in its place (the conformance fixture).
  */
-export async function startStack({ asEnv = {}, rsEnv = {}, rsArgs = [], rsBin = 'mcp-server' } = {}) {
+export async function startStack({ asEnv = {}, asArgs = [], rsEnv = {}, rsArgs = [], rsBin = 'mcp-server' } = {}) {
   const asPort = await freePort();
   const rsPort = await freePort();
   // Metrics are served on a listener of their own (server.metrics_listen), never on the
@@ -79,7 +79,7 @@ export async function startStack({ asEnv = {}, rsEnv = {}, rsArgs = [], rsBin = 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mcp-e2e-'));
   const as = await startProcess('auth-server', [
     'serve', '--demo', '--listen', `127.0.0.1:${asPort}`, '--issuer', issuer,
-    '--db', path.join(dir, 'auth.db'), '--resource', mcpUrl,
+    '--db', path.join(dir, 'auth.db'), '--resource', mcpUrl, ...asArgs,
   ], { AUTH__SERVER__METRICS_LISTEN: 'off', ...asEnv });
   let rs;
   try {

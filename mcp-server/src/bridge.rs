@@ -24,6 +24,7 @@ use crate::auth::{Principal, VerifyError};
 use crate::caller::Caller;
 use crate::direct::{self, DirectCall};
 use crate::error::{jsonrpc_error_body, ApiError};
+use crate::gateway::UpstreamSlot;
 use crate::inspection::{Arguments, Body, Message, Params};
 use crate::policy::{self, Decision};
 use crate::sessions::Binding;
@@ -125,24 +126,49 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, Api
     Ok(body.freeze())
 }
 
-/// The scopes a `tools/call` of `name` lacks, if any. Tools this server does not
-/// serve (admin_panel without an admin API) are not challenged: rmcp answers "tool
-/// not found", so a hidden tool never starts an OAuth flow or a step-up.
+/// The scopes a `tools/call` of `name` lacks, if any. Built-in tools this server
+/// does not serve (admin_panel without an admin API) are not challenged: rmcp answers
+/// "tool not found", so a hidden tool never starts an OAuth flow or a step-up. An
+/// upstream's tools are not known here: the policy decides every name.
 fn denied_scopes(
     state: &AppState,
     name: &str,
-    category: Option<&str>,
+    arguments: Option<&serde_json::Map<String, serde_json::Value>>,
     granted: Option<&ScopeSet>,
 ) -> Option<ScopeSet> {
-    if !state.served_tools.iter().any(|t| t == name) {
+    if state.gateway.is_none() && !state.served_tools.iter().any(|t| t == name) {
         return None;
     }
-    match policy::decide_call(name, category, granted) {
+    needed_of(state.policy.decide_tool(name, arguments, granted))
+}
+
+fn needed_of(decision: Decision) -> Option<ScopeSet> {
+    match decision {
         Decision::Allow => None,
         Decision::Unauthenticated { scope } | Decision::InsufficientScope { needed: scope, .. } => {
             Some(scope)
         }
     }
+}
+
+/// In gateway mode, the scopes a `prompts/get`, `resources/read` or
+/// `resources/subscribe` lacks, if any (the prompt's name or the resource's URI is
+/// read from the raw body: those requests are not on any hot path).
+fn denied_other(
+    state: &AppState,
+    method: &str,
+    raw: &[u8],
+    granted: Option<&ScopeSet>,
+) -> Option<ScopeSet> {
+    state.gateway.as_ref()?;
+    let (kind, key) = match method {
+        "prompts/get" => (policy::Kind::Prompt, "name"),
+        "resources/read" | "resources/subscribe" => (policy::Kind::Resource, "uri"),
+        _ => return None,
+    };
+    let value: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    let name = value.get("params")?.get(key)?.as_str()?;
+    needed_of(state.policy.decide_with(kind, name, |_| None, granted))
 }
 
 /// The 401/403 challenge for a call lacking `needed`.
@@ -171,6 +197,7 @@ fn invalid_params(message: &Message, text: &str) -> ApiError {
 /// batch) and counts the methods; `Ok(true)` for an `initialize`.
 fn check_policy(
     body: &Body,
+    raw: &[u8],
     granted: Option<&ScopeSet>,
     state: &AppState,
 ) -> Result<bool, ApiError> {
@@ -203,9 +230,8 @@ fn check_policy(
                         }
                     },
                 };
-                let category = policy::category_argument(arguments);
                 if let Some(scope) =
-                    denied_scopes(state, name.unwrap_or_default(), category, granted)
+                    denied_scopes(state, name.unwrap_or_default(), arguments, granted)
                 {
                     denied = Some(match denied {
                         Some(d) => d.union(&scope),
@@ -213,7 +239,14 @@ fn check_policy(
                     });
                 }
             }
-            _ => {}
+            other => {
+                if let Some(scope) = denied_other(state, other, raw, granted) {
+                    denied = Some(match denied {
+                        Some(d) => d.union(&scope),
+                        None => scope,
+                    });
+                }
+            }
         }
     }
     match denied {
@@ -230,6 +263,7 @@ fn to_http_request(
     req: &HttpRequest,
     body: Bytes,
     caller: Caller,
+    slot: Option<UpstreamSlot>,
 ) -> Result<http::Request<Full<Bytes>>, ApiError> {
     let method = http::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::BadRequest("unsupported method".into()))?;
@@ -247,6 +281,9 @@ fn to_http_request(
         .body(Full::new(body))
         .map_err(|e| ApiError::Internal(format!("building the MCP request: {e}")))?;
     request.extensions_mut().insert(caller);
+    if let Some(slot) = slot {
+        request.extensions_mut().insert(slot);
+    }
     Ok(request)
 }
 
@@ -447,10 +484,30 @@ pub async fn mcp_endpoint(
     result
 }
 
+/// Ends the MCP session `id` when its upstream connection ends by itself (crashed
+/// child, upstream session gone): the client gets 404 and starts a new session.
+async fn end_with_upstream(
+    state: web::Data<AppState>,
+    id: String,
+    closed: tokio_util::sync::CancellationToken,
+) {
+    closed.cancelled().await;
+    // The requests that were waiting on the upstream have their JSON-RPC errors on
+    // their way; they are delivered before the session (and its streams) closes.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let session: SessionId = id.clone().into();
+    if matches!(state.session_manager.has_session(&session).await, Ok(true)) {
+        log::info!("session {id} ends with its upstream connection");
+        let _ = state.session_manager.close_session(&session).await;
+    }
+    state.sessions.forget(&id);
+    state.metrics.sessions.set(&[], state.sessions.len() as f64);
+}
+
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
+    state: &web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if req.method() == Method::OPTIONS {
         return Ok(HttpResponse::NoContent()
@@ -527,7 +584,7 @@ async fn handle(
         match Body::parse(&body) {
             Ok(parsed) => {
                 let granted = principal.as_deref().map(|p| &p.scopes);
-                is_initialize = check_policy(&parsed, granted, state)?;
+                is_initialize = check_policy(&parsed, &body, granted, state)?;
                 if json_content {
                     if let Some(answer) =
                         answer_directly(req, parsed, principal.as_ref(), session_id.as_ref(), state)
@@ -550,7 +607,10 @@ async fn handle(
         Bytes::new()
     };
 
-    let request = to_http_request(req, body, Caller(principal.clone()))?;
+    // Gateway mode: the handler reports the upstream connection an `initialize`
+    // opens, so that its end also ends the session.
+    let slot = (state.gateway.is_some() && is_initialize).then(UpstreamSlot::default);
+    let request = to_http_request(req, body, Caller(principal.clone()), slot.clone())?;
     let mut response = state.mcp.handle(request).await;
     if json_content && response.status() == http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
         // The media type was right: rmcp could not read the JSON as a JSON-RPC
@@ -578,6 +638,14 @@ async fn handle(
                     }
                 }
                 state.metrics.sessions.set(&[], state.sessions.len() as f64);
+                if let Some(watch) = slot.as_ref().and_then(UpstreamSlot::take) {
+                    let _ = watch.label.set(id.to_string());
+                    actix_web::rt::spawn(end_with_upstream(
+                        state.clone(),
+                        id.to_string(),
+                        watch.closed,
+                    ));
+                }
             }
         }
         if let Some(id) = &session_id {
@@ -606,7 +674,8 @@ mod tests {
             .insert_header(("Mcp-Session-Id", "s1"))
             .insert_header(("Content-Type", "application/json"))
             .to_http_request();
-        let Ok(forwarded) = to_http_request(&req, Bytes::from_static(b"{}"), Caller::anonymous())
+        let Ok(forwarded) =
+            to_http_request(&req, Bytes::from_static(b"{}"), Caller::anonymous(), None)
         else {
             panic!("the request could not be bridged");
         };

@@ -97,6 +97,15 @@ pub struct ServeArgs {
     /// Use the demo client that `auth-server --demo` registers (mcp-server / demo-mcp-server-secret).
     #[arg(long)]
     pub demo: bool,
+    /// Gateway mode: protect this Streamable HTTP MCP server instead of serving the
+    /// built-in tools (upstream.url).
+    #[arg(long, value_name = "URL", conflicts_with = "upstream_cmd")]
+    pub upstream_url: Option<String>,
+    /// Gateway mode: protect this stdio MCP server, started once per MCP session
+    /// without a shell, e.g. "npx -y @modelcontextprotocol/server-everything"
+    /// (upstream.command).
+    #[arg(long, value_name = "COMMAND ARG...")]
+    pub upstream_cmd: Option<String>,
 }
 
 impl ServeArgs {
@@ -129,6 +138,16 @@ impl ServeArgs {
         if self.allow_anonymous {
             settings.auth.allow_anonymous = true;
         }
+        // A flag names the upstream outright: it replaces one from the file or env.
+        if let Some(url) = &self.upstream_url {
+            settings.upstream.url = Some(url.clone());
+            settings.upstream.command = None;
+        }
+        if let Some(command) = &self.upstream_cmd {
+            settings.upstream.command =
+                Some(crate::gateway::settings::CommandLine::Line(command.clone()));
+            settings.upstream.url = None;
+        }
     }
 }
 
@@ -140,14 +159,19 @@ where
     let settings = args.settings()?;
     let app = build(settings).await?;
     println!("listening on http://{}", app.local_addr());
+    if let Some(upstream) = app.upstream() {
+        println!("gateway: OAuth in front of the {upstream}");
+    }
     if let Some(metrics) = app.metrics_addr() {
         println!("metrics on http://{metrics}/metrics");
     }
-    log::info!(
-        "MCP endpoint {} (tools: {})",
-        app.resource(),
-        app.tool_names().join(", ")
-    );
+    if app.upstream().is_none() {
+        log::info!(
+            "MCP endpoint {} (tools: {})",
+            app.resource(),
+            app.tool_names().join(", ")
+        );
+    }
     app.run_until_stopped().await?;
     Ok(())
 }
@@ -235,5 +259,49 @@ mod tests {
         .apply(&mut s);
         assert_eq!(s.auth.client_id, "rs");
         assert!(s.auth.allow_anonymous);
+    }
+
+    #[test]
+    fn upstream_flags_name_the_upstream() {
+        let cli = Cli::try_parse_from([
+            "mcp-server",
+            "--upstream-cmd",
+            "npx -y @modelcontextprotocol/server-everything",
+        ])
+        .unwrap();
+        let mut s = Settings::default();
+        s.upstream.url = Some("http://from-file/mcp".into());
+        cli.serve.apply(&mut s);
+        assert_eq!(s.upstream.url, None);
+        assert_eq!(
+            s.upstream.target().unwrap(),
+            Some(crate::gateway::Target::Command(vec![
+                "npx".into(),
+                "-y".into(),
+                "@modelcontextprotocol/server-everything".into()
+            ]))
+        );
+        let cli = Cli::try_parse_from([
+            "mcp-server",
+            "serve",
+            "--upstream-url",
+            "http://127.0.0.1:9000/mcp",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve");
+        };
+        let mut s = Settings::default();
+        args.apply(&mut s);
+        assert_eq!(s.upstream.url.as_deref(), Some("http://127.0.0.1:9000/mcp"));
+        s.validate().unwrap();
+        assert!(Cli::try_parse_from([
+            "mcp-server",
+            "--upstream-url",
+            "http://x/mcp",
+            "--upstream-cmd",
+            "x"
+        ])
+        .is_err());
     }
 }

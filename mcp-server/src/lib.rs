@@ -19,6 +19,7 @@ pub mod cli;
 pub mod data;
 pub mod direct;
 pub mod error;
+pub mod gateway;
 pub mod inspection;
 pub mod metrics;
 pub mod policy;
@@ -114,11 +115,17 @@ pub struct AppState {
     pub session_touch_every: Duration,
     /// The AS's revocation feed this server follows, if any (`/readyz` shows it).
     pub revocation_feed: Option<Arc<RevocationFeed>>,
+    /// Which scope each tool, prompt and resource needs (`[policy]`).
+    pub policy: Arc<policy::Policy>,
+    /// The upstream MCP server in gateway mode (`[upstream]`); `None` serves the
+    /// built-in tools.
+    pub gateway: Option<Arc<gateway::Gateway>>,
 }
 
 /// A bound, configured server. `build` binds the listener, so `port()` is known before
 /// the server runs (port 0 in tests).
 pub struct Application {
+    upstream: Option<String>,
     local_addr: SocketAddr,
     resource: String,
     tools: Vec<String>,
@@ -236,6 +243,15 @@ async fn admin_client(
     }
 }
 
+/// What one MCP service serves: the built-in tools, another rmcp handler, or an
+/// upstream (gateway mode).
+struct Served {
+    tool_names: Vec<String>,
+    direct_tools: Option<direct::DirectTools>,
+    policy: Arc<policy::Policy>,
+    gateway: Option<Arc<gateway::Gateway>>,
+}
+
 /// What every MCP service is mounted behind: the bound listener, the canonical resource
 /// and token verification against the authorization server.
 struct Foundation {
@@ -347,7 +363,14 @@ impl Application {
     /// (the verifier builder retries as configured), then prepares the HTTP server that
     /// serves the product's tools.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        if settings.upstream.is_configured() {
+            return Self::build_gateway(settings).await;
+        }
         let base = Foundation::resolve(&settings).await?;
+        let policy = Arc::new(
+            policy::Policy::from_settings(&settings.policy, false)
+                .map_err(|e| anyhow!("invalid configuration: {e}"))?,
+        );
         let admin = admin_client(&settings, base.metadata.as_ref(), &base.http).await?;
         let data = data::ProtectedData::load(&settings.data.protected_data_file)?;
         let ctx = Arc::new(ToolContext {
@@ -358,6 +381,7 @@ impl Application {
             resource_metadata_url: base.resource_metadata_url.clone(),
             data,
             admin,
+            policy: policy.clone(),
         });
         let prototype = McpTools::new(ctx);
         let direct_tools = settings
@@ -365,9 +389,45 @@ impl Application {
             .direct_tool_calls
             .then(|| direct::DirectTools::new(prototype.clone()));
         let tool_names = prototype.tool_names();
-        Self::mount(&settings, base, tool_names, direct_tools, move || {
-            prototype.clone()
-        })
+        Self::mount(
+            &settings,
+            base,
+            Served {
+                tool_names,
+                direct_tools,
+                policy,
+                gateway: None,
+            },
+            move || prototype.clone(),
+        )
+    }
+
+    /// Gateway mode: serves the upstream MCP server of `[upstream]` behind the same
+    /// bridge, scope policy, session limits and transport settings, instead of the
+    /// built-in tools.
+    pub async fn build_gateway(settings: Settings) -> anyhow::Result<Application> {
+        let base = Foundation::resolve(&settings).await?;
+        let policy = Arc::new(
+            policy::Policy::from_settings(&settings.policy, true)
+                .map_err(|e| anyhow!("invalid configuration: {e}"))?,
+        );
+        let gateway = Arc::new(
+            gateway::Gateway::new(&settings.upstream, policy.clone())
+                .map_err(|e| anyhow!("invalid configuration: {e}"))?,
+        );
+        log::info!("gateway mode: in front of the {}", gateway.describe());
+        let handler_gateway = gateway.clone();
+        Self::mount(
+            &settings,
+            base,
+            Served {
+                tool_names: Vec::new(),
+                direct_tools: None,
+                policy,
+                gateway: Some(gateway),
+            },
+            move || gateway::ProxyHandler::new(handler_gateway.clone()),
+        )
     }
 
     /// Like [`Application::build`], but serves another rmcp handler at the MCP endpoint
@@ -386,7 +446,27 @@ impl Application {
         F: Fn() -> S + Send + Sync + 'static,
     {
         let base = Foundation::resolve(&settings).await?;
-        Self::mount(&settings, base, tool_names, None, new_handler)
+        // Without a configured [policy], the tools of such a handler need any valid
+        // token (they are not in the built-in tools' table), as they always did.
+        let mut policy_settings = settings.policy.clone();
+        if policy_settings == policy::PolicySettings::default() {
+            policy_settings.default_scope = String::new();
+        }
+        let policy = Arc::new(
+            policy::Policy::from_settings(&policy_settings, false)
+                .map_err(|e| anyhow!("invalid configuration: {e}"))?,
+        );
+        Self::mount(
+            &settings,
+            base,
+            Served {
+                tool_names,
+                direct_tools: None,
+                policy,
+                gateway: None,
+            },
+            new_handler,
+        )
     }
 
     /// Mounts the rmcp service made of `new_handler` behind the bridge and prepares the
@@ -394,8 +474,7 @@ impl Application {
     fn mount<S, F>(
         settings: &Settings,
         base: Foundation,
-        tool_names: Vec<String>,
-        direct_tools: Option<direct::DirectTools>,
+        served: Served,
         new_handler: F,
     ) -> anyhow::Result<Application>
     where
@@ -413,6 +492,13 @@ impl Application {
             revocation_feed,
             ..
         } = base;
+        let Served {
+            tool_names,
+            direct_tools,
+            policy,
+            gateway,
+        } = served;
+        let upstream_description = gateway.as_ref().map(|g| g.describe());
         let allowed_hosts = settings.effective_allowed_hosts(&resource);
         let allowed_origins = settings.effective_allowed_origins(&resource);
         let stateless = settings.transport.stateless;
@@ -489,6 +575,8 @@ impl Application {
             direct_json: stateless && settings.transport.json_response,
             session_touch_every,
             revocation_feed,
+            policy,
+            gateway,
         });
 
         let metrics_state = state.clone();
@@ -535,6 +623,7 @@ impl Application {
         };
         let server = server.listen(listener)?.run();
         Ok(Application {
+            upstream: upstream_description,
             local_addr,
             resource,
             tools: tool_names,
@@ -542,6 +631,11 @@ impl Application {
             metrics,
             cancel,
         })
+    }
+
+    /// The upstream this server fronts (gateway mode), described for people.
+    pub fn upstream(&self) -> Option<&str> {
+        self.upstream.as_deref()
     }
 
     pub fn port(&self) -> u16 {

@@ -34,7 +34,7 @@ pub async fn healthz() -> HttpResponse {
 /// `revocation_feed`.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     state.verifier.check_upstream();
-    let ready = state.verifier.is_ready();
+    let mut ready = state.verifier.is_ready();
     let upstream = state.verifier.upstream();
     let status = match (ready, upstream.reachable) {
         (false, _) => "unavailable",
@@ -50,6 +50,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     });
     if let Some(feed) = &state.revocation_feed {
         body["revocation_feed"] = json!(feed.status());
+    }
+    // Gateway mode: an upstream that cannot be reached makes this server useless.
+    if let Some(gateway) = &state.gateway {
+        let upstream = gateway.check().await;
+        if upstream["reachable"] != json!(true) {
+            ready = false;
+            body["ready"] = json!(false);
+            body["status"] = json!("unavailable");
+        }
+        body["upstream"] = upstream;
     }
     let mut response = if ready {
         HttpResponse::Ok()

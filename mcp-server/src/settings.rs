@@ -35,6 +35,10 @@ pub struct Settings {
     pub transport: TransportSettings,
     pub admin_api: AdminApiSettings,
     pub data: DataSettings,
+    /// Gateway mode: the MCP server this one fronts (none: the built-in tools).
+    pub upstream: crate::gateway::settings::UpstreamSettings,
+    /// Which scope each tool, prompt and resource needs.
+    pub policy: crate::policy::PolicySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,6 +256,11 @@ impl Settings {
         if self.data.protected_data_file.trim().is_empty() {
             return Err("data.protected_data_file is empty".into());
         }
+        self.upstream.validate()?;
+        if self.upstream.is_configured() && self.transport.stateless {
+            return Err("transport.stateless = true cannot be combined with an [upstream]: the gateway holds one upstream connection per MCP session; remove one of them".into());
+        }
+        crate::policy::Policy::from_settings(&self.policy, self.upstream.is_configured())?;
         Ok(())
     }
 
@@ -380,7 +389,7 @@ mod tests {
     #[test]
     fn every_shipped_mcp_server_config_loads() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
-        let mut files = vec![root.join("mcp-server.toml")];
+        let mut files = vec![root.join("mcp-server.toml"), root.join("gateway.toml")];
         if let Ok(dir) = std::fs::read_dir(root.join("external-as")) {
             files.extend(dir.flatten().map(|e| e.path()));
         }
@@ -408,6 +417,109 @@ mod tests {
         s.apply_demo_defaults(&shared::Secret::new("y"));
         assert_eq!(s.auth.client_id, "rs");
         assert_eq!(s.auth.client_secret.expose(), "x");
+    }
+
+    #[test]
+    fn the_shipped_policy_is_the_built_in_one() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let s = Settings::load(Some(&root.join("mcp-server.toml"))).unwrap();
+        assert_eq!(
+            s.policy.tools.as_deref(),
+            Some(crate::policy::builtin_tool_rules().as_slice())
+        );
+        assert_eq!(
+            s.policy,
+            crate::policy::PolicySettings {
+                tools: Some(crate::policy::builtin_tool_rules()),
+                ..Default::default()
+            }
+        );
+        assert!(!s.upstream.is_configured());
+        assert_eq!(
+            s.upstream,
+            crate::gateway::settings::UpstreamSettings::default()
+        );
+    }
+
+    #[test]
+    fn upstream_and_policy_from_toml_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(
+            &path,
+            r#"
+[upstream]
+command = "my-server --flag 'two words'"
+env = { API_MODE = "x" }
+headers = { "X-Api-Key" = "from-file" }
+
+[policy]
+default_scope = ""
+[[policy.tools]]
+name = "delete_*"
+scope = "mcp:admin"
+[[policy.resources]]
+uri = "file:///private/*"
+scope = "mcp:admin"
+"#,
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path)).unwrap();
+        s.validate().unwrap();
+        assert_eq!(
+            s.upstream.target().unwrap(),
+            Some(crate::gateway::Target::Command(vec![
+                "my-server".into(),
+                "--flag".into(),
+                "two words".into()
+            ]))
+        );
+        // Environment variable names keep their case.
+        assert_eq!(
+            s.upstream.env.get("API_MODE").map(String::as_str),
+            Some("x")
+        );
+        assert_eq!(s.policy.default_scope, "");
+        assert_eq!(s.policy.resources[0].name, "file:///private/*");
+
+        std::env::set_var("MCPTESTUP__UPSTREAM__URL", "http://10.0.0.5:8080/mcp");
+        let s: Settings = shared::settings::load(None, "MCPTESTUP", LIST_KEYS).unwrap();
+        std::env::remove_var("MCPTESTUP__UPSTREAM__URL");
+        assert_eq!(s.upstream.url.as_deref(), Some("http://10.0.0.5:8080/mcp"));
+        s.validate().unwrap();
+
+        std::fs::write(
+            &path,
+            "[upstream]
+url = \"http://x/mcp\"
+[transport]
+stateless = true
+",
+        )
+        .unwrap();
+        let err = Settings::load(Some(&path)).unwrap().validate().unwrap_err();
+        assert!(err.contains("transport.stateless"), "{err}");
+        std::fs::write(
+            &path,
+            "[[policy.tools]]
+name = \"x\"
+scope = \"a b\\\\c\"
+",
+        )
+        .unwrap();
+        let err = Settings::load(Some(&path)).unwrap().validate().unwrap_err();
+        assert!(err.contains("policy.tools[0].scope"), "{err}");
+        std::fs::write(
+            &path,
+            "[policy]
+default_scop = \"x\"
+",
+        )
+        .unwrap();
+        assert!(Settings::load(Some(&path))
+            .unwrap_err()
+            .to_string()
+            .contains("default_scop"));
     }
 
     #[test]

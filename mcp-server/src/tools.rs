@@ -7,7 +7,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
     Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
     ServerCapabilities, ServerConfig, Tool,
 };
@@ -39,6 +39,8 @@ pub struct ToolContext {
     pub resource_metadata_url: String,
     pub data: ProtectedData,
     pub admin: Option<Arc<AdminClient>>,
+    /// The scope policy (`[policy]`; the built-in tools' table by default).
+    pub policy: Arc<crate::policy::Policy>,
 }
 
 /// The rmcp `ServerHandler`; cloned per session (three `Arc`s).
@@ -374,22 +376,21 @@ impl McpTools {
         if !self.router.has_route(name) {
             return Ok(());
         }
-        match policy::decide(name, arguments, caller.scopes()) {
-            policy::Decision::Allow => Ok(()),
-            policy::Decision::Unauthenticated { scope }
-            | policy::Decision::InsufficientScope { needed: scope, .. } => Err(ErrorData::new(
-                ErrorCode(crate::error::JSONRPC_UNAUTHORIZED as i32),
-                format!("this call needs the scope(s) {scope}"),
-                None,
-            )),
-        }
+        self.ctx
+            .policy
+            .decide_tool(name, arguments, caller.scopes())
+            .into_handler_result()
     }
 
     fn filtered_tools(&self, caller: &Caller) -> Vec<Tool> {
         self.router
             .list_all()
             .into_iter()
-            .filter(|t| policy::may_list(&t.name, caller.scopes()))
+            .filter(|t| {
+                self.ctx
+                    .policy
+                    .may_list(policy::Kind::Tool, &t.name, caller.scopes())
+            })
             .collect()
     }
 }

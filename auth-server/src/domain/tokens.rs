@@ -34,6 +34,10 @@ pub struct IdTokenClaims {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub email: Option<String>,
+    /// With every `email`: we hold only addresses the provider verified (or an
+    /// administrator set).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub email_verified: Option<bool>,
     pub azp: String,
 }
 
@@ -124,6 +128,34 @@ pub fn verify_access_token_with_leeway(
     Ok(claims)
 }
 
+/// Verifies an `id_token_hint` (OIDC RP-Initiated Logout): one of our ID tokens
+/// (a known `kid`, ES256, not an access token), issued by us. Its `exp` is not
+/// checked: a client signs its user out after the ID token's short life, and the
+/// specification asks to accept it then.
+pub fn verify_id_token_hint(
+    ring: &KeyRing,
+    token: &str,
+    issuer: &str,
+) -> Result<IdTokenClaims, TokenError> {
+    if !looks_like_jwt(token) {
+        return Err(TokenError::Invalid);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+    if header.typ.as_deref() == Some(ACCESS_TOKEN_TYP) || header.alg != Algorithm::ES256 {
+        return Err(TokenError::Invalid);
+    }
+    let kid = header.kid.ok_or(TokenError::Invalid)?;
+    let key = ring.verifying.get(&kid).ok_or(TokenError::Invalid)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["iss", "sub", "aud"]);
+    jsonwebtoken::decode::<IdTokenClaims>(token, key, &validation)
+        .map(|d| d.claims)
+        .map_err(|_| TokenError::Invalid)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -200,6 +232,7 @@ mod tests {
                 preferred_username: None,
                 name: None,
                 email: None,
+                email_verified: None,
                 azp: "c".into(),
             },
         )
@@ -208,5 +241,13 @@ mod tests {
             verify_access_token(&ring, &id, "http://as"),
             Err(TokenError::Invalid)
         );
+        assert_eq!(
+            verify_id_token_hint(&ring, &id, "http://as").unwrap().aud,
+            "c"
+        );
+        assert!(verify_id_token_hint(&ring, &id, "http://other").is_err());
+        // An access token is no ID token hint.
+        let at = mint_access_token(&ring, &claims(now + 900)).unwrap();
+        assert!(verify_id_token_hint(&ring, &at, "http://as").is_err());
     }
 }

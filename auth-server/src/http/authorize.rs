@@ -6,10 +6,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::http::browser::Browser;
-use crate::http::{client_ip, cookies};
-use crate::service::authorization::{self, AuthorizationError, AuthorizeParams};
+use crate::http::{client_ip, cookies, idp};
+use crate::service::authorization::{
+    self, AuthorizationError, AuthorizationRequest, AuthorizeParams,
+};
 use crate::service::consent::{self, Decision};
 use crate::service::login::{self, LoginAttempt, LoginOutcome};
 use crate::service::{AppState, ServiceError};
@@ -55,6 +57,13 @@ pub struct ConsentForm {
     pub csrf_token: Option<String>,
 }
 
+/// What `/authorize` does for a request that passed validation.
+enum Next {
+    Answer(HttpResponse),
+    /// Password login off and one identity provider: straight there.
+    Upstream(String, Box<AuthorizationRequest>),
+}
+
 pub async fn authorize(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -69,19 +78,32 @@ pub async fn authorize(
             false => cookies::session_user(&state, &req).await?,
         };
         match session {
-            Some((user, auth_time)) => {
-                browser
-                    .after_login(&v, (&user, auth_time), Vec::new())
-                    .await
-            }
+            Some((user, auth_time)) => browser
+                .after_login(&v, (&user, auth_time), Vec::new())
+                .await
+                .map(Next::Answer),
             None if v.silent() => Err(AuthorizationError::redirect(
                 &v,
                 ServiceError::LoginRequired,
             )),
-            None => Ok(browser.login_page(&v, "", None, StatusCode::OK)),
+            None => match state.federation.sole_provider(&state.settings) {
+                Some(p) => Ok(Next::Upstream(p.config.id.clone(), Box::new(v))),
+                None => Ok(Next::Answer(browser.login_page(
+                    &v,
+                    "",
+                    None,
+                    StatusCode::OK,
+                ))),
+            },
         }
     };
-    browser.finish(result.await)
+    match result.await {
+        Ok(Next::Answer(resp)) => Ok(resp),
+        Ok(Next::Upstream(idp, v)) => {
+            idp::redirect_upstream(&state, &req, &idp, &v, &params, StatusCode::FOUND).await
+        }
+        Err(e) => browser.finish(Err(e)),
+    }
 }
 
 pub async fn login(
@@ -90,6 +112,13 @@ pub async fn login(
     form: web::Form<LoginForm>,
 ) -> AppResult<HttpResponse> {
     let form = form.into_inner();
+    if !state.settings.login.password {
+        return Err(AppError::Page {
+            status: StatusCode::FORBIDDEN,
+            title: "Password sign-in is off".into(),
+            message: "This service signs you in through your identity provider only. Go back and choose it on the sign-in page.".into(),
+        });
+    }
     let browser = Browser::form(&state, &req, &form.params, form.csrf_token.as_deref())?;
     let result = async {
         let v = authorization::validate(&state, &form.params).await?;

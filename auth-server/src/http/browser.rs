@@ -84,6 +84,9 @@ pub struct Browser<'a> {
     req: &'a HttpRequest,
     params: &'a AuthorizeParams,
     status: StatusCode,
+    /// Prefix of our relative form actions and links: `""` for pages served at the
+    /// issuer's top level, `"../../"` for pages served at `/idp/{id}/callback`.
+    base: &'static str,
 }
 
 impl<'a> Browser<'a> {
@@ -98,7 +101,14 @@ impl<'a> Browser<'a> {
             req,
             params,
             status,
+            base: "",
         }
+    }
+
+    /// The same, for a page served two levels down (`/idp/{id}/callback`).
+    pub fn nested(mut self) -> Self {
+        self.base = "../../";
+        self
     }
 
     /// A login or consent form submission, once its CSRF token checks out.
@@ -181,9 +191,22 @@ impl<'a> Browser<'a> {
         let (csrf_token, csrf_cookie) = cookies::csrf_token(self.state, self.req);
         let hidden = hidden_fields(self.params);
         let redirect_host = redirect_uri::display_host(&v.redirect.redirect_uri);
+        let action = format!("{}login", self.base);
+        let providers: Vec<(String, String)> = self
+            .state
+            .federation
+            .providers
+            .iter()
+            .map(|p| {
+                (
+                    format!("{}idp/{}/login", self.base, p.config.id),
+                    p.config.display_name.clone(),
+                )
+            })
+            .collect();
         let page = LoginPage {
             css: pages::css(),
-            action: "login",
+            action: &action,
             client_name: v.client.display_name(),
             redirect_host: &redirect_host,
             hidden: &hidden,
@@ -191,6 +214,8 @@ impl<'a> Browser<'a> {
             username,
             error,
             demo: self.state.settings.demo.enabled,
+            password: self.state.settings.login.password,
+            providers: &providers,
         };
         let mut b = HttpResponse::build(status);
         if let Some(c) = csrf_cookie {
@@ -241,7 +266,8 @@ impl<'a> Browser<'a> {
     ) -> HttpResponse {
         let (csrf_token, csrf_cookie) = cookies::csrf_token(self.state, self.req);
         let withheld: Vec<String> = withheld.iter().map(str::to_string).collect();
-        let switch_account_url = switch_account_url(self.params);
+        let switch_account_url = format!("{}{}", self.base, switch_account_url(self.params));
+        let action = format!("{}consent", self.base);
         let hidden = hidden_fields(self.params);
         let redirect_host = redirect_uri::display_host(&v.redirect.redirect_uri);
         let client_host = (v.client.source == ClientSource::Cimd)
@@ -252,7 +278,7 @@ impl<'a> Browser<'a> {
             .collect();
         let page = ConsentPage {
             css: pages::css(),
-            action: "consent",
+            action: &action,
             client_name: v.client.display_name(),
             client_host: client_host.as_deref(),
             redirect_host: &redirect_host,

@@ -12,6 +12,8 @@ use crate::storage::UserRecord;
 pub const SESSION_COOKIE: &str = "as_session";
 pub const CSRF_COOKIE: &str = "as_csrf";
 pub const DEVICE_COOKIE: &str = "as_device";
+/// Binds sign-ins at identity providers to this browser (see `service::federation`).
+pub const IDP_COOKIE: &str = "as_idp";
 
 /// How long a browser stays a known device after its last successful login.
 const DEVICE_COOKIE_MAX_AGE_SECS: i64 = 180 * 24 * 3600;
@@ -24,6 +26,7 @@ pub fn cookie_name(state: &AppState, base: &'static str) -> &'static str {
         (true, SESSION_COOKIE) => "__Host-as_session",
         (true, CSRF_COOKIE) => "__Host-as_csrf",
         (true, DEVICE_COOKIE) => "__Host-as_device",
+        (true, IDP_COOKIE) => "__Host-as_idp",
         _ => base,
     }
 }
@@ -64,6 +67,39 @@ pub fn device_cookie(state: &AppState, device: &login::Device) -> Cookie<'static
         device.encode(),
         DEVICE_COOKIE_MAX_AGE_SECS,
     )
+}
+
+/// The identity-provider binding of this browser, if it has a genuine cookie.
+pub fn idp_binding(state: &AppState, req: &HttpRequest) -> Option<String> {
+    opened(state, req, IDP_COOKIE)
+}
+
+/// The binding cookie, alive as long as a sign-in at a provider may take. `Lax`
+/// so that the provider's redirect back (a top-level GET) carries it.
+pub fn idp_binding_cookie(state: &AppState, binding: &str) -> Cookie<'static> {
+    sealed(
+        state,
+        IDP_COOKIE,
+        binding.to_string(),
+        crate::service::federation::PENDING_TTL_SECS,
+    )
+}
+
+/// The session id in this browser's genuine session cookie.
+pub fn session_id(state: &AppState, req: &HttpRequest) -> Option<String> {
+    opened(state, req, SESSION_COOKIE)
+}
+
+/// A cookie that removes this browser's session cookie.
+pub fn expired_session_cookie(state: &AppState) -> Cookie<'static> {
+    let mut c = Cookie::build(cookie_name(state, SESSION_COOKIE), "")
+        .path("/")
+        .http_only(true)
+        .secure(state.cookie_secure)
+        .same_site(SameSite::Lax)
+        .finish();
+    c.make_removal();
+    c
 }
 
 /// The device this browser's genuine device cookie names, if it has one.

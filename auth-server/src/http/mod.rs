@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod browser;
 pub mod cookies;
 pub mod health;
+pub mod idp;
 pub mod introspect;
 pub mod jwks;
 pub mod metadata;

@@ -30,6 +30,7 @@ form>.primary{width:100%;margin-top:1.5rem}\
 .scopes{padding-left:1.25rem;margin:0}.scope-name{font-family:ui-monospace,monospace;font-weight:600}\
 code{font-family:ui-monospace,monospace}\
 a{color:var(--accent)}.switch{display:block;font-size:.875rem;margin-top:.25rem}\
+.idp{width:100%;margin-top:.75rem}.or{text-align:center;margin:1rem 0 0}\
 .notice{border-left:3px solid var(--field);padding:.5rem .75rem;margin:1rem 0 0;font-size:.875rem;color:var(--muted)}";
 
 fn csp() -> &'static str {
@@ -56,6 +57,10 @@ pub struct LoginPage<'a> {
     pub username: &'a str,
     pub error: Option<&'a str>,
     pub demo: bool,
+    /// The password form (`login.password`).
+    pub password: bool,
+    /// One "Continue with <name>" form per identity provider: (action, display name).
+    pub providers: &'a [(String, String)],
 }
 
 #[derive(Template)]
@@ -82,6 +87,26 @@ struct ErrorPage<'a> {
     css: &'a str,
     title: &'a str,
     message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "info.html")]
+struct InfoPage<'a> {
+    css: &'a str,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// A page that tells the user something went as asked (signed out).
+pub fn info_page(b: HttpResponseBuilder, title: &str, message: &str) -> HttpResponse {
+    render(
+        b,
+        &InfoPage {
+            css: CSS,
+            title,
+            message,
+        },
+    )
 }
 
 pub fn css() -> &'static str {
@@ -153,6 +178,8 @@ mod tests {
             username: "",
             error: None,
             demo: false,
+            password: true,
+            providers: &[],
         }
         .render()
         .unwrap();
@@ -176,6 +203,8 @@ mod tests {
                 username: "demo",
                 error,
                 demo,
+                password: true,
+                providers: &[],
             }
             .render()
             .unwrap()
@@ -193,6 +222,47 @@ mod tests {
         for hint in ["demo123", "inspector123", "admin123"] {
             assert!(html.contains(hint), "demo hint lacks {hint}");
         }
+    }
+
+    #[test]
+    fn identity_providers_get_a_button_each_and_the_password_form_can_go() {
+        let providers = vec![
+            ("idp/corp/login".to_string(), "Corp <SSO>".to_string()),
+            ("idp/gh/login".to_string(), "GitHub".to_string()),
+        ];
+        let page = |password: bool| {
+            LoginPage {
+                css: CSS,
+                action: "login",
+                client_name: "App",
+                redirect_host: "localhost:6274",
+                hidden: &[],
+                csrf_token: "t",
+                username: "",
+                error: None,
+                demo: true,
+                password,
+                providers: &providers,
+            }
+            .render()
+            .unwrap()
+        };
+        let html = page(true);
+        assert!(
+            html.contains("Continue with Corp &lt;SSO&gt;")
+                || html.contains("Continue with Corp &#60;SSO&#62;")
+        );
+        assert!(html.contains("Continue with GitHub"));
+        assert!(html.contains("action=\"idp/gh/login\""));
+        assert_eq!(html.matches("<form method=\"post\"").count(), 3);
+        assert!(html.contains("type=\"password\""));
+        let html = page(false);
+        assert_eq!(html.matches("<form method=\"post\"").count(), 2);
+        assert!(!html.contains("type=\"password\""));
+        assert!(
+            !html.contains("demo123"),
+            "no password hint without the password form"
+        );
     }
 
     #[test]

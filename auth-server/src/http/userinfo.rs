@@ -20,6 +20,10 @@ pub async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> AppResult
         body["name"] = json!(disclosed.name);
     }
     if disclosed.email {
+        if disclosed.email_address.is_some() {
+            // We hold only verified addresses (see `federation::email_verified`).
+            body["email_verified"] = json!(true);
+        }
         body["email"] = json!(disclosed.email_address);
     }
     Ok(no_store_json(body))

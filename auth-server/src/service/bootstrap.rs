@@ -130,6 +130,8 @@ pub fn new_user(
         name,
         disabled: false,
         created_at: now(),
+        idp: None,
+        idp_subject: None,
     }
 }
 

@@ -116,6 +116,7 @@ pub fn id_token_for(
         nonce,
         preferred_username: disclosed.profile.then(|| user.username.clone()),
         name: disclosed.name,
+        email_verified: disclosed.email_address.as_ref().map(|_| true),
         email: disclosed.email_address,
         azp: client_id.to_string(),
     };

@@ -118,6 +118,13 @@ impl Limits {
         let _ = self.limiter.check(bucket, &key).await;
     }
 
+    /// Before a sign-in starts at an upstream identity provider: it spends the
+    /// address's login budget (each start stores a pending sign-in). A callback
+    /// for no sign-in we know spends it too, as a failed login does.
+    pub async fn check_upstream_start(&self, ip: IpAddr) -> ServiceResult<()> {
+        self.spend(Bucket::LoginIp, &ip_key(ip)).await
+    }
+
     pub async fn check_register(&self, ip: IpAddr) -> ServiceResult<()> {
         self.spend(Bucket::RegisterIp, &ip_key(ip)).await
     }

@@ -162,7 +162,12 @@ async fn verify_password(
     username: &str,
     password: String,
 ) -> ServiceResult<Option<UserRecord>> {
-    let user = state.store.find_user_by_name(username).await?;
+    // Users of identity providers have no password here.
+    let user = state
+        .store
+        .find_user_by_name(username)
+        .await?
+        .filter(|u| u.idp.is_none());
     let hash = user
         .as_ref()
         .map(|u| u.password_hash.clone())
@@ -173,7 +178,8 @@ async fn verify_password(
     Ok(user.filter(|u| ok && !u.disabled))
 }
 
-async fn start_session(state: &AppState, user: UserRecord) -> ServiceResult<Session> {
+/// A new browser session for `user` (after a password check or an identity provider).
+pub async fn start_session(state: &AppState, user: UserRecord) -> ServiceResult<Session> {
     let id = shared::secret::random_token(32);
     let now = now();
     let ttl_secs = state.settings.server.session_ttl_secs;
@@ -193,6 +199,81 @@ async fn start_session(state: &AppState, user: UserRecord) -> ServiceResult<Sess
         auth_time: now,
         ttl_secs,
     })
+}
+
+/// Sign-out: ends the browser session (if any) and records it. Returns the
+/// `post_logout_redirect_uri` to go to, if any (see [`logout_redirect`]).
+pub async fn logout(
+    state: &AppState,
+    session_id: Option<&str>,
+    target: LogoutTarget<'_>,
+    ip: IpAddr,
+) -> ServiceResult<Option<String>> {
+    let user = match session_id {
+        Some(id) => session_user(state, id).await?.map(|(user, _)| user),
+        None => None,
+    };
+    let redirect = logout_redirect(state, &target, user.as_ref()).await?;
+    if let Some(id) = session_id {
+        if let Some(user) = &user {
+            state
+                .audit(
+                    "logout",
+                    Some(&user.username),
+                    target.client_id,
+                    Some(ip.to_string()),
+                    "",
+                )
+                .await;
+        }
+        state
+            .store
+            .delete_session(&shared::secret::sha256_b64url(id))
+            .await?;
+    }
+    Ok(redirect)
+}
+
+/// What `/logout` was asked (OIDC RP-Initiated Logout 1.0 §2).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogoutTarget<'a> {
+    pub client_id: Option<&'a str>,
+    pub post_logout_redirect_uri: Option<&'a str>,
+    pub id_token_hint: Option<&'a str>,
+}
+
+/// Where to send the browser after signing out: `post_logout_redirect_uri` only
+/// when an `id_token_hint` we issued proves which client asks (the `client_id`,
+/// when given, must be its audience), the URI is registered for that client, and
+/// the hint is about the user of this session (when there is one). Anything
+/// less and the browser stays on our "signed out" page: a link anyone can
+/// craft must not turn the sign-out into a redirect to their site.
+async fn logout_redirect(
+    state: &AppState,
+    target: &LogoutTarget<'_>,
+    user: Option<&UserRecord>,
+) -> ServiceResult<Option<String>> {
+    let (Some(uri), Some(hint)) = (target.post_logout_redirect_uri, target.id_token_hint) else {
+        return Ok(None);
+    };
+    let Ok(claims) =
+        crate::domain::tokens::verify_id_token_hint(&state.ring(), hint, &state.issuer)
+    else {
+        return Ok(None);
+    };
+    if target.client_id.is_some_and(|c| c != claims.aud) || user.is_some_and(|u| u.id != claims.sub)
+    {
+        return Ok(None);
+    }
+    let Some(client) = super::clients::find(state, &claims.aud).await? else {
+        return Ok(None);
+    };
+    Ok(client
+        .metadata
+        .redirect_uris
+        .iter()
+        .any(|r| r == uri)
+        .then(|| uri.to_string()))
 }
 
 /// The active user of a browser session and when they authenticated.

@@ -9,6 +9,7 @@ pub struct Metrics {
     http_requests: CounterVec,
     http_latency: HistogramVec,
     logins: CounterVec,
+    upstream_logins: CounterVec,
     tokens: CounterVec,
     rate_limited: CounterVec,
 }
@@ -33,6 +34,11 @@ impl Metrics {
                 "Login attempts by outcome.",
                 &["outcome"],
             )?,
+            upstream_logins: registry.counter(
+                "auth_upstream_logins_total",
+                "Sign-ins through an upstream identity provider, by provider and outcome (success, refused, error).",
+                &["idp", "outcome"],
+            )?,
             tokens: registry.counter(
                 "auth_token_requests_total",
                 "Token endpoint requests by grant type and outcome.",
@@ -54,6 +60,10 @@ impl Metrics {
 
     pub fn login(&self, ok: bool) {
         self.logins.inc(&[if ok { "success" } else { "failure" }]);
+    }
+
+    pub fn upstream_login(&self, idp: &str, outcome: &str) {
+        self.upstream_logins.inc(&[idp, outcome]);
     }
 
     pub fn token(&self, grant_type: &str, ok: bool) {

@@ -10,6 +10,7 @@ pub mod client_credentials;
 pub mod clients;
 pub mod code_exchange;
 pub mod consent;
+pub mod federation;
 pub mod introspection;
 pub mod issuance;
 pub mod keys_at_rest;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// This database's revocation feed epoch, read on first use.
     pub revocation_epoch: tokio::sync::OnceCell<String>,
+    /// The upstream identity providers (none configured: an empty list).
+    pub federation: super::federation::Federation,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
         let issuer = settings.issuer();
         let limits = Limits::new(&settings, metrics.clone(), cookie_secret)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let federation = super::federation::Federation::new(&settings)?;
         Ok(AppState {
             resources: settings.canonical_resources(),
             cookie_secure: issuer.starts_with("https://"),
@@ -89,7 +92,14 @@ impl AppState {
             cimd,
             trusted_proxies,
             revocation_epoch: tokio::sync::OnceCell::new(),
+            federation,
         })
+    }
+
+    /// Seals and opens secrets stored in the database (under the KEK, when one is
+    /// configured).
+    pub fn key_encryption(&self) -> &KeyEncryption {
+        &self.key_encryption
     }
 
     pub fn ring(&self) -> Arc<KeyRing> {

@@ -40,6 +40,21 @@ pub enum StoreError {
     Failed(String),
 }
 
+impl StoreError {
+    /// A unique index refused the write (a name someone else holds, on either
+    /// database).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(d)) => d.is_unique_violation(),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Whether `url` names a database a store opens: PostgreSQL or SQLite.
@@ -108,6 +123,45 @@ pub struct UserRecord {
     pub name: Option<String>,
     pub disabled: bool,
     pub created_at: i64,
+    /// The identity provider the user signs in with (`None`: a local password user).
+    pub idp: Option<String>,
+    /// The user's subject at that identity provider.
+    pub idp_subject: Option<String>,
+}
+
+impl UserRecord {
+    /// Where the user comes from, for listings: `local` or `idp:<id>`.
+    pub fn source(&self) -> String {
+        match &self.idp {
+            Some(idp) => format!("idp:{idp}"),
+            None => "local".into(),
+        }
+    }
+}
+
+/// A sign-in in progress at an upstream identity provider (see the
+/// `upstream_logins` table): only hashes of the state, browser binding and nonce.
+#[derive(Clone)]
+pub struct UpstreamLoginRecord {
+    pub state_hash: String,
+    pub idp: String,
+    pub browser_hash: String,
+    pub nonce_hash: String,
+    /// The PKCE verifier, sealed with the key-encryption key when one is configured.
+    pub pkce_verifier: String,
+    /// The MCP client's authorization request, as JSON.
+    pub request: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for UpstreamLoginRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamLoginRecord")
+            .field("idp", &self.idp)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -117,6 +171,7 @@ impl std::fmt::Debug for UserRecord {
             .field("username", &self.username)
             .field("role", &self.role)
             .field("disabled", &self.disabled)
+            .field("idp", &self.idp)
             .finish_non_exhaustive()
     }
 }
@@ -363,6 +418,26 @@ pub trait Store: Send + Sync + 'static {
     async fn set_password(&self, username: &str, hash: &str, now: i64) -> StoreResult<bool>;
     /// Disabling also revokes the user's grants and sessions.
     async fn set_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<bool>;
+    async fn find_user_by_identity(
+        &self,
+        idp: &str,
+        subject: &str,
+    ) -> StoreResult<Option<UserRecord>>;
+    /// Creates the user of `user.idp` / `user.idp_subject` on first sign-in, or
+    /// updates its role, email and name (and username when that name is free);
+    /// returns the stored user, whose `disabled` flag is ours. A disabled user is
+    /// returned as stored, with nothing written. A username held by another user
+    /// falls back to `<idp>:<username>`, then `<idp>:<subject>`, then
+    /// `<idp>:<user.id>`, which nobody else can hold.
+    async fn save_federated_user(&self, user: &UserRecord) -> StoreResult<UserRecord>;
+
+    // sign-ins in progress at identity providers
+    async fn insert_upstream_login(&self, login: &UpstreamLoginRecord) -> StoreResult<()>;
+    /// The pending sign-in of this state, removed as it is read (single use).
+    async fn take_upstream_login(
+        &self,
+        state_hash: &str,
+    ) -> StoreResult<Option<UpstreamLoginRecord>>;
 
     // clients
     async fn upsert_client(&self, client: &ClientRecord) -> StoreResult<()>;

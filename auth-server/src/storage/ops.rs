@@ -107,6 +107,133 @@ pub(crate) async fn set_disabled(
     Ok(true)
 }
 
+// ----- users from identity providers -----
+
+pub(crate) async fn find_user_by_identity(
+    e: &mut impl Exec,
+    idp: &str,
+    subject: &str,
+) -> StoreResult<Option<UserRecord>> {
+    e.fetch_optional(q::USER_BY_IDENTITY, args![idp, subject])
+        .await
+}
+
+/// Runs `sql`; a unique violation counts as "taken" (0 rows), and leaves the
+/// transaction usable. On PostgreSQL two transactions can both find a name free
+/// and write it: the second fails on the unique index when the first commits.
+async fn execute_unless_taken(
+    e: &mut impl InTransaction,
+    sql: &'static str,
+    args: &[Arg<'_>],
+) -> StoreResult<u64> {
+    e.execute(q::SAVEPOINT_TAKEN, args![]).await?;
+    match e.execute(sql, args).await {
+        Ok(n) => {
+            e.execute(q::RELEASE_TAKEN, args![]).await?;
+            Ok(n)
+        }
+        Err(err) if err.is_unique_violation() => {
+            e.execute(q::ROLLBACK_TO_TAKEN, args![]).await?;
+            e.execute(q::RELEASE_TAKEN, args![]).await?;
+            Ok(0)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Just-in-time creation or update of a federated user (see `Store::save_federated_user`).
+pub(crate) async fn save_federated_user(
+    e: &mut impl InTransaction,
+    u: &UserRecord,
+) -> StoreResult<UserRecord> {
+    let (Some(idp), Some(subject)) = (u.idp.as_deref(), u.idp_subject.as_deref()) else {
+        return Err(StoreError::Failed(
+            "a federated user needs its identity provider and subject".into(),
+        ));
+    };
+    if let Some(stored) = find_user_by_identity(e, idp, subject).await? {
+        // A disabled user keeps the row as the administrator left it: no new
+        // name, role or email, and its name is not freed for anybody else.
+        if stored.disabled {
+            return Ok(stored);
+        }
+        e.execute(
+            q::UPDATE_FEDERATED_USER,
+            args![u.role.as_str(), &u.email, &u.name, u.created_at, &stored.id],
+        )
+        .await?;
+        if stored.username != u.username {
+            // Someone else holding the name (even one taken a moment ago by a
+            // concurrent transaction) keeps it; this user keeps the old one.
+            execute_unless_taken(e, q::RENAME_USER_IF_FREE, args![&u.username, &stored.id]).await?;
+        }
+    } else {
+        // Upstream usernames never contain ':' (the service refuses them), so the
+        // `<idp>:` names are ours; the last one is as unique as the row's id.
+        let mut candidates = vec![u.username.clone()];
+        if !u.username.contains(':') {
+            candidates.push(format!("{idp}:{}", u.username));
+        }
+        candidates.push(format!("{idp}:{subject}"));
+        candidates.push(format!("{idp}:{}", u.id));
+        candidates.dedup();
+        for username in &candidates {
+            let inserted = execute_unless_taken(
+                e,
+                q::INSERT_FEDERATED_USER,
+                args![
+                    &u.id,
+                    username,
+                    &u.password_hash,
+                    u.role.as_str(),
+                    &u.email,
+                    &u.name,
+                    u.disabled,
+                    u.created_at,
+                    idp,
+                    subject,
+                ],
+            )
+            .await?;
+            if inserted > 0 || find_user_by_identity(e, idp, subject).await?.is_some() {
+                break;
+            }
+        }
+    }
+    find_user_by_identity(e, idp, subject)
+        .await?
+        .ok_or_else(|| StoreError::Conflict(format!("user {:?}", u.username)))
+}
+
+pub(crate) async fn insert_upstream_login(
+    e: &mut impl Exec,
+    l: &UpstreamLoginRecord,
+) -> StoreResult<()> {
+    e.execute(
+        q::INSERT_UPSTREAM_LOGIN,
+        args![
+            &l.state_hash,
+            &l.idp,
+            &l.browser_hash,
+            &l.nonce_hash,
+            &l.pkce_verifier,
+            &l.request,
+            l.created_at,
+            l.expires_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn take_upstream_login(
+    e: &mut impl Exec,
+    state_hash: &str,
+) -> StoreResult<Option<UpstreamLoginRecord>> {
+    e.fetch_optional(q::TAKE_UPSTREAM_LOGIN, args![state_hash])
+        .await
+}
+
 // ----- clients -----
 
 fn client_args<'a>(c: &'a ClientRecord, metadata: &'a str) -> [Arg<'a>; 9] {
@@ -311,16 +438,33 @@ pub(crate) async fn redeem_code(
     code_hash: &str,
     now: i64,
 ) -> StoreResult<CodeRedemption> {
-    // The common case in one statement: claim the unused code.
-    if let Some(record) = e
-        .fetch_optional(q::CLAIM_CODE, args![now, code_hash])
-        .await?
-    {
+    if let Some(record) = claim_code(e, code_hash, now).await? {
         return Ok(CodeRedemption::Fresh(record));
     }
-    // A replay (or no such code). Locked: a redemption's `create_grant` on another
-    // connection has either linked its grant already, which is then reported to be
-    // revoked, or waits and then finds the replay mark.
+    inspect_unclaimable_code(e, code_hash).await
+}
+
+/// The common redemption in one statement: marks the unused code used and returns
+/// it. A single conditional `UPDATE` is atomic on its own (PostgreSQL re-checks
+/// `used_at IS NULL` after waiting for a concurrent claim), so it needs no
+/// transaction; `None` means a replay or no such code ([`inspect_unclaimable_code`]).
+pub(crate) async fn claim_code(
+    e: &mut impl Exec,
+    code_hash: &str,
+    now: i64,
+) -> StoreResult<Option<AuthCodeRecord>> {
+    e.fetch_optional(q::CLAIM_CODE, args![now, code_hash]).await
+}
+
+/// Why a code could not be claimed: a replay (reporting the grant of its first
+/// redemption) or no such code.
+pub(crate) async fn inspect_unclaimable_code(
+    e: &mut impl InTransaction,
+    code_hash: &str,
+) -> StoreResult<CodeRedemption> {
+    // Locked: a redemption's `create_grant` on another connection has either
+    // linked its grant already, which is then reported to be revoked, or waits and
+    // then finds the replay mark.
     let Some(record) = fetch_locked::<AuthCodeRecord>(e, &q::LOCK_CODE, args![code_hash]).await?
     else {
         return Ok(CodeRedemption::NotFound);
@@ -368,7 +512,7 @@ pub(crate) async fn create_grant(
         ],
     )
     .await?;
-    insert_tokens(e, issued).await?;
+    insert_tokens(e, issued, Some(g.expires_at)).await?;
     if let Some(a) = audit {
         insert_audit(e, a).await?;
     }
@@ -501,13 +645,22 @@ pub(crate) async fn add_tokens(e: &mut impl InTransaction, issued: &Issued) -> S
     if !lock_live_grant(e, issued).await? {
         return Ok(false);
     }
-    insert_tokens(e, issued).await?;
+    insert_tokens(e, issued, None).await?;
     Ok(true)
 }
 
 /// Stores the tokens of one token-endpoint call; a refresh
 /// token keeps its grant alive at least as long as itself.
-async fn insert_tokens(e: &mut impl InTransaction, issued: &Issued) -> StoreResult<()> {
+///
+/// `known_grant_expiry`: the grant's expiry when the caller wrote the grant in this
+/// same transaction; the extension is then skipped when it already covers the
+/// refresh token (a new grant is written with its refresh token's expiry), which
+/// saves a statement and a round trip on every code exchange.
+async fn insert_tokens(
+    e: &mut impl InTransaction,
+    issued: &Issued,
+    known_grant_expiry: Option<i64>,
+) -> StoreResult<()> {
     insert_access_token(e, &issued.access).await?;
     if let Some(r) = &issued.refresh {
         e.execute(
@@ -521,8 +674,10 @@ async fn insert_tokens(e: &mut impl InTransaction, issued: &Issued) -> StoreResu
             ],
         )
         .await?;
-        e.execute(q::EXTEND_GRANT, args![r.expires_at, &r.grant_id])
-            .await?;
+        if known_grant_expiry.is_none_or(|grant_expiry| grant_expiry < r.expires_at) {
+            e.execute(q::EXTEND_GRANT, args![r.expires_at, &r.grant_id])
+                .await?;
+        }
     }
     Ok(())
 }
@@ -555,7 +710,7 @@ pub(crate) async fn rotate_refresh(
     {
         return Ok(false);
     }
-    insert_tokens(e, issued).await?;
+    insert_tokens(e, issued, None).await?;
     Ok(true)
 }
 
@@ -677,5 +832,6 @@ pub(crate) async fn purge_expired(e: &mut impl InTransaction, now: i64) -> Store
         + e.execute(q::PURGE_SESSIONS, args![now]).await?
         + e.execute(q::PURGE_ACCESS_TOKENS, args![late]).await?
         + e.execute(q::PURGE_REFRESH_TOKENS, args![now]).await?
-        + e.execute(q::PURGE_REVOCATIONS, args![late]).await?)
+        + e.execute(q::PURGE_REVOCATIONS, args![late]).await?
+        + e.execute(q::PURGE_UPSTREAM_LOGINS, args![now]).await?)
 }

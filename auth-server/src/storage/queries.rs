@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one active signing key",
         include_str!("../../migrations/0003_one_active_signing_key.sql"),
     ),
+    (
+        4,
+        "identity providers",
+        include_str!("../../migrations/0004_identity_providers.sql"),
+    ),
 ];
 
 /// A `SELECT` whose rows stay locked until the transaction ends, for a check that
@@ -52,7 +57,19 @@ macro_rules! for_update {
 
 macro_rules! user_columns {
     () => {
-        "id, username, password_hash, role, email, name, disabled, created_at"
+        "id, username, password_hash, role, email, name, disabled, created_at, idp, idp_subject"
+    };
+}
+/// The columns a new user row fills: a local user's, and with `idp, idp_subject`
+/// a federated one's.
+macro_rules! new_user_columns {
+    () => {
+        "id, username, password_hash, role, email, name, disabled, created_at, updated_at"
+    };
+}
+macro_rules! upstream_login_columns {
+    () => {
+        "state_hash, idp, browser_hash, nonce_hash, pkce_verifier, request, created_at, expires_at"
     };
 }
 macro_rules! client_columns {
@@ -132,9 +149,10 @@ locking_statements! {
 statements! {
     // ----- users -----
 
-    INSERT_USER = "INSERT INTO users \
-        (id, username, password_hash, role, email, name, disabled, created_at, updated_at) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (username) DO NOTHING";
+    INSERT_USER = concat!(
+        "INSERT INTO users (", new_user_columns!(), ") \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (username) DO NOTHING"
+    );
     USER_BY_NAME = concat!("SELECT ", user_columns!(), " FROM users WHERE username = $1");
     USER_BY_ID = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
     LIST_USERS = concat!("SELECT ", user_columns!(), " FROM users ORDER BY username");
@@ -146,6 +164,44 @@ statements! {
         WHERE u.username = $1 AND g.revoked_at IS NULL ORDER BY g.id";
     DELETE_SESSIONS_OF_USER = "DELETE FROM sessions \
         WHERE user_id = (SELECT id FROM users WHERE username = $1)";
+
+    // ----- users from identity providers -----
+
+    USER_BY_IDENTITY = concat!(
+        "SELECT ", user_columns!(), " FROM users WHERE idp = $1 AND idp_subject = $2"
+    );
+    /// Inserts nothing when the username is taken (the caller tries the next
+    /// one). The identity is looked up before; a concurrent first sign-in of the
+    /// same identity fails on its unique index, inside a savepoint.
+    INSERT_FEDERATED_USER = concat!(
+        "INSERT INTO users (", new_user_columns!(), ", idp, idp_subject) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) ON CONFLICT (username) DO NOTHING"
+    );
+    /// What the identity provider says now (the disabled flag stays ours).
+    UPDATE_FEDERATED_USER = "UPDATE users SET role = $1, email = $2, name = $3, updated_at = $4 \
+        WHERE id = $5";
+    /// Follows a renamed upstream username when nobody else holds the new name.
+    RENAME_USER_IF_FREE = "UPDATE users SET username = $1 WHERE id = $2 \
+        AND NOT EXISTS (SELECT 1 FROM users o WHERE o.username = $1)";
+
+    /// Around a statement whose unique violation means "taken" rather than
+    /// failure: on PostgreSQL an error aborts the whole transaction unless rolled
+    /// back to a savepoint (same text on SQLite).
+    SAVEPOINT_TAKEN = "SAVEPOINT taken";
+    RELEASE_TAKEN = "RELEASE SAVEPOINT taken";
+    ROLLBACK_TO_TAKEN = "ROLLBACK TO SAVEPOINT taken";
+
+    // ----- sign-ins in progress at identity providers -----
+
+    INSERT_UPSTREAM_LOGIN = concat!(
+        "INSERT INTO upstream_logins (", upstream_login_columns!(), ") \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    );
+    /// Single use: the row is gone once read.
+    TAKE_UPSTREAM_LOGIN = concat!(
+        "DELETE FROM upstream_logins WHERE state_hash = $1 RETURNING ",
+        upstream_login_columns!()
+    );
 
     // ----- clients -----
 
@@ -293,6 +349,7 @@ statements! {
     PURGE_ACCESS_TOKENS = "DELETE FROM access_tokens WHERE expires_at < $1";
     PURGE_REFRESH_TOKENS = "DELETE FROM refresh_tokens WHERE expires_at < $1";
     PURGE_REVOCATIONS = "DELETE FROM revocations WHERE expires_at < $1";
+    PURGE_UPSTREAM_LOGINS = "DELETE FROM upstream_logins WHERE expires_at < $1";
 
     // ----- SQLite connection setup (both SQLite drivers) -----
 

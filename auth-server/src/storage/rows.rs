@@ -15,6 +15,23 @@ impl FromRow for UserRecord {
             name: r.get(5)?,
             disabled: r.get::<i64>(6)? != 0,
             created_at: r.get(7)?,
+            idp: r.get(8)?,
+            idp_subject: r.get(9)?,
+        })
+    }
+}
+
+impl FromRow for UpstreamLoginRecord {
+    fn from_row(r: &impl Fields) -> StoreResult<Self> {
+        Ok(UpstreamLoginRecord {
+            state_hash: r.get(0)?,
+            idp: r.get(1)?,
+            browser_hash: r.get(2)?,
+            nonce_hash: r.get(3)?,
+            pkce_verifier: r.get(4)?,
+            request: r.get(5)?,
+            created_at: r.get(6)?,
+            expires_at: r.get(7)?,
         })
     }
 }

@@ -287,6 +287,29 @@ impl Store for SqlStore {
         in_transaction!(self, set_disabled(username, disabled, now))
     }
 
+    async fn find_user_by_identity(
+        &self,
+        idp: &str,
+        subject: &str,
+    ) -> StoreResult<Option<UserRecord>> {
+        ops::find_user_by_identity(&mut *self.read.acquire().await?, idp, subject).await
+    }
+
+    async fn save_federated_user(&self, u: &UserRecord) -> StoreResult<UserRecord> {
+        in_transaction!(self, save_federated_user(u))
+    }
+
+    async fn insert_upstream_login(&self, l: &UpstreamLoginRecord) -> StoreResult<()> {
+        ops::insert_upstream_login(&mut *self.write.acquire().await?, l).await
+    }
+
+    async fn take_upstream_login(
+        &self,
+        state_hash: &str,
+    ) -> StoreResult<Option<UpstreamLoginRecord>> {
+        ops::take_upstream_login(&mut *self.write.acquire().await?, state_hash).await
+    }
+
     async fn upsert_client(&self, c: &ClientRecord) -> StoreResult<()> {
         ops::upsert_client(&mut *self.write.acquire().await?, c).await
     }
@@ -366,8 +389,15 @@ impl Store for SqlStore {
         ops::insert_code(&mut *self.write.acquire().await?, c).await
     }
 
+    /// The claim runs alone (autocommit): one round trip in the common case
+    /// instead of three (`BEGIN`, claim, `COMMIT`); only a code that cannot be
+    /// claimed opens a transaction to inspect it.
     async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
-        in_transaction!(self, redeem_code(code_hash, now))
+        let claimed = ops::claim_code(&mut *self.write.acquire().await?, code_hash, now).await?;
+        match claimed {
+            Some(record) => Ok(CodeRedemption::Fresh(record)),
+            None => in_transaction!(self, inspect_unclaimable_code(code_hash)),
+        }
     }
 
     async fn create_grant(

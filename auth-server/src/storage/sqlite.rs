@@ -607,6 +607,29 @@ impl Store for SqliteStore {
         self.write(|c| run(ops::set_disabled(c, username, disabled, now)))
     }
 
+    async fn find_user_by_identity(
+        &self,
+        idp: &str,
+        subject: &str,
+    ) -> StoreResult<Option<UserRecord>> {
+        self.read(|c| run(ops::find_user_by_identity(c, idp, subject)))
+    }
+
+    async fn save_federated_user(&self, u: &UserRecord) -> StoreResult<UserRecord> {
+        self.write(|c| run(ops::save_federated_user(c, u)))
+    }
+
+    async fn insert_upstream_login(&self, l: &UpstreamLoginRecord) -> StoreResult<()> {
+        self.write_one(|c| run(ops::insert_upstream_login(c, l)))
+    }
+
+    async fn take_upstream_login(
+        &self,
+        state_hash: &str,
+    ) -> StoreResult<Option<UpstreamLoginRecord>> {
+        self.write_one(|c| run(ops::take_upstream_login(c, state_hash)))
+    }
+
     async fn upsert_client(&self, client: &ClientRecord) -> StoreResult<()> {
         self.write_one(|c| run(ops::upsert_client(c, client)))
     }

@@ -186,6 +186,7 @@ async fn id_token_userinfo_disabled_users_and_audit_trail() {
         id.get("email").is_none(),
         "no email without the email scope"
     );
+    assert!(id.get("email_verified").is_none());
     let access = tokens["access_token"].as_str().unwrap();
 
     let res = app.http.get(app.url("/userinfo")).send().await.unwrap();
@@ -218,6 +219,7 @@ async fn id_token_userinfo_disabled_users_and_audit_trail() {
         .unwrap();
     assert_eq!(info["name"], "Demo User");
     assert!(info.get("email").is_none());
+    assert!(info.get("email_verified").is_none());
 
     // Disabling the user (as `auth-server user disable demo` does) kills tokens and logins.
     let store = open_store(&app).await;

@@ -110,6 +110,9 @@ async fn full_flow_register_authorize_token_refresh_revoke_introspect() {
     let access = tokens["access_token"].as_str().unwrap();
     let refresh = tokens["refresh_token"].as_str().unwrap();
     assert!(tokens["id_token"].is_string());
+    let id = decode_claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["email"], "demo@example.com");
+    assert_eq!(id["email_verified"], true, "with every email");
     assert_eq!(tokens["token_type"], "Bearer");
     let header = decode_header(access);
     assert_eq!(header["typ"], "at+jwt");
@@ -140,6 +143,7 @@ async fn full_flow_register_authorize_token_refresh_revoke_introspect() {
         .unwrap();
     assert_eq!(info["preferred_username"], "demo");
     assert_eq!(info["email"], "demo@example.com");
+    assert_eq!(info["email_verified"], true);
 
     // Introspect the access token and the refresh token.
     let intro = app.introspect(access).await;

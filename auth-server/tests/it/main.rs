@@ -7,6 +7,7 @@ mod admin;
 mod cimd;
 mod config_clients;
 mod crash;
+mod federation;
 mod flow;
 mod hardening;
 mod healthcheck;

@@ -1016,7 +1016,10 @@ async fn stores_opened_together_on_postgres_apply_the_schema_once() {
             store.ping().await.unwrap();
             store.close().await;
         }
-        assert_eq!(ledger().await, vec![(1, true), (2, true), (3, true)]);
+        assert_eq!(
+            ledger().await,
+            vec![(1, true), (2, true), (3, true), (4, true)]
+        );
     }
 }
 
@@ -1047,6 +1050,8 @@ fn user(name: &str) -> UserRecord {
         name: None,
         disabled: false,
         created_at: NOW,
+        idp: None,
+        idp_subject: None,
     }
 }
 
@@ -1057,7 +1062,10 @@ async fn a_database_created_by_the_sqlx_store_opens_without_rerunning_migrations
     let old = SqlStore::connect(&sqlite_url(&path), 2).await.unwrap();
     old.create_user(&user("alice")).await.unwrap();
     old.close().await;
-    assert_eq!(ledger(&path), vec![(1, true), (2, true), (3, true)]);
+    assert_eq!(
+        ledger(&path),
+        vec![(1, true), (2, true), (3, true), (4, true)]
+    );
 
     let store = auth_server::storage::open(&sqlite_url(&path), 2)
         .await
@@ -1067,7 +1075,7 @@ async fn a_database_created_by_the_sqlx_store_opens_without_rerunning_migrations
     drop(store);
     assert_eq!(
         ledger(&path),
-        vec![(1, true), (2, true), (3, true)],
+        vec![(1, true), (2, true), (3, true), (4, true)],
         "nothing re-applied"
     );
 
@@ -1084,7 +1092,10 @@ async fn a_database_created_by_the_rusqlite_store_opens_with_the_sqlx_store() {
     let store = SqliteStore::open(&path, true, 2).unwrap();
     store.create_user(&user("carol")).await.unwrap();
     drop(store);
-    assert_eq!(ledger(&path), vec![(1, true), (2, true), (3, true)]);
+    assert_eq!(
+        ledger(&path),
+        vec![(1, true), (2, true), (3, true), (4, true)]
+    );
     // sqlx validates the recorded checksum: a mismatch would fail here.
     let sqlx = SqlStore::connect(&sqlite_url(&path), 2).await.unwrap();
     assert!(sqlx.find_user_by_name("carol").await.unwrap().is_some());
@@ -1243,3 +1254,221 @@ mod cascades_are_atomic {
         }
     }
 }
+
+fn federated(idp: &str, subject: &str, username: &str) -> UserRecord {
+    UserRecord {
+        id: format!("id-{idp}-{subject}"),
+        username: username.into(),
+        password_hash: "!federated".into(),
+        role: auth_server::domain::scope_policy::Role::User,
+        email: Some(format!("{username}@example.com")),
+        name: Some("First Name".into()),
+        disabled: false,
+        created_at: NOW,
+        idp: Some(idp.into()),
+        idp_subject: Some(subject.into()),
+    }
+}
+
+async fn federated_users_are_keyed_by_provider_and_subject(store: &dyn Store) {
+    use auth_server::domain::scope_policy::Role;
+    // A local user already holds the name "alice".
+    store.create_user(&user("alice")).await.unwrap();
+    let first = store
+        .save_federated_user(&federated("corp", "s-1", "alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.username, "corp:alice",
+        "a taken name falls back to idp:name"
+    );
+    assert_eq!(first.idp.as_deref(), Some("corp"));
+    assert_eq!(first.source(), "idp:corp");
+    // The same subject at another provider is another user.
+    let other = store
+        .save_federated_user(&federated("gh", "s-1", "bob"))
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id);
+    assert_eq!(other.username, "bob");
+    // A later sign-in updates role, email and name and keeps the id (a new id in
+    // the record is ignored).
+    let mut later = federated("corp", "s-1", "alice2");
+    later.id = "another-id".into();
+    later.role = Role::Admin;
+    later.email = Some("new@example.com".into());
+    later.name = None;
+    let updated = store.save_federated_user(&later).await.unwrap();
+    assert_eq!(updated.id, first.id);
+    assert_eq!(updated.role, Role::Admin);
+    assert_eq!(updated.email.as_deref(), Some("new@example.com"));
+    assert_eq!(updated.name, None);
+    assert_eq!(
+        updated.username, "alice2",
+        "renamed upstream, the name was free"
+    );
+    // Renaming onto a taken name keeps the old one.
+    let mut taken = later.clone();
+    taken.username = "bob".into();
+    assert_eq!(
+        store.save_federated_user(&taken).await.unwrap().username,
+        "alice2"
+    );
+    // Disabled stays disabled whatever the provider says.
+    assert!(store.set_disabled("alice2", true, NOW).await.unwrap());
+    assert!(store.save_federated_user(&later).await.unwrap().disabled);
+    let found = store
+        .find_user_by_identity("corp", "s-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.disabled);
+    assert!(store
+        .find_user_by_identity("corp", "s-2")
+        .await
+        .unwrap()
+        .is_none());
+    let local = store.find_user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(
+        (local.idp.clone(), local.source()),
+        (None, "local".to_string())
+    );
+}
+every_store!(federated_users_are_keyed_by_provider_and_subject);
+
+fn pending(state_hash: &str, expires_at: i64) -> UpstreamLoginRecord {
+    UpstreamLoginRecord {
+        state_hash: state_hash.into(),
+        idp: "corp".into(),
+        browser_hash: "browser".into(),
+        nonce_hash: "nonce".into(),
+        pkce_verifier: "verifier".into(),
+        request: "{\"client_id\":\"c\"}".into(),
+        created_at: NOW,
+        expires_at,
+    }
+}
+
+async fn pending_upstream_logins_are_taken_once_and_purged(store: &dyn Store) {
+    store
+        .insert_upstream_login(&pending("s1", NOW + 600))
+        .await
+        .unwrap();
+    store
+        .insert_upstream_login(&pending("old", NOW - 1))
+        .await
+        .unwrap();
+    assert!(store
+        .insert_upstream_login(&pending("s1", NOW + 600))
+        .await
+        .is_err());
+    let taken = store.take_upstream_login("s1").await.unwrap().unwrap();
+    assert_eq!(taken.idp, "corp");
+    assert_eq!(taken.pkce_verifier, "verifier");
+    assert_eq!(taken.request, "{\"client_id\":\"c\"}");
+    assert_eq!(taken.expires_at, NOW + 600);
+    assert!(store.take_upstream_login("s1").await.unwrap().is_none());
+    assert!(store.purge_expired(NOW).await.unwrap() >= 1);
+    assert!(store.take_upstream_login("old").await.unwrap().is_none());
+}
+every_store!(pending_upstream_logins_are_taken_once_and_purged);
+
+async fn concurrent_first_sign_ins_create_one_user(store: &dyn Store) {
+    let racer = federated("corp", "race", "racer");
+    let runs = (0..4).map(|_| store.save_federated_user(&racer));
+    let users = futures_util::future::join_all(runs).await;
+    let ids: std::collections::HashSet<String> = users.into_iter().map(|u| u.unwrap().id).collect();
+    assert_eq!(ids.len(), 1);
+}
+every_store!(concurrent_first_sign_ins_create_one_user);
+
+async fn the_last_username_fallback_cannot_be_squatted(store: &dyn Store) {
+    // Every name a GitHub user (id 42, login "alice") could get before the last
+    // fallback is held already: "alice" by another provider's user, the two
+    // `github:` names by local accounts an administrator created.
+    store
+        .save_federated_user(&federated("corp", "a1", "alice"))
+        .await
+        .unwrap();
+    store.create_user(&user("github:alice")).await.unwrap();
+    store.create_user(&user("github:42")).await.unwrap();
+    let victim = store
+        .save_federated_user(&federated("github", "42", "alice"))
+        .await
+        .expect("a first sign-in always gets a name");
+    assert_eq!(victim.username, "github:id-github-42");
+    assert_eq!(victim.idp_subject.as_deref(), Some("42"));
+    // And the next sign-in finds the same user.
+    let again = store
+        .save_federated_user(&federated("github", "42", "alice"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, victim.id);
+}
+every_store!(the_last_username_fallback_cannot_be_squatted);
+
+async fn a_disabled_federated_user_is_left_as_stored(store: &dyn Store) {
+    use auth_server::domain::scope_policy::Role;
+    let x = store
+        .save_federated_user(&federated("github", "1", "alice"))
+        .await
+        .unwrap();
+    assert!(store.set_disabled("alice", true, NOW).await.unwrap());
+    // Disabled, the user signs in upstream again with a new name, admin groups
+    // and another email: nothing of it is written.
+    let mut again = federated("github", "1", "alice-renamed");
+    again.role = Role::Admin;
+    again.email = Some("other@evil.example".into());
+    let after = store.save_federated_user(&again).await.unwrap();
+    assert!(after.disabled);
+    assert_eq!(after.id, x.id);
+    assert_eq!(after.username, "alice");
+    assert_eq!(after.role, Role::User);
+    assert_eq!(after.email, x.email);
+    // The name stays taken: another provider's "alice" falls back.
+    let y = store
+        .save_federated_user(&federated("corp", "9", "alice"))
+        .await
+        .unwrap();
+    assert_eq!(y.username, "corp:alice");
+    let held = store.find_user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(
+        held.id, x.id,
+        "`user enable alice` still names the same person"
+    );
+}
+every_store!(a_disabled_federated_user_is_left_as_stored);
+
+async fn concurrent_renames_to_one_name_give_it_to_one_user(store: &dyn Store) {
+    for round in 0..20 {
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        let x = store
+            .save_federated_user(&federated("corp", &a, &a))
+            .await
+            .unwrap();
+        let y = store
+            .save_federated_user(&federated("corp", &b, &b))
+            .await
+            .unwrap();
+        // Both rename themselves upstream to the same free name at once.
+        let wanted = format!("c{round}");
+        let (ux, uy) = (
+            federated("corp", &a, &wanted),
+            federated("corp", &b, &wanted),
+        );
+        let (rx, ry) = tokio::join!(
+            store.save_federated_user(&ux),
+            store.save_federated_user(&uy)
+        );
+        let (rx, ry) = (rx.expect("no error"), ry.expect("no error"));
+        let winners = [&rx, &ry].iter().filter(|u| u.username == wanted).count();
+        assert_eq!(
+            winners, 1,
+            "round {round}: {} / {}",
+            rx.username, ry.username
+        );
+        assert!(rx.username == wanted || rx.username == x.username);
+        assert!(ry.username == wanted || ry.username == y.username);
+    }
+}
+every_store!(concurrent_renames_to_one_name_give_it_to_one_user);

@@ -130,3 +130,5 @@ async fn es256_mode_verifies_every_request() {
         401
     );
 }
+
+mod upstream;

@@ -1,6 +1,7 @@
 //! The mcp-server integration tests (one binary; add a `mod` line per module).
 mod audit;
 mod direct;
+mod gateway;
 mod healthcheck;
 mod mcp;
 mod mcp_admin;

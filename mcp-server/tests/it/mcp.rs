@@ -894,7 +894,7 @@ fn modern_meta() -> Value {
     })
 }
 
-async fn modern(
+pub async fn modern(
     s: &TestServer,
     token: &str,
     method: &str,

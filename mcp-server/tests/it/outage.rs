@@ -2,7 +2,7 @@
 //! mcp-server keeps verifying tokens signed with the keys it cached, `/readyz`
 //! stays ready but reports the degraded state, and once the AS is back (with a
 //! rotated key) everything recovers without a restart. The outage lasts
-//! `MCP_TEST_AS_OUTAGE_SECS` seconds (default 3; the scenario is 600):
+//! `MCP_TEST_AS_OUTAGE_SECS` seconds (default 3; the outage scenario it stands for is 600):
 //! nothing in the verifier may depend on it being short.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
