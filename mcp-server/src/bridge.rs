@@ -392,9 +392,9 @@ async fn answer_directly(
     session_id: Option<&SessionId>,
     state: &AppState,
 ) -> Result<Option<HttpResponse>, ApiError> {
-    let Some(tools) = &state.direct_tools else {
+    if state.direct_tools.is_none() && state.gateway.is_none() {
         return Ok(None);
-    };
+    }
     if !direct::headers_allow(req.headers(), !state.stateless) {
         return Ok(None);
     }
@@ -403,6 +403,23 @@ async fn answer_directly(
     };
     let Some(call) = DirectCall::from_message(message) else {
         return Ok(None);
+    };
+    // Gateway mode: the session's direct route to its upstream session, when the
+    // upstream and the client's protocol version allow one.
+    let route = match (&state.gateway, session_id) {
+        (None, _) => None,
+        (Some(_), None) => return Ok(None),
+        (Some(_), Some(id)) => {
+            let version = req
+                .headers()
+                .get("mcp-protocol-version")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            match state.sessions.route(id) {
+                Some(route) if route.usable(version) => Some(route),
+                _ => return Ok(None),
+            }
+        }
     };
     if !state.stateless {
         // rmcp answers a call without a session (400) or on a session it no longer
@@ -425,17 +442,68 @@ async fn answer_directly(
             ));
         }
     }
-    let caller = Caller(principal.cloned());
-    let Some(outcome) = tools
-        .call(call.id.clone(), call.name, call.arguments, caller)
-        .await
-    else {
-        return Ok(None);
+    let outcome = match (route, &state.direct_tools) {
+        (Some(route), _) => {
+            let outcome = route.call(&call.id, call.name, call.arguments).await;
+            // Labelled by tool only for names the upstream answered: a client may
+            // call any name.
+            let label = if outcome.is_ok() {
+                call.name
+            } else {
+                "(error)"
+            };
+            state.metrics.direct_answers.inc(&[label]);
+            outcome
+        }
+        (None, Some(tools)) => {
+            let caller = Caller(principal.cloned());
+            let Some(outcome) = tools
+                .call(call.id.clone(), call.name, call.arguments, caller)
+                .await
+            else {
+                return Ok(None);
+            };
+            state.metrics.direct_answers.inc(&[call.name]);
+            outcome
+        }
+        (None, None) => return Ok(None),
     };
-    state.metrics.direct_answers.inc(&[call.name]);
     let message = direct::message(&call.id, outcome)
         .ok_or_else(|| ApiError::Internal("serializing a tool result failed".into()))?;
     Ok(Some(direct::response(message, state.direct_json)))
+}
+
+/// Gateway mode: a client's `notifications/cancelled` for a call the bridge forwarded
+/// directly (rmcp does not know those requests) reaches the upstream through the
+/// session's direct route; rmcp still gets the notification.
+fn cancel_direct_calls(body: &Body, raw: &[u8], session_id: &SessionId, state: &AppState) {
+    let cancels = body
+        .messages()
+        .iter()
+        .any(|m| m.method.as_deref() == Some("notifications/cancelled"));
+    if !cancels {
+        return;
+    }
+    let Some(route) = state.sessions.route(session_id) else {
+        return;
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(raw) else {
+        return;
+    };
+    let messages = match value {
+        serde_json::Value::Array(messages) => messages,
+        single => vec![single],
+    };
+    for message in messages {
+        if message["method"] != "notifications/cancelled" {
+            continue;
+        }
+        if let Ok(id) =
+            serde_json::from_value::<rmcp::model::RequestId>(message["params"]["requestId"].clone())
+        {
+            route.cancel(&id);
+        }
+    }
 }
 
 /// Resets rmcp's idle timer of a session: an empty request-wise channel, opened and
@@ -585,6 +653,9 @@ async fn handle(
             Ok(parsed) => {
                 let granted = principal.as_deref().map(|p| &p.scopes);
                 is_initialize = check_policy(&parsed, &body, granted, state)?;
+                if let (Some(id), Some(_)) = (&session_id, &state.gateway) {
+                    cancel_direct_calls(&parsed, &body, id, state);
+                }
                 if json_content {
                     if let Some(answer) =
                         answer_directly(req, parsed, principal.as_ref(), session_id.as_ref(), state)
@@ -640,6 +711,9 @@ async fn handle(
                 state.metrics.sessions.set(&[], state.sessions.len() as f64);
                 if let Some(watch) = slot.as_ref().and_then(UpstreamSlot::take) {
                     let _ = watch.label.set(id.to_string());
+                    if let Some(route) = watch.direct {
+                        state.sessions.attach_route(id, route);
+                    }
                     actix_web::rt::spawn(end_with_upstream(
                         state.clone(),
                         id.to_string(),

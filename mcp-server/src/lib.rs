@@ -412,8 +412,12 @@ impl Application {
                 .map_err(|e| anyhow!("invalid configuration: {e}"))?,
         );
         let gateway = Arc::new(
-            gateway::Gateway::new(&settings.upstream, policy.clone())
-                .map_err(|e| anyhow!("invalid configuration: {e}"))?,
+            gateway::Gateway::new(
+                &settings.upstream,
+                policy.clone(),
+                settings.transport.direct_tool_calls,
+            )
+            .map_err(|e| anyhow!("invalid configuration: {e}"))?,
         );
         log::info!("gateway mode: in front of the {}", gateway.describe());
         let handler_gateway = gateway.clone();

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use crate::auth::Principal;
+use crate::gateway::direct::DirectRoute;
 
 /// Upper bound on remembered sessions; the oldest entries are dropped beyond it (rmcp
 /// would have expired them long before).
@@ -39,6 +42,8 @@ struct Entry {
     /// When rmcp's session worker last saw activity caused by us (monotonic: a
     /// wall-clock step must not starve a session); see [`SessionOwners::touch_due`].
     touched: Instant,
+    /// Gateway mode: the session's direct route to its upstream session, if any.
+    route: Option<Arc<DirectRoute>>,
 }
 
 #[derive(Debug, Default)]
@@ -178,6 +183,7 @@ impl SessionOwners {
             owner,
             seq,
             touched: Instant::now(),
+            route: None,
         };
         inner.by_id.insert(session_id.to_string(), entry);
         evicted
@@ -195,6 +201,18 @@ impl SessionOwners {
             }
             _ => false,
         }
+    }
+
+    /// Gives `session_id` (already recorded) its direct route to the upstream.
+    pub fn attach_route(&self, session_id: &str, route: Arc<DirectRoute>) {
+        if let Some(entry) = self.lock().by_id.get_mut(session_id) {
+            entry.route = Some(route);
+        }
+    }
+
+    /// The direct route of `session_id`, if it has one.
+    pub fn route(&self, session_id: &str) -> Option<Arc<DirectRoute>> {
+        self.lock().by_id.get(session_id)?.route.clone()
     }
 
     /// Whether `principal` may use `session_id`.

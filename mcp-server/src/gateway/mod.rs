@@ -19,6 +19,8 @@
 // the gateway forwards what they use.
 #![allow(deprecated)]
 
+pub mod direct;
+mod http_client;
 pub mod settings;
 
 use std::collections::HashMap;
@@ -64,6 +66,9 @@ pub struct Gateway {
     reachable: AtomicU8,
     last_error: Mutex<Option<String>>,
     http: reqwest::Client,
+    /// Plain calls to an HTTP upstream that answers in JSON skip rmcp on both sides
+    /// (`transport.direct_tool_calls`; see [`direct`]).
+    direct_calls: bool,
     pub policy: Arc<Policy>,
 }
 
@@ -78,6 +83,8 @@ pub struct UpstreamSlot(Arc<Mutex<Option<UpstreamWatch>>>);
 pub struct UpstreamWatch {
     pub closed: CancellationToken,
     pub label: Arc<OnceLock<String>>,
+    /// The session's direct route for plain calls, when its upstream allows one.
+    pub direct: Option<Arc<direct::DirectRoute>>,
 }
 
 impl UpstreamSlot {
@@ -91,7 +98,11 @@ impl UpstreamSlot {
 }
 
 impl Gateway {
-    pub fn new(settings: &UpstreamSettings, policy: Arc<Policy>) -> Result<Gateway, String> {
+    pub fn new(
+        settings: &UpstreamSettings,
+        policy: Arc<Policy>,
+        direct_calls: bool,
+    ) -> Result<Gateway, String> {
         let target = settings
             .target()?
             .ok_or_else(|| "no upstream configured".to_string())?;
@@ -117,6 +128,7 @@ impl Gateway {
             reachable: AtomicU8::new(UNKNOWN),
             last_error: Mutex::new(None),
             http,
+            direct_calls,
             policy,
         })
     }
@@ -229,7 +241,7 @@ impl Gateway {
         client: UpstreamClient,
         caller: &Caller,
         label: Arc<OnceLock<String>>,
-    ) -> Result<RunningService<RoleClient, UpstreamClient>, ConnectError> {
+    ) -> Result<Connected, ConnectError> {
         let tap = Tap {
             downstream: client.downstream.clone(),
             shared: client.shared.clone(),
@@ -275,14 +287,19 @@ impl Gateway {
                     argv.join(" "),
                     pid.map(|p| p.to_string()).unwrap_or_default()
                 );
-                self.handshake(
-                    client,
-                    Tapped {
-                        inner: transport,
-                        tap,
-                    },
-                )
-                .await
+                let service = self
+                    .handshake(
+                        client,
+                        Tapped {
+                            inner: transport,
+                            tap,
+                        },
+                    )
+                    .await?;
+                Ok(Connected {
+                    service,
+                    http: None,
+                })
             }
             Target::Http(url) => {
                 let mut headers: HashMap<http::HeaderName, http::HeaderValue> =
@@ -298,20 +315,30 @@ impl Gateway {
                     }
                 }
                 let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
-                config.custom_headers = headers;
+                config.custom_headers = headers.clone();
                 // An upstream that forgot our session ends the client's session (it
                 // would otherwise silently continue on a fresh upstream session).
                 config.reinit_on_expired_session = false;
-                let transport =
-                    StreamableHttpClientTransport::with_client(self.http.clone(), config);
-                self.handshake(
-                    client,
-                    Tapped {
-                        inner: transport,
-                        tap,
-                    },
-                )
-                .await
+                let recording = http_client::RecordingClient::new(self.http.clone());
+                let initialize = recording.initialize_answer();
+                let transport = StreamableHttpClientTransport::with_client(recording, config);
+                let service = self
+                    .handshake(
+                        client,
+                        Tapped {
+                            inner: transport,
+                            tap,
+                        },
+                    )
+                    .await?;
+                Ok(Connected {
+                    service,
+                    http: initialize.get().cloned().map(|answer| HttpConnection {
+                        url: url.clone(),
+                        headers: headers.into_iter().collect(),
+                        answer,
+                    }),
+                })
             }
         }
     }
@@ -333,6 +360,20 @@ impl Gateway {
             Err(_) => Err(ConnectError::Timeout(self.timeout.as_secs())),
         }
     }
+}
+
+/// A session's open upstream connection.
+struct Connected {
+    service: RunningService<RoleClient, UpstreamClient>,
+    /// For an HTTP upstream: what the direct route needs.
+    http: Option<HttpConnection>,
+}
+
+struct HttpConnection {
+    url: url::Url,
+    /// The configured static headers and, when forwarded, the caller's identity.
+    headers: http::HeaderMap,
+    answer: http_client::InitializeAnswer,
 }
 
 /// Why a session's upstream connection could not be opened.
@@ -725,17 +766,18 @@ impl ProxyHandler {
             timeout: self.gateway.timeout,
         };
         let label = Arc::new(OnceLock::new());
-        let service = match self.gateway.connect(client, &caller, label.clone()).await {
-            Ok(service) => {
-                self.gateway.record(Ok(()));
-                service
-            }
-            Err(e) => {
-                log::warn!("{}: {e}", self.gateway.describe());
-                self.gateway.record(Err(e.to_string()));
-                return Err(ErrorData::internal_error(e.client_message(), None));
-            }
-        };
+        let Connected { service, http } =
+            match self.gateway.connect(client, &caller, label.clone()).await {
+                Ok(connected) => {
+                    self.gateway.record(Ok(()));
+                    connected
+                }
+                Err(e) => {
+                    log::warn!("{}: {e}", self.gateway.describe());
+                    self.gateway.record(Err(e.to_string()));
+                    return Err(ErrorData::internal_error(e.client_message(), None));
+                }
+            };
         let peer = service.peer().clone();
         let info = match peer.peer_info() {
             Some(upstream) => {
@@ -751,9 +793,34 @@ impl ProxyHandler {
         };
         let stop = CancellationToken::new();
         let closed = CancellationToken::new();
+        let direct = http
+            .filter(|h| {
+                self.gateway.direct_calls
+                    && h.answer.json
+                    && info.protocol_version < ProtocolVersion::STANDARD_HEADERS
+            })
+            .and_then(|h| {
+                direct::DirectRoute::new(direct::RouteSpec {
+                    http: self.gateway.http.clone(),
+                    url: h.url,
+                    headers: h.headers,
+                    session_id: h.answer.session_id,
+                    protocol_version: info.protocol_version.clone(),
+                    timeout: self.gateway.timeout,
+                    link_stop: stop.clone(),
+                    link_closed: closed.clone(),
+                    downstream: context.peer.clone(),
+                    describe: self.gateway.describe().into(),
+                })
+            })
+            .map(Arc::new);
         tokio::spawn(supervise(service, stop.clone(), closed.clone(), permit));
         if let Some(slot) = slot {
-            slot.put(UpstreamWatch { closed, label });
+            slot.put(UpstreamWatch {
+                closed,
+                label,
+                direct,
+            });
         }
         let link = Arc::new(Link {
             peer,
@@ -836,6 +903,17 @@ impl ProxyHandler {
                 }
             }
         }
+    }
+}
+
+/// The upstream's answer to a `tools/call`, as the client gets it (rmcp's path and
+/// the direct one alike).
+fn call_tool_response(result: ServerResult) -> Result<CallToolResponse, ErrorData> {
+    match result {
+        ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
+        ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+        ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
+        _ => Err(unexpected("tools/call")),
     }
 }
 
@@ -1086,18 +1164,13 @@ impl ServerHandler for ProxyHandler {
             request.arguments.as_ref(),
             caller.scopes(),
         ))?;
-        match self
-            .forward(
+        call_tool_response(
+            self.forward(
                 ClientRequest::CallToolRequest(CallToolRequest::new(request)),
                 &context,
             )
-            .await?
-        {
-            ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
-            ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
-            ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
-            _ => Err(unexpected("tools/call")),
-        }
+            .await?,
+        )
     }
 
     async fn list_tools(

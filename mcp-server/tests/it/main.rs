@@ -2,6 +2,7 @@
 mod audit;
 mod direct;
 mod gateway;
+mod gateway_direct;
 mod healthcheck;
 mod mcp;
 mod mcp_admin;
