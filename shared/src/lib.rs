@@ -5,6 +5,7 @@
 pub mod bearer;
 pub mod claims;
 pub mod healthcheck;
+pub mod jwk;
 pub mod metadata;
 pub mod metrics;
 pub mod metrics_listener;

@@ -19,7 +19,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
@@ -326,7 +326,7 @@ fn pick_key(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<DecodingK
             )
             && k.common
                 .key_algorithm
-                .is_none_or(|a| signing_algorithm(a) == Some(alg))
+                .is_none_or(|a| shared::jwk::signing_algorithm(a) == Some(alg))
     };
     let candidates: Vec<&Jwk> = set
         .keys
@@ -341,22 +341,6 @@ fn pick_key(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<DecodingK
         [one] => DecodingKey::from_jwk(one).ok(),
         _ => None,
     }
-}
-
-/// The JWS algorithm a JWK's `alg` names; `None` for encryption or HMAC algorithms.
-fn signing_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
-    Some(match alg {
-        KeyAlgorithm::ES256 => Algorithm::ES256,
-        KeyAlgorithm::ES384 => Algorithm::ES384,
-        KeyAlgorithm::RS256 => Algorithm::RS256,
-        KeyAlgorithm::RS384 => Algorithm::RS384,
-        KeyAlgorithm::RS512 => Algorithm::RS512,
-        KeyAlgorithm::PS256 => Algorithm::PS256,
-        KeyAlgorithm::PS384 => Algorithm::PS384,
-        KeyAlgorithm::PS512 => Algorithm::PS512,
-        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
-        _ => return None,
-    })
 }
 
 /// The answer's JSON, read up to [`MAX_JSON_BYTES`]; `None` when it is longer,

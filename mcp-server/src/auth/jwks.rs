@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Header};
 
 use super::cache::{token_key, TokenCache};
@@ -45,7 +45,7 @@ impl CachedKey {
             _ => return None,
         };
         let alg = match jwk.common.key_algorithm {
-            Some(a) => Some(signing_algorithm(a)?),
+            Some(a) => Some(shared::jwk::signing_algorithm(a)?),
             None => None,
         };
         let key = DecodingKey::from_jwk(jwk).ok()?;
@@ -83,22 +83,6 @@ impl CachedKey {
             _ => false,
         }
     }
-}
-
-/// The JWS algorithm a JWK's `alg` names; `None` for encryption or unknown algorithms.
-fn signing_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
-    Some(match alg {
-        KeyAlgorithm::ES256 => Algorithm::ES256,
-        KeyAlgorithm::ES384 => Algorithm::ES384,
-        KeyAlgorithm::RS256 => Algorithm::RS256,
-        KeyAlgorithm::RS384 => Algorithm::RS384,
-        KeyAlgorithm::RS512 => Algorithm::RS512,
-        KeyAlgorithm::PS256 => Algorithm::PS256,
-        KeyAlgorithm::PS384 => Algorithm::PS384,
-        KeyAlgorithm::PS512 => Algorithm::PS512,
-        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
-        _ => return None,
-    })
 }
 
 /// Parses a JWKS document, skipping keys we cannot or must not use.

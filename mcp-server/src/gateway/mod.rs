@@ -53,6 +53,9 @@ const UNKNOWN: u8 = 0;
 const REACHABLE: u8 = 1;
 const UNREACHABLE: u8 = 2;
 
+/// How long one `/readyz` probe of an HTTP upstream answers for.
+const PROBE_REUSE: Duration = Duration::from_secs(1);
+
 /// The upstream and what every session's connection to it shares.
 pub struct Gateway {
     target: Target,
@@ -65,6 +68,10 @@ pub struct Gateway {
     open: AtomicUsize,
     reachable: AtomicU8,
     last_error: Mutex<Option<String>>,
+    /// The last `/readyz` probe of an HTTP upstream and when it ran: `/readyz` is
+    /// public, so probes are shared (at most one per [`PROBE_REUSE`]) rather than
+    /// one upstream request per caller.
+    last_probe: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
     http: reqwest::Client,
     /// Plain calls to an HTTP upstream that answers in JSON skip rmcp on both sides
     /// (`transport.direct_tool_calls`; see [`direct`]).
@@ -127,6 +134,7 @@ impl Gateway {
             open: AtomicUsize::new(0),
             reachable: AtomicU8::new(UNKNOWN),
             last_error: Mutex::new(None),
+            last_probe: tokio::sync::Mutex::new(None),
             http,
             direct_calls,
             policy,
@@ -164,18 +172,15 @@ impl Gateway {
     pub async fn check(&self) -> serde_json::Value {
         let outcome = match &self.target {
             Target::Http(url) => {
-                match tokio::time::timeout(self.timeout.min(Duration::from_secs(5)), async {
-                    self.http
-                        .get(url.clone())
-                        .header("accept", "text/event-stream")
-                        .send()
-                        .await
-                })
-                .await
-                {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(format!("cannot reach {url}: {}", error_chain(&e))),
-                    Err(_) => Err(format!("{url} did not answer within the timeout")),
+                // Concurrent callers wait for the probe under way and share it.
+                let mut last = self.last_probe.lock().await;
+                match &*last {
+                    Some((at, outcome)) if at.elapsed() < PROBE_REUSE => outcome.clone(),
+                    _ => {
+                        let outcome = self.probe(url).await;
+                        *last = Some((std::time::Instant::now(), outcome.clone()));
+                        outcome
+                    }
                 }
             }
             Target::Command(argv) => {
@@ -215,6 +220,23 @@ impl Gateway {
             "reachable": reachable,
             "open_sessions": self.open_sessions(),
         })
+    }
+
+    /// An HTTP upstream must answer HTTP at all (any status) within the timeout.
+    async fn probe(&self, url: &url::Url) -> Result<(), String> {
+        match tokio::time::timeout(self.timeout.min(Duration::from_secs(5)), async {
+            self.http
+                .get(url.clone())
+                .header("accept", "text/event-stream")
+                .send()
+                .await
+        })
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("cannot reach {url}: {}", error_chain(&e))),
+            Err(_) => Err(format!("{url} did not answer within the timeout")),
+        }
     }
 
     fn acquire(self: &Arc<Self>) -> Option<Permit> {
@@ -458,11 +480,44 @@ fn identity(caller: &Caller) -> Vec<(&'static str, String)> {
     pairs
 }
 
+/// The longest piece of a child's stderr logged as one line: a child that writes
+/// without newlines must not make the gateway buffer without limit.
+const MAX_LOG_LINE: usize = 8 * 1024;
+
 async fn log_stderr(stderr: tokio::process::ChildStderr, label: Arc<OnceLock<String>>) {
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    read_lines(stderr, |line| {
         let session = label.get().map(String::as_str).unwrap_or("(initializing)");
-        log::info!(target: "mcp_server::upstream", "[session {session}] {line}");
+        let text = String::from_utf8_lossy(line);
+        log::info!(target: "mcp_server::upstream", "[session {session}] {}", text.trim_end_matches('\r'));
+    })
+    .await;
+}
+
+/// Hands each line of `input` (without its newline) to `emit`, in pieces of at most
+/// [`MAX_LOG_LINE`] bytes.
+async fn read_lines(input: impl tokio::io::AsyncRead + Unpin, mut emit: impl FnMut(&[u8])) {
+    let mut reader = tokio::io::BufReader::new(input);
+    let mut line = Vec::new();
+    loop {
+        let buffered = match reader.fill_buf().await {
+            Ok(buffered) if !buffered.is_empty() => buffered,
+            _ => break,
+        };
+        let (piece, ends_line) = match buffered.iter().position(|b| *b == b'\n') {
+            Some(end) => (&buffered[..end], true),
+            None => (buffered, false),
+        };
+        let taken = piece.len().min(MAX_LOG_LINE - line.len());
+        line.extend_from_slice(&piece[..taken]);
+        let complete = ends_line && taken == piece.len();
+        reader.consume(if complete { taken + 1 } else { taken });
+        if complete || line.len() >= MAX_LOG_LINE {
+            emit(&line);
+            line.clear();
+        }
+    }
+    if !line.is_empty() {
+        emit(&line);
     }
 }
 
@@ -1258,4 +1313,30 @@ async fn supervise(
     drop(waiting);
     closed.cancel();
     drop(permit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn child_output_is_logged_in_bounded_lines() {
+        let mut input = b"first\nsecond\r\n\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_LOG_LINE * 2 + 10));
+        input.extend_from_slice(b"\nlast without newline");
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        read_lines(input.as_slice(), |line| lines.push(line.to_vec())).await;
+        let lengths: Vec<usize> = lines.iter().map(Vec::len).collect();
+        assert_eq!(
+            lengths,
+            [5, 7, 0, MAX_LOG_LINE, MAX_LOG_LINE, 10, 20],
+            "{:?}",
+            lines
+                .iter()
+                .map(|l| String::from_utf8_lossy(&l[..l.len().min(12)]).into_owned())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(lines[0], b"first");
+        assert_eq!(lines[6], b"last without newline");
+    }
 }

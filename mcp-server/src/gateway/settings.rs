@@ -29,66 +29,12 @@ impl CommandLine {
     }
 }
 
-/// Splits `line` into words: whitespace separates, `'…'` and `"…"` quote (no escapes
-/// inside single quotes, `\"` and `\\` inside double quotes), `\` escapes one character
-/// outside quotes. Anything a shell would expand is taken literally.
+/// Splits `line` into words as a POSIX shell would (quotes, backslash escapes, `#`
+/// comments) without expanding anything: `$HOME`, `;` or `*` stay literal, and no
+/// shell ever runs the command.
 pub fn split_command_line(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err("upstream.command: unterminated ' quote".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\')) => word.push(c),
-                            Some(c) => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                            None => return Err("upstream.command: unterminated \" quote".into()),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err("upstream.command: unterminated \" quote".into()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(c) = chars.next() {
-                    word.push(c);
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
+    shlex::split(line)
+        .ok_or_else(|| "upstream.command: unterminated quote or trailing backslash".to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
