@@ -444,16 +444,13 @@ async fn answer_directly(
     }
     let outcome = match (route, &state.direct_tools) {
         (Some(route), _) => {
-            let outcome = route.call(&call.id, call.name, call.arguments).await;
-            // Labelled by tool only for names the upstream answered: a client may
-            // call any name.
-            let label = if outcome.is_ok() {
-                call.name
-            } else {
-                "(error)"
-            };
-            state.metrics.direct_answers.inc(&[label]);
-            outcome
+            // One label for all upstream tools: a client may call any name.
+            state.metrics.direct_answers.inc(&["(upstream)"]);
+            match route.call(&call.id, call.name, call.arguments).await {
+                Some(outcome) => outcome,
+                // Cancelled by the client: its stream ends without an answer.
+                None => return Ok(Some(direct::end_without_answer())),
+            }
         }
         (None, Some(tools)) => {
             let caller = Caller(principal.cloned());

@@ -212,6 +212,15 @@ pub fn response(message: String, json: bool) -> HttpResponse {
         .body(event)
 }
 
+/// The answer to a request the client cancelled: its stream ends with no message.
+pub fn end_without_answer() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,54 +143,70 @@ impl DirectRoute {
 
     /// Calls tool `name` upstream for the downstream request `id`: the upstream's
     /// result or error, or an error of the gateway's own, worded as rmcp's path
-    /// words it.
+    /// words it; `None` when the client cancelled the request (rmcp's path sends
+    /// no answer to a cancelled request either).
     pub async fn call(
         &self,
         id: &RequestId,
         name: &str,
         arguments: Option<JsonObject>,
-    ) -> Result<CallToolResponse, ErrorData> {
+    ) -> Option<Result<CallToolResponse, ErrorData>> {
         let upstream_id = RequestId::String(
             format!("gw-{}", self.next_id.fetch_add(1, Ordering::Relaxed)).into(),
         );
         let cancelled = CancellationToken::new();
         self.inflight()
             .insert(id.clone(), (upstream_id.clone(), cancelled.clone()));
-        let outcome = tokio::select! {
-            outcome = tokio::time::timeout(self.timeout, self.exchange(&upstream_id, name, arguments)) => {
-                outcome.unwrap_or_else(|_| Err(ErrorData::internal_error(
-                    format!("the upstream MCP server did not answer within {} s", self.timeout.as_secs()),
-                    None,
-                )))
-            }
-            _ = cancelled.cancelled() => Err(ErrorData::internal_error("cancelled by the client", None)),
+        // Removes the entry however the call ends (the client may go away, and the
+        // bridge's future with it), unless a later call reused the client's id.
+        let _inflight = InflightEntry {
+            route: self,
+            id,
+            upstream_id: &upstream_id,
         };
-        self.inflight().remove(id);
-        outcome
+        tokio::select! {
+            outcome = tokio::time::timeout(self.timeout, self.exchange(&upstream_id, name, arguments)) => {
+                Some(outcome.unwrap_or_else(|_| {
+                    // As rmcp's client does on a timeout: the upstream may stop working on it.
+                    self.tell_cancelled(upstream_id.clone(), "timed out in the gateway");
+                    Err(ErrorData::internal_error(
+                        format!("the upstream MCP server did not answer within {} s", self.timeout.as_secs()),
+                        None,
+                    ))
+                }))
+            }
+            _ = cancelled.cancelled() => None,
+            _ = self.link_stop.cancelled() => Some(Err(session_ended())),
+            _ = self.link_closed.cancelled() => Some(Err(session_ended())),
+        }
     }
 
     /// The client cancelled its request `id`: when it is one of this route's calls,
     /// the upstream is told (as rmcp's path tells it) and the call ends.
-    pub fn cancel(self: &Arc<Self>, id: &RequestId) {
+    pub fn cancel(&self, id: &RequestId) {
         let Some((upstream_id, cancelled)) = self.inflight().get(id).cloned() else {
             return;
         };
         cancelled.cancel();
-        let route = self.clone();
+        self.tell_cancelled(upstream_id, "cancelled by the client");
+    }
+
+    fn tell_cancelled(&self, upstream_id: RequestId, reason: &str) {
+        let notification = Notification {
+            jsonrpc: "2.0",
+            method: "notifications/cancelled",
+            params: CancelledNotificationParam::new(Some(upstream_id), Some(reason.into())),
+        };
+        let body = serde_json::to_vec(&notification).unwrap_or_default();
+        let request = self
+            .http
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .body(body);
+        let describe = self.describe.clone();
         tokio::spawn(async move {
-            let notification = Notification {
-                jsonrpc: "2.0",
-                method: "notifications/cancelled",
-                params: CancelledNotificationParam::new(
-                    Some(upstream_id),
-                    Some("cancelled by the client".into()),
-                ),
-            };
-            if let Err(e) = route.post(&notification).await {
-                log::debug!(
-                    "{}: telling the upstream of a cancellation: {e}",
-                    route.describe
-                );
+            if let Err(e) = request.send().await {
+                log::debug!("{describe}: telling the upstream of a cancellation: {e}");
             }
         });
     }
@@ -225,10 +241,20 @@ impl DirectRoute {
         if status == reqwest::StatusCode::NOT_FOUND && self.headers.contains_key("mcp-session-id") {
             // The upstream session is gone: so is ours.
             self.link_stop.cancel();
-            return Err(ErrorData::internal_error(
-                "the upstream MCP server ended this session; start a new one",
-                None,
-            ));
+            return Err(session_ended());
+        }
+        // As rmcp's client reads them: the upstream refusing the gateway's own
+        // credentials, rate limiting it or accepting a request without an answer is a
+        // failure of the connection, whatever the body says.
+        if matches!(
+            status,
+            reqwest::StatusCode::UNAUTHORIZED
+                | reqwest::StatusCode::FORBIDDEN
+                | reqwest::StatusCode::TOO_MANY_REQUESTS
+                | reqwest::StatusCode::ACCEPTED
+                | reqwest::StatusCode::NO_CONTENT
+        ) {
+            return Err(self.failed(&format!("HTTP {status}")));
         }
         let media_type = response
             .headers()
@@ -338,6 +364,32 @@ impl DirectRoute {
     fn failed(&self, e: &dyn std::fmt::Display) -> ErrorData {
         log::warn!("{}: {e}", self.describe);
         ErrorData::internal_error("the upstream MCP server could not be reached", None)
+    }
+}
+
+fn session_ended() -> ErrorData {
+    ErrorData::internal_error(
+        "the upstream MCP server ended this session; start a new one",
+        None,
+    )
+}
+
+/// A call's entry in [`DirectRoute::inflight`], removed when the call ends.
+struct InflightEntry<'a> {
+    route: &'a DirectRoute,
+    id: &'a RequestId,
+    upstream_id: &'a RequestId,
+}
+
+impl Drop for InflightEntry<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self.route.inflight();
+        if inflight
+            .get(self.id)
+            .is_some_and(|(upstream, _)| upstream == self.upstream_id)
+        {
+            inflight.remove(self.id);
+        }
     }
 }
 

@@ -29,7 +29,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::mcp::{initialize_body, rpc_response, spawn_with, TestServer, LEGACY_VERSION};
+use crate::mcp::{
+    initialize_body, rpc_response, spawn_with, sse_messages, TestServer, LEGACY_VERSION,
+};
 
 /// What the upstream saw, for the assertions.
 #[derive(Default)]
@@ -75,6 +77,21 @@ impl JsonUpstream {
     ) -> Result<CallToolResult, ErrorData> {
         self.seen.calls.fetch_add(1, Ordering::SeqCst);
         Ok(CallToolResult::success(vec![ContentBlock::text(args.text)]))
+    }
+
+    #[tool(description = "The caller the gateway named in `X-MCP-Subject`.")]
+    async fn whoami(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let subject = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get("x-mcp-subject"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("(nobody)")
+            .to_string();
+        Ok(CallToolResult::success(vec![ContentBlock::text(subject)]))
     }
 
     #[tool(description = "A tool that reports its own failure.")]
@@ -202,8 +219,18 @@ async fn start_upstream(session: bool) -> (String, Arc<Seen>) {
 }
 
 async fn gateway(upstream: &str, direct: bool, timeout_secs: u64) -> TestServer {
+    gateway_with(upstream, direct, timeout_secs, false).await
+}
+
+async fn gateway_with(
+    upstream: &str,
+    direct: bool,
+    timeout_secs: u64,
+    forward_identity: bool,
+) -> TestServer {
     let upstream = upstream.to_string();
     spawn_with(move |s, _| {
+        s.upstream.forward_identity = forward_identity;
         s.upstream.url = Some(upstream);
         s.upstream.timeout_secs = timeout_secs;
         s.transport.direct_tool_calls = direct;
@@ -241,6 +268,7 @@ async fn open(s: &TestServer, token: &str) -> String {
 async fn call(s: &TestServer, token: &str, session: &str, body: &Value) -> (u16, String, Value) {
     let response = s
         .post(Some(token), Some(session), body)
+        .header("Cookie", "session=browser-secret")
         .send()
         .await
         .unwrap();
@@ -340,6 +368,34 @@ async fn direct_answers_equal_rmcp_answers() {
     assert_eq!(response.status(), 403);
 }
 
+/// A slow call cancelled by the client 300 ms in: the answer's status and messages,
+/// and how long it took.
+async fn cancelled_call(s: &TestServer, token: &str, session: &str) -> (u16, Vec<Value>, Duration) {
+    let started = Instant::now();
+    let pending = {
+        let request = s.post(
+            Some(token),
+            Some(session),
+            &tool_call(json!(21), "slow", json!({"ms": 1500})),
+        );
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, sse_messages(&response.text().await.unwrap()))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 21, "reason": "user"}});
+    let response = s
+        .post(Some(token), Some(session), &cancel)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let (status, messages) = pending.await.unwrap();
+    (status, messages, started.elapsed())
+}
+
 #[tokio::test]
 async fn a_cancelled_direct_call_is_cancelled_upstream_and_a_slow_one_times_out() {
     let (url, seen) = start_upstream(false).await;
@@ -347,33 +403,17 @@ async fn a_cancelled_direct_call_is_cancelled_upstream_and_a_slow_one_times_out(
     let token = s.token("ada", "mcp:read");
     let session = open(&s, &token).await;
 
-    let started = Instant::now();
-    let pending = {
-        let request = s.post(
-            Some(&token),
-            Some(&session),
-            &tool_call(json!(21), "slow", json!({"ms": 1500})),
-        );
-        tokio::spawn(async move { rpc_response(request.send().await.unwrap()).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 21, "reason": "user"}});
-    let response = s
-        .post(Some(&token), Some(&session), &cancel)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let answer = pending.await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_millis(1400),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(
-        answer["error"]["message"], "cancelled by the client",
-        "{answer}"
-    );
+    // The client sees what rmcp's path shows it: the stream ends, no answer.
+    let through_rmcp = gateway(&url, false, 2).await;
+    let rmcp_token = through_rmcp.token("ada", "mcp:read");
+    let rmcp_session = open(&through_rmcp, &rmcp_token).await;
+    let (rmcp_status, rmcp_messages, _) =
+        cancelled_call(&through_rmcp, &rmcp_token, &rmcp_session).await;
+    seen.cancelled.store(false, Ordering::SeqCst);
+    let (status, messages, elapsed) = cancelled_call(&s, &token, &session).await;
+    assert!(elapsed < Duration::from_millis(1400), "{elapsed:?}");
+    assert_eq!((status, &messages), (rmcp_status, &rmcp_messages));
+    assert_eq!(direct_count(&s).await, 1);
     for _ in 0..50 {
         if seen.cancelled.load(Ordering::SeqCst) {
             break;
@@ -518,4 +558,47 @@ async fn an_upstream_that_forgot_its_session_ends_ours() {
     .await;
     assert_eq!(again["result"]["content"][0]["text"], "d", "{again}");
     let _ = LEGACY_VERSION;
+}
+
+#[tokio::test]
+async fn each_session_s_direct_calls_carry_its_own_identity() {
+    let (url, seen) = start_upstream(false).await;
+    let s = gateway_with(&url, true, 10, true).await;
+    let ada = s.token("ada", "mcp:read");
+    let bob = s.token("bob", "mcp:read");
+    let ada_session = open(&s, &ada).await;
+    let bob_session = open(&s, &bob).await;
+    for round in 0..3 {
+        for (token, session, subject) in [(&ada, &ada_session, "ada"), (&bob, &bob_session, "bob")]
+        {
+            let (_, _, answer) = call(
+                &s,
+                token,
+                session,
+                &tool_call(json!(round), "whoami", json!({})),
+            )
+            .await;
+            assert_eq!(answer["result"]["content"][0]["text"], subject, "{answer}");
+        }
+    }
+    assert_eq!(direct_count(&s).await, 6);
+    // bob cannot use ada's session (and so not her route).
+    let response = s
+        .post(
+            Some(&bob),
+            Some(&ada_session),
+            &tool_call(json!(9), "whoami", json!({})),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    for headers in seen.headers.lock().unwrap().iter() {
+        assert!(
+            !headers
+                .iter()
+                .any(|h| h == "authorization" || h == "cookie"),
+            "{headers:?}"
+        );
+    }
 }
