@@ -40,7 +40,7 @@ use rmcp::RoleServer;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::call_tool_response;
+use super::{answer_timed_out, call_tool_response, session_ended, unreachable_upstream};
 
 /// The most the gateway reads of one answer (rmcp's client limit for JSON answers).
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -169,10 +169,7 @@ impl DirectRoute {
                 Some(outcome.unwrap_or_else(|_| {
                     // As rmcp's client does on a timeout: the upstream may stop working on it.
                     self.tell_cancelled(upstream_id.clone(), "timed out in the gateway");
-                    Err(ErrorData::internal_error(
-                        format!("the upstream MCP server did not answer within {} s", self.timeout.as_secs()),
-                        None,
-                    ))
+                    Err(answer_timed_out(self.timeout))
                 }))
             }
             _ = cancelled.cancelled() => None,
@@ -192,18 +189,13 @@ impl DirectRoute {
     }
 
     fn tell_cancelled(&self, upstream_id: RequestId, reason: &str) {
-        let notification = Notification {
+        let request = self.request(&Notification {
             jsonrpc: "2.0",
             method: "notifications/cancelled",
             params: CancelledNotificationParam::new(Some(upstream_id), Some(reason.into())),
-        };
-        let body = serde_json::to_vec(&notification).unwrap_or_default();
-        let request = self
-            .http
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .body(body);
+        });
         let describe = self.describe.clone();
+        // Outlives the call it cancels (which may be over by now).
         tokio::spawn(async move {
             if let Err(e) = request.send().await {
                 log::debug!("{describe}: telling the upstream of a cancellation: {e}");
@@ -211,14 +203,17 @@ impl DirectRoute {
         });
     }
 
-    async fn post<T: Serialize>(&self, message: &T) -> Result<reqwest::Response, reqwest::Error> {
+    /// A POST of `message` to the upstream session.
+    fn request<T: Serialize>(&self, message: &T) -> reqwest::RequestBuilder {
         let body = serde_json::to_vec(message).unwrap_or_default();
         self.http
             .post(self.url.clone())
             .headers(self.headers.clone())
             .body(body)
-            .send()
-            .await
+    }
+
+    async fn post<T: Serialize>(&self, message: &T) -> Result<reqwest::Response, reqwest::Error> {
+        self.request(message).send().await
     }
 
     async fn exchange(
@@ -233,10 +228,7 @@ impl DirectRoute {
             method: "tools/call",
             params: CallParams { name, arguments },
         };
-        let response = self
-            .post(&request)
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+        let response = self.post(&request).await.map_err(|e| self.failed(&e))?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND && self.headers.contains_key("mcp-session-id") {
             // The upstream session is gone: so is ours.
@@ -356,22 +348,10 @@ impl DirectRoute {
         Err(self.failed(&"the stream ended without the answer"))
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> ErrorData {
-        log::warn!("{}: {e}", self.describe);
-        ErrorData::internal_error("the upstream MCP server could not be reached", None)
-    }
-
     fn failed(&self, e: &dyn std::fmt::Display) -> ErrorData {
         log::warn!("{}: {e}", self.describe);
-        ErrorData::internal_error("the upstream MCP server could not be reached", None)
+        unreachable_upstream()
     }
-}
-
-fn session_ended() -> ErrorData {
-    ErrorData::internal_error(
-        "the upstream MCP server ended this session; start a new one",
-        None,
-    )
 }
 
 /// A call's entry in [`DirectRoute::inflight`], removed when the call ends.

@@ -934,13 +934,7 @@ impl ProxyHandler {
     fn upstream_error(&self, link: &Link, e: &ServiceError) -> ErrorData {
         match e {
             ServiceError::McpError(e) => e.clone(),
-            ServiceError::Timeout { timeout } => ErrorData::internal_error(
-                format!(
-                    "the upstream MCP server did not answer within {} s",
-                    timeout.as_secs()
-                ),
-                None,
-            ),
+            ServiceError::Timeout { timeout } => answer_timed_out(*timeout),
             other => {
                 let text = other.to_string();
                 if text.contains("Session expired")
@@ -948,17 +942,38 @@ impl ProxyHandler {
                 {
                     // The upstream session is gone: so is ours.
                     link.end();
-                    ErrorData::internal_error(
-                        "the upstream MCP server ended this session; start a new one",
-                        None,
-                    )
+                    session_ended()
                 } else {
                     log::warn!("{}: {text}", self.gateway.describe());
-                    ErrorData::internal_error("the upstream MCP server could not be reached", None)
+                    unreachable_upstream()
                 }
             }
         }
     }
+}
+
+// What the client is told when the upstream fails it (rmcp's path and the direct
+// one word it alike).
+
+fn answer_timed_out(timeout: Duration) -> ErrorData {
+    ErrorData::internal_error(
+        format!(
+            "the upstream MCP server did not answer within {} s",
+            timeout.as_secs()
+        ),
+        None,
+    )
+}
+
+fn session_ended() -> ErrorData {
+    ErrorData::internal_error(
+        "the upstream MCP server ended this session; start a new one",
+        None,
+    )
+}
+
+fn unreachable_upstream() -> ErrorData {
+    ErrorData::internal_error("the upstream MCP server could not be reached", None)
 }
 
 /// The upstream's answer to a `tools/call`, as the client gets it (rmcp's path and

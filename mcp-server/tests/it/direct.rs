@@ -10,7 +10,9 @@ use mcp_server::settings::Settings;
 use mcp_server::Application;
 use serde_json::{json, Value};
 
-use crate::mcp::{initialize_body, sse_messages, test_settings, LEGACY_VERSION};
+use crate::mcp::{
+    counter_total, initialize_body, metrics_text, sse_messages, test_settings, LEGACY_VERSION,
+};
 use crate::support::FakeAs;
 
 struct Server {
@@ -198,11 +200,10 @@ async fn compare(stateless: bool, json_response: bool) {
         let http = http.clone();
         let url = server.metrics_url.clone();
         async move {
-            let text = http.get(url).send().await.unwrap().text().await.unwrap();
-            text.lines()
-                .filter(|l| l.starts_with("mcp_server_direct_tool_calls_total{"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>()
+            counter_total(
+                &metrics_text(&http, &url).await,
+                "mcp_server_direct_tool_calls_total",
+            )
         }
     };
     // hello_world ×3, auth_status, user_profile, protected_data, oauth_info.

@@ -88,34 +88,6 @@ async fn wait_for_children(marker: &str, count: usize) -> Vec<u32> {
     );
 }
 
-async fn open_session(s: &TestServer, token: &str) -> (String, Value) {
-    let response = s
-        .post(Some(token), None, &initialize_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .expect("session id")
-        .to_str()
-        .unwrap()
-        .to_string();
-    let init = rpc_response(response).await;
-    let notified = s
-        .post(
-            Some(token),
-            Some(&session),
-            &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(notified.status(), 202);
-    (session, init)
-}
-
 fn names(list: &Value, key: &str, field: &str) -> Vec<String> {
     list["result"][key]
         .as_array()
@@ -137,7 +109,7 @@ async fn a_stdio_upstream_is_served_behind_the_scope_policy() {
     let marker = format!("policy-{}", std::process::id());
     let s = gateway(&marker).await;
     let reader = s.token("alice", "mcp:read");
-    let (session, init) = open_session(&s, &reader).await;
+    let (session, init) = s.open_session(Some(&reader)).await;
     assert_eq!(
         init["result"]["serverInfo"]["name"], "mcp-servers/everything",
         "{init}"
@@ -336,9 +308,9 @@ async fn one_child_per_session_gone_with_its_session() {
     let marker = format!("sessions-{}", std::process::id());
     let s = gateway(&marker).await;
     let token = s.token("bob", "mcp:read");
-    let (first, _) = open_session(&s, &token).await;
+    let (first, _) = s.open_session(Some(&token)).await;
     let one = wait_for_children(&marker, 1).await;
-    let (second, _) = open_session(&s, &token).await;
+    let (second, _) = s.open_session(Some(&token)).await;
     let two = wait_for_children(&marker, 2).await;
     assert!(one.iter().all(|p| two.contains(p)));
 
@@ -393,7 +365,7 @@ async fn one_child_per_session_gone_with_its_session() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ended, "the session of a crashed child ends (404)");
-    let (third, _) = open_session(&s, &token).await;
+    let (third, _) = s.open_session(Some(&token)).await;
     wait_for_children(&marker, 1).await;
     let (status, _, body) = s
         .call_tool(Some(&token), &third, "echo", json!({"message": "again"}))
@@ -475,10 +447,10 @@ async fn children_are_bounded_per_subject_and_in_total() {
     })
     .await;
     let alice = s.token("alice", "mcp:read");
-    let (first, _) = open_session(&s, &alice).await;
+    let (first, _) = s.open_session(Some(&alice)).await;
     let before = wait_for_children(&marker, 1).await;
     // A second session of the same subject evicts the first, and its child.
-    let (second, _) = open_session(&s, &alice).await;
+    let (second, _) = s.open_session(Some(&alice)).await;
     let mut replaced = false;
     for _ in 0..100 {
         let now = children(&marker);
@@ -503,7 +475,7 @@ async fn children_are_bounded_per_subject_and_in_total() {
     assert_eq!(status, 200);
 
     let bob = s.token("bob", "mcp:read");
-    open_session(&s, &bob).await;
+    s.open_session(Some(&bob)).await;
     wait_for_children(&marker, 2).await;
     // upstream.max_sessions: a third connection is refused with a JSON-RPC error.
     let carol = s.token("carol", "mcp:read");
@@ -583,7 +555,7 @@ async fn an_idle_session_ends_with_its_child() {
     })
     .await;
     let token = s.token("erin", "mcp:read");
-    let (session, _) = open_session(&s, &token).await;
+    let (session, _) = s.open_session(Some(&token)).await;
     wait_for_children(&marker, 1).await;
     // rmcp closes a session idle for session_idle_secs (within 1.25x + 1 s).
     tokio::time::sleep(Duration::from_secs(4)).await;

@@ -29,9 +29,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::mcp::{
-    initialize_body, rpc_response, spawn_with, sse_messages, TestServer, LEGACY_VERSION,
-};
+use crate::mcp::{counter_total, rpc_response, spawn_with, sse_messages, TestServer};
 
 /// What the upstream saw, for the assertions.
 #[derive(Default)]
@@ -240,28 +238,7 @@ async fn gateway_with(
 }
 
 async fn open(s: &TestServer, token: &str) -> String {
-    let response = s
-        .post(Some(token), None, &initialize_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let session = response.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let _ = rpc_response(response).await;
-    let notified = s
-        .post(
-            Some(token),
-            Some(&session),
-            &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(notified.status(), 202);
-    session
+    s.open_session(Some(token)).await.0
 }
 
 /// The status, media type and JSON-RPC message of one call.
@@ -282,19 +259,7 @@ async fn call(s: &TestServer, token: &str, session: &str, body: &Value) -> (u16,
 }
 
 async fn direct_count(s: &TestServer) -> u64 {
-    let text = s
-        .http
-        .get(format!("{}/metrics", s.metrics_base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("mcp_server_direct_tool_calls_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    counter_total(&s.metrics().await, "mcp_server_direct_tool_calls_total") as u64
 }
 
 fn tool_call(id: Value, name: &str, arguments: Value) -> Value {
@@ -557,7 +522,6 @@ async fn an_upstream_that_forgot_its_session_ends_ours() {
     )
     .await;
     assert_eq!(again["result"]["content"][0]["text"], "d", "{again}");
-    let _ = LEGACY_VERSION;
 }
 
 #[tokio::test]

@@ -71,6 +71,21 @@ pub async fn spawn() -> TestServer {
     spawn_with(|_, _| {}).await
 }
 
+/// The Prometheus exposition at `url`.
+pub async fn metrics_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// The sum of every series of counter `name` in a Prometheus exposition.
+pub fn counter_total(metrics: &str, name: &str) -> f64 {
+    let prefix = format!("{name}{{");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix) || l.split(' ').next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Every `data:` payload of an SSE body that parses as JSON.
 pub fn sse_messages(text: &str) -> Vec<Value> {
     text.split("\n\n")
@@ -146,6 +161,14 @@ impl TestServer {
 
     /// `initialize` + `notifications/initialized`; returns the session id.
     pub async fn initialize(&self, token: Option<&str>) -> String {
+        let (session, init) = self.open_session(token).await;
+        assert_eq!(init["result"]["serverInfo"]["name"], "mcp-server", "{init}");
+        session
+    }
+
+    /// `initialize` + `notifications/initialized` with any server behind (a gateway's
+    /// upstream names itself); returns the session id and the `initialize` answer.
+    pub async fn open_session(&self, token: Option<&str>) -> (String, Value) {
         let response = self
             .post(token, None, &initialize_body())
             .send()
@@ -160,7 +183,6 @@ impl TestServer {
             .unwrap()
             .to_string();
         let init = rpc_response(response).await;
-        assert_eq!(init["result"]["serverInfo"]["name"], "mcp-server", "{init}");
         let notified = self
             .post(
                 token,
@@ -171,7 +193,12 @@ impl TestServer {
             .await
             .unwrap();
         assert_eq!(notified.status(), 202);
-        session
+        (session, init)
+    }
+
+    /// The metrics listener's exposition.
+    pub async fn metrics(&self) -> String {
+        metrics_text(&self.http, &format!("{}/metrics", self.metrics_base)).await
     }
 
     pub async fn rpc(
