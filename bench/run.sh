@@ -52,7 +52,7 @@ if [ "$build" = 1 ]; then
   say "cargo build ${cargo_profile[*]} -p auth-server -p mcp-server -p bench"
   cargo build "${cargo_profile[@]}" -p auth-server -p mcp-server -p bench
 fi
-for b in auth-server mcp-server baseline bench-upstream bench-latency; do
+for b in auth-server mcp-server baseline bench-upstream bench-latency bench-exchange; do
   [ -x "$bin_dir/$b" ] || { say "missing $bin_dir/$b (build it or drop --skip-build)"; exit 2; }
 done
 

@@ -610,6 +610,8 @@ def case_gateway_http(ctx: Ctx, conns: list[int]) -> None:
         check_one_call(ctx.upstream_url, headers, CALL_BODY)
         load_case(ctx, "gateway_upstream", "bench-upstream called directly (rmcp stateless JSON, no auth; CPU 0)",
                   up, ctx.upstream_url, env_w, conns)
+        for c in conns:
+            ctx.results.setdefault("gateway_floor", {})[str(c)] = exchange_floor(ctx, up, c)
         tok = oauth(ctx.issuer, ctx.mcp_url, "mcp:read", ctx.workdir)
         gw = start_gateway(ctx, "gateway-http", ["--upstream-url", ctx.upstream_url])
         session = open_session(ctx.mcp_url, tok["access_token"])
@@ -622,6 +624,32 @@ def case_gateway_http(ctx: Ctx, conns: list[int]) -> None:
         if gw:
             gw.stop()
         up.stop()
+
+
+def exchange_floor(ctx: Ctx, up: Proc, c: int) -> dict:
+    """bench-exchange (a bare hyper client, the one the gateway's direct route uses) on
+    the server CPU beside the upstream, as the gateway runs: the CPU per call of the
+    hop alone, and of the upstream behind it."""
+    argv = ["taskset", "-c", SERVER_CPU, ctx.bin("bench-exchange"), "--url", ctx.upstream_url,
+            "--conns", str(c), "--seconds", str(ctx.args.duration)]
+    u0 = up.cpu_ticks()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(p.pid, 0)
+    out = p.stdout.read() if p.stdout else ""
+    p.returncode = os.waitstatus_to_exitcode(status)
+    u1 = up.cpu_ticks()
+    if p.returncode != 0:
+        raise BenchError(f"bench-exchange failed: {p.stderr.read() if p.stderr else ''}")
+    res = json.loads(out)
+    done = max(res["requests"] - res["errors"], 1)
+    floor = {"requests": res["requests"], "errors": res["errors"], "rps": res["requests"] / res["seconds"],
+             "client_cpu_us_per_req": (usage.ru_utime + usage.ru_stime) * 1e6 / done,
+             "upstream_cpu_us_per_req": (u1 - u0) * 1e6 / CLK_TCK / done}
+    log(f"  gateway_floor c={c}: bare client {floor['rps']:.0f} req/s, client {floor['client_cpu_us_per_req']:.1f} us/req, "
+        f"upstream behind it {floor['upstream_cpu_us_per_req']:.1f} us/req, errors {res['errors']}")
+    if res["errors"]:
+        raise BenchError(f"bench-exchange: {res['errors']} calls without a result")
+    return floor
 
 
 def case_gateway_fastmcp(ctx: Ctx, conns: list[int]) -> None:
@@ -1496,6 +1524,23 @@ def gateway_cpu_beyond(res: dict, c: str = "64") -> float | None:
     return via["cpu_us_per_req"] - direct["cpu_us_per_req"]
 
 
+def gateway_floor(res: dict, c: str = "64") -> dict | None:
+    """The least a gateway can cost per proxied call here, from parts measured in the
+    run: mcp-server's own authenticated request answered by itself (mcp_session), a
+    bare client's exchange with the upstream (bench-exchange, on the gateway's CPU),
+    and the upstream's CPU behind that client. `beyond` compares with
+    gateway_cpu_beyond, `ratio` with gateway_http / gateway_upstream."""
+    cases = res["cases"]
+    front = cases.get("mcp_session", {}).get("conns", {}).get(c, {}).get("cpu_us_per_req")
+    alone = cases.get("gateway_upstream", {}).get("conns", {}).get(c, {}).get("cpu_us_per_req")
+    hop = res.get("gateway_floor", {}).get(c)
+    if not front or not alone or not hop:
+        return None
+    client, behind = hop["client_cpu_us_per_req"], hop["upstream_cpu_us_per_req"]
+    return {"front": front, "client": client, "behind": behind, "alone": alone,
+            "beyond": front + client + behind - alone, "ratio": alone / (front + client + behind)}
+
+
 def ratio_rows(res: dict) -> list[tuple]:
     cases = res["cases"]
 
@@ -1540,6 +1585,12 @@ def ratio_rows(res: dict) -> list[tuple]:
         lambda v: v >= 0.5)
     add("gateway CPU per proxied `tools/call` beyond the upstream's own, c=64", gateway_cpu_beyond(res), "≤ 30 µs",
         lambda v: v <= 30, "{:.1f} µs")
+    floor = gateway_floor(res)
+    add("least gateway CPU per proxied call beyond the upstream's own on this machine: mcp-server's own request "
+        "(mcp_session) + a bare HTTP client's exchange with the upstream + the upstream's extra CPU behind it, c=64",
+        floor and floor["beyond"], "reported (the floor under the ≤ 30 µs above)", None, "{:.1f} µs")
+    add("gateway → upstream / upstream alone that floor allows, c=64", floor and floor["ratio"],
+        "reported (the ceiling over the ≥ 0.5× above)", None)
     add("mcp-server gateway / FastMCP proxy, same upstream, c=64", div(gw, rps("gateway_fastmcp")), "≥ 10×",
         lambda v: v >= 10, "{:.0f}×")
     st = res.get("gateway_stdio")

@@ -1,5 +1,5 @@
-//! bench-upstream and bench-latency, the binaries of the gateway benchmarks, as the
-//! harness runs them.
+//! bench-upstream, bench-latency and bench-exchange, the binaries of the gateway
+//! benchmarks, as the harness runs them.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -8,6 +8,7 @@ use serde_json::Value;
 
 const UPSTREAM: &str = env!("CARGO_BIN_EXE_bench-upstream");
 const LATENCY: &str = env!("CARGO_BIN_EXE_bench-latency");
+const EXCHANGE: &str = env!("CARGO_BIN_EXE_bench-exchange");
 
 /// Kills the server when the test ends, passed or not.
 struct Server(Child);
@@ -38,7 +39,11 @@ fn start_http_upstream() -> (Server, String) {
 }
 
 fn latency(args: &[&str]) -> Value {
-    let out = Command::new(LATENCY).args(args).output().unwrap();
+    run(LATENCY, args)
+}
+
+fn run(binary: &str, args: &[&str]) -> Value {
+    let out = Command::new(binary).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -98,4 +103,20 @@ fn bench_latency_times_calls_over_http_and_stdio_and_counts_failed_ones() {
         "--stdio",
     ]);
     assert_eq!(unknown["errors"], 10);
+}
+
+#[test]
+fn bench_exchange_counts_answered_calls_and_the_ones_without_a_result() {
+    let (_server, url) = start_http_upstream();
+    let args = ["--url", &url, "--conns", "4", "--seconds", "0.5"];
+    let answered = run(EXCHANGE, &args);
+    let requests = answered["requests"].as_u64().unwrap();
+    assert!(requests > 10, "{answered}");
+    assert_eq!(answered["errors"], 0, "{answered}");
+    assert!(answered["seconds"].as_f64().unwrap() >= 0.5, "{answered}");
+
+    // A tool the server does not have: no call gets a result.
+    let refused = run(EXCHANGE, &[&args[..], &["--tool", "no_such_tool"]].concat());
+    assert!(refused["requests"].as_u64().unwrap() > 0, "{refused}");
+    assert_eq!(refused["errors"], refused["requests"], "{refused}");
 }

@@ -17,9 +17,13 @@
 //!   JSON, and what it sends outside an answer (requests to the client, list
 //!   changes, log messages) comes on the standalone stream rmcp's client holds open.
 //!
-//! The upstream's answer is read with rmcp's model types and written with the same
-//! framing as the demo tools' direct answers; the differential test
-//! `tests/it/gateway.rs` compares it with rmcp's path for results and errors. An
+//! The upstream's answer is read with rmcp's model types (see [`answer_in`] for the
+//! shortcut a plain result takes) and written with the same framing as the demo
+//! tools' direct answers; the differential test `tests/it/gateway_direct.rs` compares
+//! it with rmcp's path for results and errors. The HTTP client is hyper's pooled
+//! client with rustls and the platform's trust store, as reqwest (rmcp's client)
+//! builds it, without reqwest's per-request layers (redirects, proxies, URL parsing),
+//! which were a tenth of the route's CPU. An
 //! upstream that answers a call with a stream anyway gets that call served here
 //! (the stream's notifications go to the client, its requests are refused) and its
 //! later calls go through rmcp.
@@ -29,26 +33,63 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
+use http::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::{Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rmcp::model::{
-    CallToolResponse, CancelledNotificationParam, ErrorCode, ErrorData, JsonObject, JsonRpcMessage,
-    NumberOrString, ProtocolVersion, RequestId, ServerJsonRpcMessage,
+    CallToolResponse, CallToolResult, CancelledNotificationParam, ErrorCode, ErrorData, JsonObject,
+    JsonRpcMessage, JsonRpcVersion2_0, NumberOrString, ProtocolVersion, RequestId,
+    ServerJsonRpcMessage,
 };
 use rmcp::service::Peer;
 use rmcp::RoleServer;
-use serde::Serialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use super::{answer_timed_out, call_tool_response, session_ended, unreachable_upstream};
+use super::{
+    answer_timed_out, call_tool_response, session_ended, unreachable_upstream, GATEWAY_USER_AGENT,
+};
 
 /// The most the gateway reads of one answer (rmcp's client limit for JSON answers).
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
+/// The direct routes' HTTP client, one per gateway (its connection pool is shared by
+/// every session's route to the upstream).
+pub type UpstreamHttp =
+    hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A client for `http://` and `https://` upstreams: TCP_NODELAY (one write per request,
+/// answered at once), `connect_timeout`, idle connections closed after 90 s.
+pub fn upstream_http(connect_timeout: Duration) -> Result<UpstreamHttp, String> {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect_timeout));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
+        .map_err(|e| format!("setting up TLS for the upstream: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Ok(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector),
+    )
+}
+
 /// One downstream session's direct route to its upstream session.
 pub struct DirectRoute {
-    http: reqwest::Client,
-    url: reqwest::Url,
+    http: UpstreamHttp,
+    uri: Uri,
     /// The configured static headers, the identity headers when forwarded, the
     /// upstream session id and the negotiated protocol version.
     headers: HeaderMap,
@@ -74,7 +115,7 @@ pub struct DirectRoute {
 impl std::fmt::Debug for DirectRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DirectRoute")
-            .field("url", &self.url.as_str())
+            .field("uri", &self.uri)
             .field("protocol_version", &self.protocol_version)
             .finish_non_exhaustive()
     }
@@ -82,8 +123,8 @@ impl std::fmt::Debug for DirectRoute {
 
 /// What a [`DirectRoute`] is made of.
 pub struct RouteSpec {
-    pub http: reqwest::Client,
-    pub url: reqwest::Url,
+    pub http: UpstreamHttp,
+    pub url: url::Url,
     pub headers: HeaderMap,
     pub session_id: Option<Arc<str>>,
     pub protocol_version: ProtocolVersion,
@@ -98,7 +139,9 @@ impl DirectRoute {
     /// `None` when a header value cannot be sent (a session id or version the
     /// upstream made up with bytes HTTP forbids): rmcp's path serves the session.
     pub fn new(spec: RouteSpec) -> Option<DirectRoute> {
+        let uri: Uri = spec.url.as_str().parse().ok()?;
         let mut headers = spec.headers;
+        headers.insert(USER_AGENT, HeaderValue::from_static(GATEWAY_USER_AGENT));
         headers.insert(
             "mcp-protocol-version",
             HeaderValue::from_str(spec.protocol_version.as_str()).ok()?,
@@ -113,7 +156,7 @@ impl DirectRoute {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Some(DirectRoute {
             http: spec.http,
-            url: spec.url,
+            uri,
             headers,
             protocol_version: spec.protocol_version,
             timeout: spec.timeout,
@@ -189,7 +232,7 @@ impl DirectRoute {
     }
 
     fn tell_cancelled(&self, upstream_id: RequestId, reason: &str) {
-        let request = self.request(&Notification {
+        let sent = self.post(&Notification {
             jsonrpc: "2.0",
             method: "notifications/cancelled",
             params: CancelledNotificationParam::new(Some(upstream_id), Some(reason.into())),
@@ -197,23 +240,20 @@ impl DirectRoute {
         let describe = self.describe.clone();
         // Outlives the call it cancels (which may be over by now).
         tokio::spawn(async move {
-            if let Err(e) = request.send().await {
+            if let Err(e) = sent.await {
                 log::debug!("{describe}: telling the upstream of a cancellation: {e}");
             }
         });
     }
 
     /// A POST of `message` to the upstream session.
-    fn request<T: Serialize>(&self, message: &T) -> reqwest::RequestBuilder {
+    fn post<T: Serialize>(&self, message: &T) -> hyper_util::client::legacy::ResponseFuture {
         let body = serde_json::to_vec(message).unwrap_or_default();
-        self.http
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .body(body)
-    }
-
-    async fn post<T: Serialize>(&self, message: &T) -> Result<reqwest::Response, reqwest::Error> {
-        self.request(message).send().await
+        let mut request = http::Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        self.http.request(request)
     }
 
     async fn exchange(
@@ -230,7 +270,7 @@ impl DirectRoute {
         };
         let response = self.post(&request).await.map_err(|e| self.failed(&e))?;
         let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND && self.headers.contains_key("mcp-session-id") {
+        if status == StatusCode::NOT_FOUND && self.headers.contains_key("mcp-session-id") {
             // The upstream session is gone: so is ours.
             self.link_stop.cancel();
             return Err(session_ended());
@@ -240,11 +280,11 @@ impl DirectRoute {
         // failure of the connection, whatever the body says.
         if matches!(
             status,
-            reqwest::StatusCode::UNAUTHORIZED
-                | reqwest::StatusCode::FORBIDDEN
-                | reqwest::StatusCode::TOO_MANY_REQUESTS
-                | reqwest::StatusCode::ACCEPTED
-                | reqwest::StatusCode::NO_CONTENT
+            StatusCode::UNAUTHORIZED
+                | StatusCode::FORBIDDEN
+                | StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::ACCEPTED
+                | StatusCode::NO_CONTENT
         ) {
             return Err(self.failed(&format!("HTTP {status}")));
         }
@@ -255,14 +295,19 @@ impl DirectRoute {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase())
             .unwrap_or_default();
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES);
         match media_type.as_str() {
             "application/json" => {
-                let body = read_bounded(response).await.map_err(|e| self.failed(&e))?;
-                let message: ServerJsonRpcMessage = serde_json::from_slice(&body)
-                    .map_err(|e| self.failed(&format!("HTTP {status}, unreadable answer: {e}")))?;
-                self.answer_of(message, upstream_id).unwrap_or_else(|| {
-                    Err(self.failed(&format!("HTTP {status} without the answer")))
-                })
+                let body = body
+                    .collect()
+                    .await
+                    .map_err(|e| self.failed(&format!("reading the answer: {e}")))?
+                    .to_bytes();
+                answer_in(&body, upstream_id)
+                    .map_err(|e| self.failed(&format!("HTTP {status}, unreadable answer: {e}")))?
+                    .unwrap_or_else(|| {
+                        Err(self.failed(&format!("HTTP {status} without the answer")))
+                    })
             }
             "text/event-stream" if status.is_success() => {
                 self.json_answers.store(false, Ordering::Relaxed);
@@ -270,49 +315,24 @@ impl DirectRoute {
                     "{}: answered a call with a stream; this session's calls now go through rmcp",
                     self.describe
                 );
-                self.read_stream(response, upstream_id).await
+                self.read_stream(body, upstream_id).await
             }
             _ => Err(self.failed(&format!("HTTP {status}"))),
-        }
-    }
-
-    /// The answer to `upstream_id` in `message`, if it is one.
-    fn answer_of(
-        &self,
-        message: ServerJsonRpcMessage,
-        upstream_id: &RequestId,
-    ) -> Option<Result<CallToolResponse, ErrorData>> {
-        match message {
-            JsonRpcMessage::Response(r) if r.id == *upstream_id => {
-                Some(call_tool_response(r.result))
-            }
-            JsonRpcMessage::Error(e) if e.id.as_ref().is_none_or(|id| id == upstream_id) => {
-                Some(Err(e.error))
-            }
-            _ => None,
         }
     }
 
     /// Reads an answer that came as a stream: notifications go to the client (on its
     /// session's stream), requests are refused (they cannot be relayed from here),
     /// the answer ends it.
+    ///
+    /// Bounded like a JSON answer: a stream that never ends its event must not grow
+    /// without limit.
     async fn read_stream(
         &self,
-        response: reqwest::Response,
+        body: Limited<hyper::body::Incoming>,
         upstream_id: &RequestId,
     ) -> Result<CallToolResponse, ErrorData> {
-        // Bounded like a JSON answer: a stream that never ends its event must not grow
-        // without limit.
-        let mut read = 0usize;
-        let bytes = response.bytes_stream().map(move |chunk| {
-            let chunk = chunk.map_err(std::io::Error::other)?;
-            read += chunk.len();
-            if read > MAX_ANSWER_BYTES {
-                return Err(std::io::Error::other("the answer is larger than the limit"));
-            }
-            Ok(chunk)
-        });
-        let mut events = sse_stream::SseStream::from_byte_stream(bytes);
+        let mut events = sse_stream::SseStream::new(body.map_err(std::io::Error::other));
         while let Some(event) = events.next().await {
             let event = event.map_err(|e| self.failed(&e))?;
             let Some(data) = event.data.filter(|d| !d.is_empty()) else {
@@ -336,10 +356,13 @@ impl DirectRoute {
                             None,
                         ),
                     };
-                    let _ = self.post(&refusal).await;
+                    if let Ok(response) = self.post(&refusal).await {
+                        // Read to the end, so that the connection can serve again.
+                        let _ = response.into_body().collect().await;
+                    }
                 }
                 other => {
-                    if let Some(answer) = self.answer_of(other, upstream_id) {
+                    if let Some(answer) = answer_of(other, upstream_id) {
                         return answer;
                     }
                 }
@@ -373,23 +396,79 @@ impl Drop for InflightEntry<'_> {
     }
 }
 
-async fn read_bounded(response: reqwest::Response) -> Result<Vec<u8>, String> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
-    {
-        return Err("the answer is larger than the limit".into());
+/// The answer to the call `upstream_id` in an upstream's JSON `body`: `Ok(None)` when
+/// the body is some other message, `Err` when it is not a JSON-RPC message at all.
+///
+/// Most answers are a plain result: exactly `jsonrpc`, `id` and a `result` whose
+/// members are all `CallToolResult`'s. Such an answer is read straight into a
+/// `CallToolResult`; rmcp's untagged `ServerJsonRpcMessage` would try four message
+/// shapes and then fifteen result types before it, which cost as much CPU as the rest
+/// of the route together, and reach the same value (no other result type is made of
+/// those members alone; `plain_results_read_as_rmcp_reads_them` checks it). Every
+/// other answer, and a plain one `CallToolResult` refuses, is read by rmcp's types.
+pub(crate) fn answer_in(
+    body: &[u8],
+    upstream_id: &RequestId,
+) -> Result<Option<Result<CallToolResponse, ErrorData>>, serde_json::Error> {
+    if let Some(result) = plain_result(body, upstream_id) {
+        return Ok(Some(Ok(CallToolResponse::Complete(result))));
     }
-    let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err("the answer is larger than the limit".into());
+    answer_by_rmcp(body, upstream_id)
+}
+
+fn plain_result(body: &[u8], upstream_id: &RequestId) -> Option<CallToolResult> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PlainAnswer<'a> {
+        #[serde(rename = "jsonrpc")]
+        _jsonrpc: JsonRpcVersion2_0,
+        id: RequestId,
+        #[serde(borrow)]
+        result: &'a RawValue,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CallToolResultMembers {
+        #[serde(rename = "content")]
+        _content: Option<IgnoredAny>,
+        #[serde(rename = "structuredContent")]
+        _structured_content: Option<IgnoredAny>,
+        #[serde(rename = "isError")]
+        _is_error: Option<IgnoredAny>,
+        #[serde(rename = "resultType")]
+        _result_type: Option<IgnoredAny>,
+        #[serde(rename = "_meta")]
+        _meta: Option<IgnoredAny>,
+    }
+    let answer: PlainAnswer<'_> = serde_json::from_slice(body).ok()?;
+    if answer.id != *upstream_id {
+        return None;
+    }
+    serde_json::from_str::<CallToolResultMembers>(answer.result.get()).ok()?;
+    serde_json::from_str(answer.result.get()).ok()
+}
+
+/// [`answer_in`] as rmcp's client reads an answer.
+fn answer_by_rmcp(
+    body: &[u8],
+    upstream_id: &RequestId,
+) -> Result<Option<Result<CallToolResponse, ErrorData>>, serde_json::Error> {
+    let message: ServerJsonRpcMessage = serde_json::from_slice(body)?;
+    Ok(answer_of(message, upstream_id))
+}
+
+/// The answer to `upstream_id` in `message`, if it is one.
+fn answer_of(
+    message: ServerJsonRpcMessage,
+    upstream_id: &RequestId,
+) -> Option<Result<CallToolResponse, ErrorData>> {
+    match message {
+        JsonRpcMessage::Response(r) if r.id == *upstream_id => Some(call_tool_response(r.result)),
+        JsonRpcMessage::Error(e) if e.id.as_ref().is_none_or(|id| id == upstream_id) => {
+            Some(Err(e.error))
         }
-        body.extend_from_slice(&chunk);
+        _ => None,
     }
-    Ok(body)
 }
 
 #[derive(Serialize)]
@@ -419,4 +498,77 @@ struct ErrorReply<'a> {
     jsonrpc: &'static str,
     id: &'a NumberOrString,
     error: ErrorData,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(outcome: Option<Result<CallToolResponse, ErrorData>>) -> Option<String> {
+        outcome.and_then(|outcome| crate::direct::message(&RequestId::Number(1), outcome))
+    }
+
+    /// The shortcut of [`answer_in`] against rmcp's own reading, for answers that
+    /// take it and answers that must not.
+    #[test]
+    fn plain_results_read_as_rmcp_reads_them() {
+        let id = RequestId::String("gw-7".into());
+        let plain = [
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[{"type":"text","text":"hi"}],"isError":false}}"#,
+            r#"{"result":{"isError":true,"content":[]},"id":"gw-7","jsonrpc":"2.0"}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"structuredContent":{"n":1}}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"structuredContent":null}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"structuredContent":[1,2]}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"isError":true}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"_meta":{"k":"v"},"resultType":"complete"}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[{"type":"image","data":"AAAA","mimeType":"image/png"},{"type":"resource_link","uri":"file:///a","name":"a"},{"type":"resource","resource":{"uri":"file:///b","text":"b"}},{"type":"text","text":"t","annotations":{"priority":0.5}}]}}"#,
+            "{ \"jsonrpc\" : \"2.0\",\n \"id\" : \"gw-7\", \"result\" : { \"content\" : [ ] } }",
+        ];
+        let other = [
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"_meta":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"tools":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"extra":1}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"resultType":"input_required"}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"task":{"taskId":"t","status":"working","createdAt":"2026-01-01T00:00:00Z","lastUpdatedAt":"2026-01-01T00:00:00Z","ttl":null}}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[{"type":"nope"}]}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"isError":"yes"}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[]},"x":1}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","id":"gw-7","result":{"content":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-8","result":{"content":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[]}}"#,
+            r#"{"jsonrpc":"1.0","id":"gw-7","result":{"content":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","error":{"code":-32602,"message":"bad"}}"#,
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"down"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":"#,
+            r#"[]"#,
+            "not json",
+        ];
+        for (body, shortcut) in plain
+            .iter()
+            .map(|b| (b, true))
+            .chain(other.iter().map(|b| (b, false)))
+        {
+            assert_eq!(
+                plain_result(body.as_bytes(), &id).is_some(),
+                shortcut,
+                "shortcut taken: {body}"
+            );
+            match (
+                answer_in(body.as_bytes(), &id),
+                answer_by_rmcp(body.as_bytes(), &id),
+            ) {
+                (Ok(ours), Ok(theirs)) => {
+                    let (ours, theirs) = (framed(ours), framed(theirs));
+                    assert_eq!(ours, theirs, "{body}");
+                    if shortcut {
+                        assert!(ours.is_some_and(|m| m.contains("\"result\"")), "{body}");
+                    }
+                }
+                (Err(_), Err(_)) => assert!(!shortcut, "{body}"),
+                (ours, theirs) => panic!("{body}: {ours:?} against rmcp's {theirs:?}"),
+            }
+        }
+    }
 }

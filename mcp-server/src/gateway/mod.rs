@@ -49,6 +49,9 @@ pub const USERNAME_HEADER: &str = "x-mcp-username";
 pub const SCOPES_HEADER: &str = "x-mcp-scopes";
 pub const CLIENT_ID_HEADER: &str = "x-mcp-client-id";
 
+/// How the gateway names itself to the upstream, on rmcp's path and the direct one.
+const GATEWAY_USER_AGENT: &str = concat!("mcp-server-gateway/", env!("CARGO_PKG_VERSION"));
+
 const UNKNOWN: u8 = 0;
 const REACHABLE: u8 = 1;
 const UNREACHABLE: u8 = 2;
@@ -74,8 +77,8 @@ pub struct Gateway {
     last_probe: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
     http: reqwest::Client,
     /// Plain calls to an HTTP upstream that answers in JSON skip rmcp on both sides
-    /// (`transport.direct_tool_calls`; see [`direct`]).
-    direct_calls: bool,
+    /// (`transport.direct_tool_calls`; see [`direct`]), through this client.
+    direct_http: Option<direct::UpstreamHttp>,
     pub policy: Arc<Policy>,
 }
 
@@ -113,12 +116,24 @@ impl Gateway {
         let target = settings
             .target()?
             .ok_or_else(|| "no upstream configured".to_string())?;
+        let connect_timeout = Duration::from_secs(settings.timeout_secs.clamp(1, 10));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(settings.timeout_secs.clamp(1, 10)))
-            .user_agent(concat!("mcp-server-gateway/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(connect_timeout)
+            .user_agent(GATEWAY_USER_AGENT)
             .build()
             .map_err(|e| format!("building the upstream HTTP client: {e}"))?;
+        let direct_http = match (&target, direct_calls) {
+            (Target::Http(_), true) if proxy_configured(|name| std::env::var_os(name)) => {
+                log::info!(
+                    "a proxy is configured in the environment: every call to the upstream goes \
+                     through rmcp's client, which honours it (no direct route)"
+                );
+                None
+            }
+            (Target::Http(_), true) => Some(direct::upstream_http(connect_timeout)?),
+            _ => None,
+        };
         Ok(Gateway {
             target,
             headers: settings.header_pairs()?,
@@ -136,7 +151,7 @@ impl Gateway {
             last_error: Mutex::new(None),
             last_probe: tokio::sync::Mutex::new(None),
             http,
-            direct_calls,
+            direct_http,
             policy,
         })
     }
@@ -849,14 +864,13 @@ impl ProxyHandler {
         let stop = CancellationToken::new();
         let closed = CancellationToken::new();
         let direct = http
-            .filter(|h| {
-                self.gateway.direct_calls
-                    && h.answer.json
-                    && info.protocol_version < ProtocolVersion::STANDARD_HEADERS
+            .zip(self.gateway.direct_http.clone())
+            .filter(|(h, _)| {
+                h.answer.json && info.protocol_version < ProtocolVersion::STANDARD_HEADERS
             })
-            .and_then(|h| {
+            .and_then(|(h, client)| {
                 direct::DirectRoute::new(direct::RouteSpec {
-                    http: self.gateway.http.clone(),
+                    http: client,
                     url: h.url,
                     headers: h.headers,
                     session_id: h.answer.session_id,
@@ -1330,9 +1344,47 @@ async fn supervise(
     drop(permit);
 }
 
+/// Whether reqwest (rmcp's client) would look for a proxy to reach the upstream. The
+/// direct route's client does not read these variables, so with any of them set the
+/// upstream is reached by rmcp's client alone, the way the operator configured.
+fn proxy_configured(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .any(|name| env(name).is_some_and(|value| !value.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxy_in_the_environment_keeps_calls_on_rmcps_client() {
+        let env = |set: Vec<(&'static str, &'static str)>| {
+            move |name: &str| {
+                set.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert!(!proxy_configured(env(vec![])));
+        assert!(!proxy_configured(env(vec![
+            ("HTTPS_PROXY", ""),
+            ("NO_PROXY", "*")
+        ])));
+        for name in ["HTTP_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            assert!(
+                proxy_configured(env(vec![(name, "http://proxy:3128")])),
+                "{name}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn child_output_is_logged_in_bounded_lines() {
