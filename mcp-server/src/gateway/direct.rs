@@ -72,6 +72,8 @@ pub fn upstream_http(connect_timeout: Duration) -> Result<UpstreamHttp, String> 
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(connect_timeout));
+    // As reqwest's client: a dead peer is noticed on idle pooled connections.
+    tcp.set_keepalive(Some(Duration::from_secs(15)));
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
         .map_err(|e| format!("setting up TLS for the upstream: {e}"))?
@@ -141,7 +143,10 @@ impl DirectRoute {
     pub fn new(spec: RouteSpec) -> Option<DirectRoute> {
         let uri: Uri = spec.url.as_str().parse().ok()?;
         let mut headers = spec.headers;
-        headers.insert(USER_AGENT, HeaderValue::from_static(GATEWAY_USER_AGENT));
+        // A user agent of the configured headers wins, as it does on rmcp's path.
+        headers
+            .entry(USER_AGENT)
+            .or_insert(HeaderValue::from_static(GATEWAY_USER_AGENT));
         headers.insert(
             "mcp-protocol-version",
             HeaderValue::from_str(spec.protocol_version.as_str()).ok()?,
@@ -232,16 +237,25 @@ impl DirectRoute {
     }
 
     fn tell_cancelled(&self, upstream_id: RequestId, reason: &str) {
-        let sent = self.post(&Notification {
-            jsonrpc: "2.0",
-            method: "notifications/cancelled",
-            params: CancelledNotificationParam::new(Some(upstream_id), Some(reason.into())),
-        });
+        let sent = tokio::time::timeout(
+            self.timeout,
+            self.post(&Notification {
+                jsonrpc: "2.0",
+                method: "notifications/cancelled",
+                params: CancelledNotificationParam::new(Some(upstream_id), Some(reason.into())),
+            }),
+        );
         let describe = self.describe.clone();
         // Outlives the call it cancels (which may be over by now).
         tokio::spawn(async move {
-            if let Err(e) = sent.await {
-                log::debug!("{describe}: telling the upstream of a cancellation: {e}");
+            match sent.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    log::debug!("{describe}: telling the upstream of a cancellation: {e}")
+                }
+                Err(_) => {
+                    log::debug!("{describe}: telling the upstream of a cancellation timed out")
+                }
             }
         });
     }
@@ -356,10 +370,9 @@ impl DirectRoute {
                             None,
                         ),
                     };
-                    if let Ok(response) = self.post(&refusal).await {
-                        // Read to the end, so that the connection can serve again.
-                        let _ = response.into_body().collect().await;
-                    }
+                    // Its answer is not read (an upstream could make it endless): a body
+                    // left unread closes that pooled connection.
+                    let _ = self.post(&refusal).await;
                 }
                 other => {
                     if let Some(answer) = answer_of(other, upstream_id) {
@@ -403,9 +416,10 @@ impl Drop for InflightEntry<'_> {
 /// members are all `CallToolResult`'s. Such an answer is read straight into a
 /// `CallToolResult`; rmcp's untagged `ServerJsonRpcMessage` would try four message
 /// shapes and then fifteen result types before it, which cost as much CPU as the rest
-/// of the route together, and reach the same value (no other result type is made of
-/// those members alone; `plain_results_read_as_rmcp_reads_them` checks it). Every
-/// other answer, and a plain one `CallToolResult` refuses, is read by rmcp's types.
+/// of the route together, and reach the same value: no result type before it is made of
+/// those members alone, except a `subscriptions/listen` result (`resultType` and
+/// `_meta`), which is left to rmcp; `plain_results_read_as_rmcp_reads_them` checks it.
+/// Every other answer, and a plain one `CallToolResult` refuses, is read by rmcp's types.
 pub(crate) fn answer_in(
     body: &[u8],
     upstream_id: &RequestId,
@@ -436,16 +450,33 @@ fn plain_result(body: &[u8], upstream_id: &RequestId) -> Option<CallToolResult> 
         #[serde(rename = "isError")]
         _is_error: Option<IgnoredAny>,
         #[serde(rename = "resultType")]
-        _result_type: Option<IgnoredAny>,
+        result_type: Option<IgnoredAny>,
         #[serde(rename = "_meta")]
-        _meta: Option<IgnoredAny>,
+        meta: Option<IgnoredAny>,
+    }
+    /// The result read at the depth rmcp reads it (serde_json's nesting limit counts
+    /// from the document, not from the result).
+    #[derive(Deserialize)]
+    struct ResultOf {
+        result: CallToolResult,
+    }
+    // rmcp reads messages from objects only; a derived struct would also take an array.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return None;
     }
     let answer: PlainAnswer<'_> = serde_json::from_slice(body).ok()?;
     if answer.id != *upstream_id {
         return None;
     }
-    serde_json::from_str::<CallToolResultMembers>(answer.result.get()).ok()?;
-    serde_json::from_str(answer.result.get()).ok()
+    let members: CallToolResultMembers = serde_json::from_str(answer.result.get()).ok()?;
+    // `resultType` with `_meta` may be a `subscriptions/listen` result, which rmcp's
+    // untagged union tries before `CallToolResult`.
+    if members.result_type.is_some() && members.meta.is_some() {
+        return None;
+    }
+    serde_json::from_slice::<ResultOf>(body)
+        .ok()
+        .map(|r| r.result)
 }
 
 /// [`answer_in`] as rmcp's client reads an answer.
@@ -508,6 +539,28 @@ mod tests {
         outcome.and_then(|outcome| crate::direct::message(&RequestId::Number(1), outcome))
     }
 
+    /// Both readings agree around serde_json's nesting limit, which counts from the
+    /// whole document.
+    #[test]
+    fn deep_results_read_as_rmcp_reads_them() {
+        let id = RequestId::String("gw-7".into());
+        for depth in 120..=130 {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":"gw-7","result":{{"content":[],"structuredContent":{}{}}}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            match (
+                answer_in(body.as_bytes(), &id),
+                answer_by_rmcp(body.as_bytes(), &id),
+            ) {
+                (Ok(ours), Ok(theirs)) => assert_eq!(framed(ours), framed(theirs), "{depth}"),
+                (Err(_), Err(_)) => {}
+                (ours, theirs) => panic!("{depth}: {ours:?} against rmcp's {theirs:?}"),
+            }
+        }
+    }
+
     /// The shortcut of [`answer_in`] against rmcp's own reading, for answers that
     /// take it and answers that must not.
     #[test]
@@ -520,7 +573,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"structuredContent":null}}"#,
             r#"{"jsonrpc":"2.0","id":"gw-7","result":{"structuredContent":[1,2]}}"#,
             r#"{"jsonrpc":"2.0","id":"gw-7","result":{"isError":true}}"#,
-            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"_meta":{"k":"v"},"resultType":"complete"}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"_meta":{"k":"v"}}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"resultType":"complete"}}"#,
             r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[{"type":"image","data":"AAAA","mimeType":"image/png"},{"type":"resource_link","uri":"file:///a","name":"a"},{"type":"resource","resource":{"uri":"file:///b","text":"b"}},{"type":"text","text":"t","annotations":{"priority":0.5}}]}}"#,
             "{ \"jsonrpc\" : \"2.0\",\n \"id\" : \"gw-7\", \"result\" : { \"content\" : [ ] } }",
         ];
@@ -542,6 +596,9 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"down"}}"#,
             r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#,
             r#"{"jsonrpc":"2.0","id":"gw-7","result":"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"_meta":{"k":"v"},"resultType":"complete"}}"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"resultType":"complete","_meta":{"io.modelcontextprotocol/subscriptionId":"s"}}}"#,
+            r#"["2.0","gw-7",{"content":[]}]"#,
             r#"[]"#,
             "not json",
         ];
