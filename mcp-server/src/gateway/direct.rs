@@ -65,8 +65,9 @@ const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 pub type UpstreamHttp =
     hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// A client for `http://` and `https://` upstreams: TCP_NODELAY (one write per request,
-/// answered at once), `connect_timeout`, idle connections closed after 90 s.
+/// A client for `http://` and `https://` upstreams: HTTP/1.1, or HTTP/2 where TLS
+/// negotiates it (as reqwest offers both), TCP_NODELAY (one write per request, answered
+/// at once), `connect_timeout`, idle connections closed after 90 s.
 pub fn upstream_http(connect_timeout: Duration) -> Result<UpstreamHttp, String> {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
@@ -79,6 +80,7 @@ pub fn upstream_http(connect_timeout: Duration) -> Result<UpstreamHttp, String> 
         .map_err(|e| format!("setting up TLS for the upstream: {e}"))?
         .https_or_http()
         .enable_http1()
+        .enable_http2()
         .wrap_connector(tcp);
     Ok(
         hyper_util::client::legacy::Client::builder(TokioExecutor::new())
