@@ -241,6 +241,42 @@ async fn open(s: &TestServer, token: &str) -> String {
     s.open_session(Some(token)).await.0
 }
 
+/// An upstream (`upstream_sessions`: it gives session ids), a gateway with the direct
+/// route in front of it, and a session of ada's (`mcp:read`) on that gateway.
+struct DirectSession {
+    url: String,
+    seen: Arc<Seen>,
+    s: TestServer,
+    token: String,
+    session: String,
+}
+
+async fn direct_session(upstream_sessions: bool, timeout_secs: u64) -> DirectSession {
+    let (url, seen) = start_upstream(upstream_sessions).await;
+    let s = gateway(&url, true, timeout_secs).await;
+    let token = s.token("ada", "mcp:read");
+    let session = open(&s, &token).await;
+    DirectSession {
+        url,
+        seen,
+        s,
+        token,
+        session,
+    }
+}
+
+/// The JSON-RPC message answering `echo` of `text` (request `id`) on `session`.
+async fn echo(s: &TestServer, token: &str, session: &str, id: u64, text: &str) -> Value {
+    call(
+        s,
+        token,
+        session,
+        &tool_call(json!(id), "echo", json!({ "text": text })),
+    )
+    .await
+    .2
+}
+
 /// The status, media type and JSON-RPC message of one call.
 async fn call(s: &TestServer, token: &str, session: &str, body: &Value) -> (u16, String, Value) {
     let response = s
@@ -363,10 +399,13 @@ async fn cancelled_call(s: &TestServer, token: &str, session: &str) -> (u16, Vec
 
 #[tokio::test]
 async fn a_cancelled_direct_call_is_cancelled_upstream_and_a_slow_one_times_out() {
-    let (url, seen) = start_upstream(false).await;
-    let s = gateway(&url, true, 2).await;
-    let token = s.token("ada", "mcp:read");
-    let session = open(&s, &token).await;
+    let DirectSession {
+        url,
+        seen,
+        s,
+        token,
+        session,
+    } = direct_session(false, 2).await;
 
     // The client sees what rmcp's path shows it: the stream ends, no answer.
     let through_rmcp = gateway(&url, false, 2).await;
@@ -409,29 +448,20 @@ async fn a_cancelled_direct_call_is_cancelled_upstream_and_a_slow_one_times_out(
         started.elapsed()
     );
     // The session still works.
-    let (_, _, echo) = call(
-        &s,
-        &token,
-        &session,
-        &tool_call(json!(23), "echo", json!({"text": "still here"})),
-    )
-    .await;
+    let echo = echo(&s, &token, &session, 23, "still here").await;
     assert_eq!(echo["result"]["content"][0]["text"], "still here", "{echo}");
 }
 
 #[tokio::test]
 async fn an_upstream_answering_with_a_stream_gets_its_calls_through_rmcp_afterwards() {
-    let (url, seen) = start_upstream(false).await;
-    let s = gateway(&url, true, 10).await;
-    let token = s.token("ada", "mcp:read");
-    let session = open(&s, &token).await;
-    let (_, _, first) = call(
-        &s,
-        &token,
-        &session,
-        &tool_call(json!(1), "echo", json!({"text": "a"})),
-    )
-    .await;
+    let DirectSession {
+        seen,
+        s,
+        token,
+        session,
+        ..
+    } = direct_session(false, 10).await;
+    let first = echo(&s, &token, &session, 1, "a").await;
     assert_eq!(first["result"]["content"][0]["text"], "a");
     assert_eq!(direct_count(&s).await, 1);
     // The upstream logs before answering: its answer is a stream, read in full here.
@@ -450,13 +480,7 @@ async fn an_upstream_answering_with_a_stream_gets_its_calls_through_rmcp_afterwa
     );
     assert_eq!(direct_count(&s).await, 2);
     // From then on, this session's calls go through rmcp (which relays streams).
-    let (_, _, later) = call(
-        &s,
-        &token,
-        &session,
-        &tool_call(json!(3), "echo", json!({"text": "b"})),
-    )
-    .await;
+    let later = echo(&s, &token, &session, 3, "b").await;
     assert_eq!(later["result"]["content"][0]["text"], "b", "{later}");
     assert_eq!(direct_count(&s).await, 2);
     assert_eq!(seen.calls.load(Ordering::SeqCst), 2);
@@ -464,30 +488,21 @@ async fn an_upstream_answering_with_a_stream_gets_its_calls_through_rmcp_afterwa
 
 #[tokio::test]
 async fn an_upstream_that_forgot_its_session_ends_ours() {
-    let (url, seen) = start_upstream(true).await;
-    let s = gateway(&url, true, 10).await;
-    let token = s.token("ada", "mcp:read");
-    let session = open(&s, &token).await;
-    let (_, _, first) = call(
-        &s,
-        &token,
-        &session,
-        &tool_call(json!(1), "echo", json!({"text": "a"})),
-    )
-    .await;
+    let DirectSession {
+        seen,
+        s,
+        token,
+        session,
+        ..
+    } = direct_session(true, 10).await;
+    let first = echo(&s, &token, &session, 1, "a").await;
     assert_eq!(first["result"]["content"][0]["text"], "a", "{first}");
     assert_eq!(direct_count(&s).await, 1);
     let last = seen.headers.lock().unwrap().last().cloned().unwrap();
     assert!(last.iter().any(|h| h == "mcp-session-id"), "{last:?}");
 
     seen.forgotten.store(true, Ordering::SeqCst);
-    let (_, _, gone) = call(
-        &s,
-        &token,
-        &session,
-        &tool_call(json!(2), "echo", json!({"text": "b"})),
-    )
-    .await;
+    let gone = echo(&s, &token, &session, 2, "b").await;
     assert_eq!(
         gone["error"]["message"], "the upstream MCP server ended this session; start a new one",
         "{gone}"
@@ -514,13 +529,7 @@ async fn an_upstream_that_forgot_its_session_ends_ours() {
     seen.forgotten.store(false, Ordering::SeqCst);
     let fresh = open(&s, &token).await;
     assert_ne!(fresh, session);
-    let (_, _, again) = call(
-        &s,
-        &token,
-        &fresh,
-        &tool_call(json!(4), "echo", json!({"text": "d"})),
-    )
-    .await;
+    let again = echo(&s, &token, &fresh, 4, "d").await;
     assert_eq!(again["result"]["content"][0]["text"], "d", "{again}");
 }
 
