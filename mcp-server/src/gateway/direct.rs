@@ -50,7 +50,6 @@ use rmcp::service::Peer;
 use rmcp::RoleServer;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -435,12 +434,11 @@ pub(crate) fn answer_in(
 fn plain_result(body: &[u8], upstream_id: &RequestId) -> Option<CallToolResult> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct PlainAnswer<'a> {
+    struct PlainAnswer {
         #[serde(rename = "jsonrpc")]
         _jsonrpc: JsonRpcVersion2_0,
         id: RequestId,
-        #[serde(borrow)]
-        result: &'a RawValue,
+        result: CallToolResultMembers,
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -456,8 +454,8 @@ fn plain_result(body: &[u8], upstream_id: &RequestId) -> Option<CallToolResult> 
         #[serde(rename = "_meta")]
         meta: Option<IgnoredAny>,
     }
-    /// The result read at the depth rmcp reads it (serde_json's nesting limit counts
-    /// from the document, not from the result).
+    /// The result itself, read from the whole document as rmcp reads it (serde_json's
+    /// nesting limit counts from the document).
     #[derive(Deserialize)]
     struct ResultOf {
         result: CallToolResult,
@@ -466,14 +464,12 @@ fn plain_result(body: &[u8], upstream_id: &RequestId) -> Option<CallToolResult> 
     if body.trim_ascii_start().first() != Some(&b'{') {
         return None;
     }
-    let answer: PlainAnswer<'_> = serde_json::from_slice(body).ok()?;
-    if answer.id != *upstream_id {
-        return None;
-    }
-    let members: CallToolResultMembers = serde_json::from_str(answer.result.get()).ok()?;
+    let answer: PlainAnswer = serde_json::from_slice(body).ok()?;
     // `resultType` with `_meta` may be a `subscriptions/listen` result, which rmcp's
     // untagged union tries before `CallToolResult`.
-    if members.result_type.is_some() && members.meta.is_some() {
+    if answer.id != *upstream_id
+        || (answer.result.result_type.is_some() && answer.result.meta.is_some())
+    {
         return None;
     }
     serde_json::from_slice::<ResultOf>(body)
@@ -601,6 +597,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"_meta":{"k":"v"},"resultType":"complete"}}"#,
             r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[],"resultType":"complete","_meta":{"io.modelcontextprotocol/subscriptionId":"s"}}}"#,
             r#"["2.0","gw-7",{"content":[]}]"#,
+            r#"{"jsonrpc":"2.0","id":"gw-7","result":[[],null,false]}"#,
             r#"[]"#,
             "not json",
         ];
